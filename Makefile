@@ -1,0 +1,51 @@
+# drover: the two commands a user needs are `make demo` and `make test`.
+# Everything else here is what they are built from.
+SHELL := /bin/bash
+GO    ?= go
+BIN   := $(CURDIR)/bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS := -s -w -X github.com/drover-net/drover/internal/buildinfo.Version=$(VERSION)
+export CGO_ENABLED := 0
+
+.PHONY: all deps build vet unit e2e test demo demo-down clean
+
+all: build
+
+## deps: install system packages (haproxy, docker.io, wireguard-tools, …) and build bin/consul
+deps:
+	@deploy/deps.sh
+
+## build: the static drover binary and the demo server
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/drover ./cmd/drover
+	$(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/drover-demo ./cmd/drover-demo
+
+vet:
+	$(GO) vet ./...
+	$(GO) vet -tags e2e ./...
+	@bad=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi
+
+## unit: pure tests, no root needed
+unit:
+	$(GO) test -count=1 ./...
+
+## e2e: end-to-end tests in sandboxes (root; they skip with a reason otherwise)
+E2E_RUN ?= .
+e2e: deps build
+	DROVER_BIN_DIR=$(BIN) $(GO) test -tags e2e -count=1 -timeout 40m -v -run '$(E2E_RUN)' ./test/e2e/
+
+## test: everything: deps, vet, unit and end-to-end tests
+test: deps build vet unit e2e
+
+## demo: a 3-host cluster in namespaces with Consul and Docker; prints what to try
+demo: deps build
+	@test/demo.sh up
+
+## demo-down: remove the demo cluster and everything it made
+demo-down: build
+	@test/demo.sh down
+
+clean:
+	rm -f $(BIN)/drover $(BIN)/drover-demo

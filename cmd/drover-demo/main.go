@@ -1,0 +1,144 @@
+// Command drover-demo is the tiny HTTP service that drover's sandbox, demo
+// and end-to-end tests run in containers. It is built statically and packed
+// into the FROM-scratch image drover-demo:latest.
+//
+// Modes:
+//
+//	drover-demo [serve] [-listen :8080] [-marker TEXT]
+//	    answer every path with the hostname, the container's addresses, the
+//	    request path and an optional marker; /healthz answers "ok".
+//	drover-demo get [-timeout 5s] [-n 1] URL
+//	    fetch URL n times and print the last body (scratch images have no curl);
+//	    exits 1 on any failure.
+//
+// It is a test fixture, not part of the agent: it knows nothing of drover.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func main() {
+	args := os.Args[1:]
+	mode := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		mode, args = args[0], args[1:]
+	}
+	var err error
+	switch mode {
+	case "serve":
+		err = serve(args)
+	case "get":
+		err = get(args, os.Stdout)
+	default:
+		err = fmt.Errorf("unknown mode %q (want serve or get)", mode)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "drover-demo:", err)
+		os.Exit(1)
+	}
+}
+
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	listen := fs.String("listen", envOr("DEMO_LISTEN", ":8080"), "address to listen on")
+	marker := fs.String("marker", os.Getenv("DEMO_MARKER"), "text added to every reply (tests search for it)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	var served atomic.Int64
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		n := served.Add(1)
+		fmt.Fprintf(w, "host=%s addrs=%s path=%s n=%d", host, strings.Join(addrs(), ","), r.URL.Path, n)
+		if *marker != "" {
+			fmt.Fprintf(w, " marker=%s", *marker)
+		}
+		fmt.Fprintln(w)
+	})
+	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving on %s: %w", *listen, err)
+	case <-ctx.Done():
+	}
+	// Graceful stop: finish in-flight requests, close idle keep-alives.
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+func get(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("get", flag.ContinueOnError)
+	timeout := fs.Duration("timeout", 5*time.Second, "per-request timeout")
+	n := fs.Int("n", 1, "number of requests")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("get needs exactly one URL")
+	}
+	url := fs.Arg(0)
+	client := &http.Client{Timeout: *timeout}
+	var body []byte
+	for i := 0; i < *n; i++ {
+		resp, err := client.Get(url)
+		if err != nil {
+			return fmt.Errorf("fetching %s: %w", url, err)
+		}
+		body, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", url, err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("fetching %s: status %s", url, resp.Status)
+		}
+	}
+	_, err := out.Write(body)
+	return err
+}
+
+// addrs lists the non-loopback IP addresses of this host, sorted.
+func addrs() []string {
+	var out []string
+	ifaddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	for _, a := range ifaddrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && !ipn.IP.IsLinkLocalUnicast() {
+			out = append(out, ipn.IP.String())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func runCLI(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	c := &cli{stdout: &out, stderr: &errb}
+	code := c.main(args)
+	return code, out.String(), errb.String()
+}
+
+func TestHelpForEveryCommand(t *testing.T) {
+	code, out, _ := runCLI("--help")
+	if code != 0 {
+		t.Fatalf("--help exit %d", code)
+	}
+	for _, cmd := range commands() {
+		if !strings.Contains(out, cmd.name) {
+			t.Errorf("top-level help lacks %s", cmd.name)
+		}
+		code, _, errOut := runCLI(cmd.name, "--help")
+		if code != 0 || !strings.Contains(errOut, "Usage: drover "+cmd.name) {
+			t.Errorf("%s --help: exit %d, output %q", cmd.name, code, errOut)
+		}
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	code, _, errOut := runCLI("frobnicate")
+	if code != 2 || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI("version")
+	if code != 0 || !strings.HasPrefix(out, "drover ") {
+		t.Errorf("version: exit %d, %q", code, out)
+	}
+}

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/drover-net/drover/test/sandbox"
+)
+
+const sandboxUsage = `drover sandbox SUBCOMMAND [flags]
+
+A multi-host drover cluster on this machine, for trying drover and for its
+end-to-end tests. Each host (h1..hN) is a network namespace with its own
+Consul client agent and dockerd on a shared underlay bridge (10.99.0.0/24);
+Consul servers run in namespaces of their own. The root namespace gets no
+route into any of it. Needs root.
+
+Subcommands:
+  up [--hosts N] [--consul-servers 1|3]   create or converge the sandbox
+  down                                     remove everything the sandbox made
+  status [--json]                          hosts, daemons, Consul members
+  exec HOST -- CMD...                      run CMD inside HOST (DOCKER_HOST and
+                                           CONSUL_HTTP_ADDR set for it)
+  docker HOST -- ARGS...                   run docker ARGS against HOST's dockerd
+  partition HOST | heal HOST               cut / restore HOST's underlay link
+  kill HOST PROCESS                        kill -9 one of HOST's daemons
+                                           (agent, consul, dockerd, haproxy)
+  start HOST PROCESS                       start consul or dockerd again
+  ui [--listen 127.0.0.1:8500]             relay the Consul UI/API to loopback
+
+Flags common to every subcommand (before the subcommand):
+  --prefix NAME   name prefix of everything made (env DROVER_SANDBOX_PREFIX, default drv)
+  --bin-dir DIR   where consul and drover-demo are (default: this binary's directory)
+`
+
+func (c *cli) sandbox(args []string) int {
+	fs := c.flagSet("sandbox", sandboxUsage)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), "Usage: "+sandboxUsage) }
+	prefix := fs.String("prefix", envDefault(c.getenv("DROVER_SANDBOX_PREFIX"), "drv"), "name prefix")
+	binDir := fs.String("bin-dir", "", "binary directory")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fs.Usage()
+		return 2
+	}
+	sub, rest := rest[0], rest[1:]
+	opt := sandbox.Options{Prefix: *prefix, BinDir: *binDir,
+		Log: slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if os.Geteuid() != 0 {
+		return c.fail("sandbox needs root (it creates network namespaces and starts daemons)")
+	}
+	switch sub {
+	case "up":
+		return c.sandboxUp(ctx, opt, rest)
+	case "down":
+		return c.withSandbox(opt, func(sb *sandbox.Sandbox) error {
+			if err := sb.Down(ctx); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "sandbox %q removed; nothing with its prefix remains\n", opt.Prefix)
+			return nil
+		})
+	case "status":
+		sfs := c.flagSet("sandbox status", "drover sandbox status [--json]")
+		asJSON := sfs.Bool("json", false, "print JSON")
+		if code, ok := parse(sfs, rest); !ok {
+			return code
+		}
+		return c.withSandbox(opt, func(sb *sandbox.Sandbox) error {
+			st := sb.Status(ctx)
+			if *asJSON {
+				enc := json.NewEncoder(c.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			st.Print(c.stdout, "drover")
+			return nil
+		})
+	case "exec", "docker":
+		return c.sandboxExec(ctx, opt, sub, rest)
+	case "partition", "heal":
+		if len(rest) != 1 {
+			return c.fail("usage: drover sandbox %s HOST", sub)
+		}
+		return c.withSandbox(opt, func(sb *sandbox.Sandbox) error {
+			if sub == "partition" {
+				return sb.Partition(ctx, rest[0])
+			}
+			return sb.Heal(ctx, rest[0])
+		})
+	case "kill", "start":
+		if len(rest) != 2 {
+			return c.fail("usage: drover sandbox %s HOST PROCESS", sub)
+		}
+		return c.withSandbox(opt, func(sb *sandbox.Sandbox) error {
+			if sub == "start" {
+				return sb.Start(ctx, rest[0], rest[1])
+			}
+			pid, err := sb.Kill(rest[0], rest[1])
+			if err == nil {
+				fmt.Fprintf(c.stdout, "killed %s on %s (pid %d)\n", rest[1], rest[0], pid)
+			}
+			return err
+		})
+	case "ui":
+		ufs := c.flagSet("sandbox ui", "drover sandbox ui [--listen 127.0.0.1:8500]")
+		listen := ufs.String("listen", "127.0.0.1:8500", "loopback address to serve on")
+		if code, ok := parse(ufs, rest); !ok {
+			return code
+		}
+		return c.withSandbox(opt, func(sb *sandbox.Sandbox) error {
+			fmt.Fprintf(c.stdout, "Consul UI: http://%s/ui (Ctrl-C to stop)\n", *listen)
+			return sb.ServeUI(ctx, *listen)
+		})
+	default:
+		fs.Usage()
+		return 2
+	}
+}
+
+func (c *cli) withSandbox(opt sandbox.Options, f func(*sandbox.Sandbox) error) int {
+	sb, err := sandbox.New(opt)
+	if err != nil {
+		return c.fail("%v", err)
+	}
+	if err := f(sb); err != nil {
+		return c.fail("%v", err)
+	}
+	return 0
+}
+
+func (c *cli) sandboxUp(ctx context.Context, opt sandbox.Options, args []string) int {
+	fs := c.flagSet("sandbox up", "drover sandbox up [--hosts N] [--consul-servers 1|3]\n\nCreates the sandbox, or converges an existing one (restarting dead daemons).\nRemains of an earlier or killed run with the same prefix are removed first.")
+	fs.IntVar(&opt.Hosts, "hosts", 0, "number of hosts (default: as the sandbox that is up, else 3)")
+	fs.IntVar(&opt.ConsulServers, "consul-servers", 0, "Consul servers, 1 or 3 (default: as the sandbox that is up, else 1)")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	begin := time.Now()
+	return c.withSandbox(opt, func(sb *sandbox.Sandbox) error {
+		if err := sb.Up(ctx); err != nil {
+			return err
+		}
+		sb.Status(ctx).Print(c.stdout, "drover")
+		fmt.Fprintf(c.stdout, "\nsandbox up in %s\n", time.Since(begin).Round(100*time.Millisecond))
+		return nil
+	})
+}
+
+// sandboxExec runs `exec HOST -- CMD...` or `docker HOST -- ARGS...` and
+// exits with the command's code.
+func (c *cli) sandboxExec(ctx context.Context, opt sandbox.Options, sub string, args []string) int {
+	if len(args) < 1 {
+		return c.fail("usage: drover sandbox %s HOST -- ARGS...", sub)
+	}
+	host, argv := args[0], args[1:]
+	if len(argv) > 0 && argv[0] == "--" {
+		argv = argv[1:]
+	}
+	if sub == "docker" {
+		argv = append([]string{"docker"}, argv...)
+	}
+	if len(argv) == 0 {
+		return c.fail("usage: drover sandbox %s HOST -- ARGS...", sub)
+	}
+	sb, err := sandbox.New(opt)
+	if err != nil {
+		return c.fail("%v", err)
+	}
+	code, err := sb.Exec(ctx, host, os.Stdin, c.stdout, c.stderr, argv...)
+	if err != nil {
+		return c.fail("%v", err)
+	}
+	return code
+}
+
+func envDefault(v, def string) string {
+	if strings.TrimSpace(v) != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,7 @@
+// Package confgen renders arbitrary files from Consul, confd-style:
+// template resources, confd-compatible template functions plus service
+// functions, check_cmd on a staged file, atomic replace and reload_cmd.
+//
+// It reads Consul only through discovery's watches and never manages
+// HAProxy itself (lb does).
+package confgen

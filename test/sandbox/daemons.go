@@ -1,0 +1,241 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Process names accepted by Kill and Start.
+const (
+	ProcConsul  = "consul"
+	ProcDockerd = "dockerd"
+	ProcAgent   = "agent"
+	ProcHAProxy = "haproxy"
+)
+
+// Processes lists the daemons a host may run, in start order.
+var Processes = []string{ProcConsul, ProcDockerd, ProcAgent, ProcHAProxy}
+
+func pidFile(run, name string) string { return filepath.Join(run, name+".pid") }
+
+// retryJoin lists the servers' underlay addresses.
+func (s *Sandbox) retryJoin() string {
+	var q []string
+	for _, sv := range s.Servers() {
+		q = append(q, strconv.Quote(sv.Addr.String()))
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// consulConfig is the HCL of one agent; server agents also bind their HTTP
+// API to the underlay address so that hosts can reach the UI.
+func (s *Sandbox) consulConfig(node, addr, dataDir string, server bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "node_name = %q\ndatacenter = \"sandbox\"\ndata_dir = %q\n", node, dataDir)
+	fmt.Fprintf(&b, "bind_addr = %q\nadvertise_addr = %q\n", addr, addr)
+	fmt.Fprintf(&b, "retry_join = %s\nretry_interval = \"1s\"\n", s.retryJoin())
+	b.WriteString("log_level = \"warn\"\ndisable_update_check = true\nenable_script_checks = false\n")
+	b.WriteString("performance { raft_multiplier = 1 }\n")
+	if server {
+		fmt.Fprintf(&b, "server = true\nbootstrap_expect = %d\n", s.opt.ConsulServers)
+		fmt.Fprintf(&b, "client_addr = \"127.0.0.1 %s\"\nui_config { enabled = true }\n", addr)
+	} else {
+		b.WriteString("client_addr = \"127.0.0.1\"\n")
+	}
+	return b.String()
+}
+
+func (s *Sandbox) consulDaemon(node, netns, mnt, addr, dir, runDir string, server bool) (daemon, error) {
+	data := filepath.Join(dir, "consul")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return daemon{}, fmt.Errorf("creating %s: %w", data, err)
+	}
+	cfg := filepath.Join(dir, "consul.hcl")
+	if err := os.WriteFile(cfg, []byte(s.consulConfig(node, addr, data, server)), 0o644); err != nil {
+		return daemon{}, fmt.Errorf("writing %s: %w", cfg, err)
+	}
+	return daemon{
+		name:    ProcConsul,
+		netns:   netns,
+		mnt:     mnt,
+		argv:    []string{s.bin("consul"), "agent", "-config-file=" + cfg},
+		logFile: filepath.Join(dir, "consul.log"),
+		pidFile: pidFile(runDir, ProcConsul),
+	}, nil
+}
+
+// dockerDaemon describes host h's dockerd. It runs in the host's network
+// namespace only (its own mount namespace would hide cgroup mounts), with
+// its own data and exec roots, socket and pid file, no default bridge and no
+// iptables rules, and a cgroup parent named after the host so that every
+// container process can be found, and killed, by cgroup.
+func (s *Sandbox) dockerDaemon(h Host) (daemon, error) {
+	cfg := filepath.Join(h.Dir, "daemon.json")
+	if err := os.MkdirAll(h.Dir, 0o755); err != nil {
+		return daemon{}, fmt.Errorf("creating %s: %w", h.Dir, err)
+	}
+	if err := os.WriteFile(cfg, []byte("{}\n"), 0o644); err != nil {
+		return daemon{}, fmt.Errorf("writing %s: %w", cfg, err)
+	}
+	return daemon{
+		name:  ProcDockerd,
+		netns: h.NetNS,
+		argv: []string{"dockerd",
+			"--config-file", cfg,
+			"--data-root", filepath.Join(h.Dir, "docker"),
+			"--exec-root", filepath.Join(h.Run, "dx"),
+			"-H", "unix://" + h.DockerSock,
+			"--pidfile", filepath.Join(h.Run, "dockerd.self.pid"),
+			"--bridge", "none",
+			"--iptables=false",
+			"--ip-masq=false",
+			"--userland-proxy=false",
+			"--cgroup-parent", "/" + s.cgroupName(h),
+			"--log-level", "warn",
+		},
+		logFile: filepath.Join(h.Dir, "dockerd.log"),
+		pidFile: pidFile(h.Run, ProcDockerd),
+	}, nil
+}
+
+func (s *Sandbox) cgroupName(h Host) string { return s.opt.Prefix + "-sandbox-" + h.Name }
+
+// ensureServer starts Consul server sv unless it runs.
+func (s *Sandbox) ensureServer(sv Server) error {
+	d, err := s.consulDaemon(sv.Name, sv.NetNS, "", sv.Addr.String(), sv.Dir, sv.Run, true)
+	if err != nil {
+		return err
+	}
+	return ensure(d, "consul")
+}
+
+// ensureHost starts host h's Consul agent and dockerd unless they run.
+func (s *Sandbox) ensureHost(h Host) error {
+	d, err := s.consulDaemon(h.Name, h.NetNS, h.MountNS, h.Addr.String(), h.Dir, h.Run, false)
+	if err != nil {
+		return err
+	}
+	if err := ensure(d, "consul"); err != nil {
+		return err
+	}
+	dd, err := s.dockerDaemon(h)
+	if err != nil {
+		return err
+	}
+	return ensure(dd, "dockerd")
+}
+
+func ensure(d daemon, match string) error {
+	if pidOf(d.pidFile, match) != 0 {
+		return nil
+	}
+	return start(d)
+}
+
+// Start starts one daemon of a host again (after Kill, say). It is a no-op
+// when the daemon runs. Only consul and dockerd are started by the sandbox
+// itself; the agent and haproxy belong to later layers.
+func (s *Sandbox) Start(ctx context.Context, host, proc string) error {
+	h, err := s.HostByName(host)
+	if err != nil {
+		return err
+	}
+	switch proc {
+	case ProcConsul, ProcDockerd:
+		if err := s.ensureHost(h); err != nil {
+			return err
+		}
+		return s.waitHost(ctx, h)
+	default:
+		return fmt.Errorf("sandbox start: %q is not started by the sandbox (want consul or dockerd)", proc)
+	}
+}
+
+// Kill sends SIGKILL to one daemon of a host, found by its pid file.
+func (s *Sandbox) Kill(host, proc string) (int, error) {
+	h, err := s.HostByName(host)
+	if err != nil {
+		return 0, err
+	}
+	match := map[string]string{ProcConsul: "consul", ProcDockerd: "dockerd", ProcAgent: "drover", ProcHAProxy: "haproxy"}[proc]
+	if match == "" {
+		return 0, fmt.Errorf("sandbox kill: unknown process %q (want one of %s)", proc, strings.Join(Processes, ", "))
+	}
+	pid := pidOf(pidFile(h.Run, proc), match)
+	if pid == 0 {
+		return 0, fmt.Errorf("sandbox kill: %s is not running on %s", proc, host)
+	}
+	if err := killPID(pid); err != nil {
+		return 0, fmt.Errorf("killing %s on %s: %w", proc, host, err)
+	}
+	waitGone(pid, 5*time.Second)
+	return pid, nil
+}
+
+// ProcessPID returns the PID of a host's daemon, or 0 when it is not running.
+func (s *Sandbox) ProcessPID(h Host, proc string) int {
+	match := map[string]string{ProcConsul: "consul", ProcDockerd: "dockerd", ProcAgent: "drover", ProcHAProxy: "haproxy"}[proc]
+	return pidOf(pidFile(h.Run, proc), match)
+}
+
+// waitServers waits until the Consul servers have a leader and every
+// expected agent is an alive member.
+func (s *Sandbox) waitConsul(ctx context.Context) error {
+	want := s.opt.ConsulServers + s.opt.Hosts
+	sv := s.Server(1)
+	var last string
+	err := poll(ctx, 60*time.Second, func() bool {
+		out, err := run(ctx, "nsenter", append(nsArgs(sv.NetNS, ""), s.bin("consul"), "members", "-http-addr=127.0.0.1:8500")...)
+		last = out
+		if err != nil {
+			return false
+		}
+		return strings.Count(out, " alive ") >= want
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for %d alive Consul members: %w (last: %s)", want, err, strings.TrimSpace(last))
+	}
+	return nil
+}
+
+// waitHost waits until host h's dockerd answers and its Consul agent has a
+// leader.
+func (s *Sandbox) waitHost(ctx context.Context, h Host) error {
+	var last error
+	err := poll(ctx, 60*time.Second, func() bool {
+		_, last = s.Output(ctx, h.Name, "docker", "version", "--format", "{{.Server.Version}}")
+		if last != nil {
+			return false
+		}
+		var out string
+		out, last = s.Output(ctx, h.Name, s.bin("consul"), "operator", "raft", "list-peers")
+		return last == nil && strings.Contains(out, "leader")
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for dockerd and consul on %s: %w (last: %v)", h.Name, err, last)
+	}
+	return nil
+}
+
+// poll calls ok every 200 ms until it returns true or d has passed.
+func poll(ctx context.Context, d time.Duration, ok func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if ok() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("gave up after %s", d)
+		case <-t.C:
+		}
+	}
+}

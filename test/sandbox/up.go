@@ -1,0 +1,161 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// state is what a finished Up records; a later Up with the same shape keeps
+// the running cluster and only restarts what died.
+type state struct {
+	Prefix        string    `json:"prefix"`
+	Hosts         int       `json:"hosts"`
+	ConsulServers int       `json:"consul_servers"`
+	Created       time.Time `json:"created"`
+}
+
+func (s *Sandbox) stateFile() string { return filepath.Join(s.opt.Dir, "state.json") }
+
+func (s *Sandbox) readState() (state, bool) {
+	var st state
+	b, err := os.ReadFile(s.stateFile())
+	if err != nil || json.Unmarshal(b, &st) != nil {
+		return state{}, false
+	}
+	return st, true
+}
+
+// Up makes the sandbox exist with its shape and every daemon running, then
+// loads the demo image into every host. It converges: a sandbox of the same
+// shape that is already up is kept (dead daemons are restarted); anything
+// else with the prefix, such as the remains of a killed run or a sandbox of
+// another shape, is removed first.
+func (s *Sandbox) Up(ctx context.Context) error {
+	for _, b := range []string{"consul", "drover-demo"} {
+		if _, err := os.Stat(s.bin(b)); err != nil {
+			return fmt.Errorf("sandbox needs %s (run `make build`): %w", s.bin(b), err)
+		}
+	}
+	if st, ok := s.readState(); ok && s.sameShape(st) && s.namespacesPresent() {
+		s.log.Info("sandbox already up; checking its daemons", "prefix", s.opt.Prefix)
+	} else {
+		if len(s.netnsList()) > 0 || ok || dirExists(s.opt.Dir) || dirExists(s.opt.RunDir) {
+			s.log.Info("removing an earlier sandbox with this prefix", "prefix", s.opt.Prefix)
+			if err := s.Down(ctx); err != nil {
+				return fmt.Errorf("removing the earlier sandbox: %w", err)
+			}
+		}
+		if err := s.build(ctx); err != nil {
+			return err
+		}
+	}
+	if err := s.startAll(ctx); err != nil {
+		return err
+	}
+	st := state{Prefix: s.opt.Prefix, Hosts: s.opt.Hosts, ConsulServers: s.opt.ConsulServers, Created: time.Now().UTC()}
+	if old, ok := s.readState(); ok && s.sameShape(old) {
+		st.Created = old.Created
+	}
+	b, _ := json.MarshalIndent(st, "", "  ")
+	if err := os.WriteFile(s.stateFile(), b, 0o644); err != nil {
+		return fmt.Errorf("recording sandbox state: %w", err)
+	}
+	return nil
+}
+
+func (s *Sandbox) sameShape(st state) bool {
+	return st.Prefix == s.opt.Prefix && st.Hosts == s.opt.Hosts && st.ConsulServers == s.opt.ConsulServers
+}
+
+func (s *Sandbox) namespacesPresent() bool {
+	names := []string{s.SwitchNS()}
+	for _, sv := range s.Servers() {
+		names = append(names, sv.NetNS)
+	}
+	for _, h := range s.Hosts() {
+		if _, err := os.Stat(h.MountNS); err != nil {
+			return false
+		}
+		names = append(names, h.NetNS)
+	}
+	for _, n := range names {
+		if !netnsExists(n) {
+			return false
+		}
+	}
+	return true
+}
+
+func dirExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
+
+// build creates the namespaces, links and directories of a new sandbox.
+func (s *Sandbox) build(ctx context.Context) error {
+	s.log.Info("building the underlay", "switch", s.SwitchNS(), "network", Underlay.String())
+	for _, d := range []string{s.opt.Dir, s.opt.RunDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("creating %s: %w", d, err)
+		}
+	}
+	if err := s.buildSwitch(ctx); err != nil {
+		return err
+	}
+	for _, sv := range s.Servers() {
+		if err := s.attach(ctx, sv.NetNS, sv.Name, sv.Addr.String()); err != nil {
+			return err
+		}
+	}
+	for _, h := range s.Hosts() {
+		if err := os.MkdirAll(h.Run, 0o755); err != nil {
+			return fmt.Errorf("creating %s: %w", h.Run, err)
+		}
+		if err := s.attach(ctx, h.NetNS, h.Name, h.Addr.String()); err != nil {
+			return err
+		}
+		if err := s.buildMountNS(ctx, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startAll starts whatever daemon is not running, waits until the cluster
+// is usable and loads the demo image where it is missing.
+func (s *Sandbox) startAll(ctx context.Context) error {
+	for _, sv := range s.Servers() {
+		if err := s.ensureServer(sv); err != nil {
+			return err
+		}
+	}
+	for _, h := range s.Hosts() {
+		if err := s.ensureHost(h); err != nil {
+			return err
+		}
+	}
+	s.log.Info("waiting for Consul and dockerd", "hosts", s.opt.Hosts, "servers", s.opt.ConsulServers)
+	if err := s.waitConsul(ctx); err != nil {
+		return err
+	}
+	archive, err := ImageArchive(s.bin("drover-demo"), DemoImage)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, h := range s.Hosts() {
+		if err := s.waitHost(ctx, h); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := s.loadImage(ctx, h, archive); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
