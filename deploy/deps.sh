@@ -17,15 +17,20 @@ if ((${#missing[@]})); then
     exit 1
   fi
   echo "deps: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  export DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a
+  log=$(mktemp)
+  if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    exit 1
+  fi
+  rm -f "$log"
 fi
 
 # Consul v1.14.8 (the last MPL release), built from its own tiny module so
 # that Consul's dependencies never enter drover's go.mod. Cached in bin/.
 want=v1.14.8
-if ! bin/consul version 2>/dev/null | grep -q "Consul $want"; then
+have=$(bin/consul version 2>/dev/null || true)
+if [[ $have != *"Consul $want"* ]]; then
   echo "deps: building Consul $want into bin/consul (a few minutes, once)"
   mkdir -p bin
   (cd deploy/consul-build && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -o ../../bin/consul.tmp github.com/hashicorp/consul)

@@ -129,9 +129,10 @@ func TestSandboxRecoversFromKilledRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	t.Cleanup(func() { _ = sb.Down(context.Background()) })
 	// Stale state: a namespace, a link and a directory of the prefix, no state file.
 	for _, args := range [][]string{{"netns", "add", "drvk-sw"}, {"netns", "add", "drvk-h1"},
-		{"-n", "drvk-h1", "link", "add", "junk0", "type", "dummy"}} {
+		{"-n", "drvk-h1", "link", "add", "junk0", "type", "veth", "peer", "name", "junk1"}} {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 			t.Fatalf("ip %v: %v: %s", args, err, out)
 		}

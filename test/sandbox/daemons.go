@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -127,6 +128,9 @@ func (s *Sandbox) ensureHost(h Host) error {
 	if err != nil {
 		return err
 	}
+	if pidOf(dd.pidFile, "dockerd") == 0 {
+		s.resetDockerRuntime(h)
+	}
 	return ensure(dd, "dockerd")
 }
 
@@ -238,4 +242,24 @@ func poll(ctx context.Context, d time.Duration, ok func() bool) error {
 		case <-t.C:
 		}
 	}
+}
+
+// resetDockerRuntime clears what a dockerd killed with SIGKILL leaves behind
+// on host h, as a reboot would: its managed containerd, shims and containers
+// (without live-restore a restarted dockerd stops them anyway, and a new
+// containerd hangs on orphaned shims), their mounts and runtime state under
+// the exec root, and dockerd's own pid file (a killed daemon may linger as a
+// zombie, and dockerd refuses to start while that PID exists).
+func (s *Sandbox) resetDockerRuntime(h Host) {
+	dx := filepath.Join(h.Run, "dx")
+	killReferencing(filepath.Join(dx, "containerd", "containerd.toml"))
+	killReferencing(filepath.Join(dx, "containerd", "containerd.sock"))
+	s.killCgroup("/" + s.cgroupName(h))
+	for _, m := range mountPoints() {
+		if strings.HasPrefix(m, dx+"/") {
+			_ = syscall.Unmount(m, syscall.MNT_DETACH)
+		}
+	}
+	_ = os.RemoveAll(dx)
+	_ = os.Remove(filepath.Join(h.Run, "dockerd.self.pid"))
 }

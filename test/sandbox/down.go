@@ -125,12 +125,30 @@ func (s *Sandbox) killNamespaceProcs() {
 
 // cgroupDirs lists the sandbox's container cgroups in every hierarchy,
 // deepest first.
-func (s *Sandbox) cgroupDirs() []string {
+func (s *Sandbox) cgroupDirs() []string { return cgroupDirs(s.opt.Prefix + "-sandbox-*") }
+
+// killCgroup kills every process in one of the sandbox's cgroups (name is
+// "/<prefix>-sandbox-hN") in every hierarchy.
+func (s *Sandbox) killCgroup(name string) {
+	for _, d := range cgroupDirs(strings.TrimPrefix(name, "/")) {
+		b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				_ = killPID(pid)
+				waitGone(pid, 2*time.Second)
+			}
+		}
+	}
+}
+
+// cgroupDirs lists the cgroups matching a top-level glob in every
+// hierarchy, with their descendants, deepest first.
+func cgroupDirs(glob string) []string {
 	var dirs []string
 	roots, _ := filepath.Glob("/sys/fs/cgroup/*")
 	roots = append(roots, "/sys/fs/cgroup")
 	for _, r := range roots {
-		tops, _ := filepath.Glob(filepath.Join(r, s.opt.Prefix+"-sandbox-*"))
+		tops, _ := filepath.Glob(filepath.Join(r, glob))
 		for _, top := range tops {
 			_ = filepath.WalkDir(top, func(p string, d os.DirEntry, err error) error {
 				if err == nil && d.IsDir() {

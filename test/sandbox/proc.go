@@ -186,3 +186,20 @@ func linkInode(l string) string {
 	}
 	return l[i+1 : j]
 }
+
+// killReferencing kills (SIGKILL) every process whose command line contains
+// path, an absolute path inside the sandbox's own directories.
+func killReferencing(path string) {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && bytes.Contains(b, []byte(path)) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			waitGone(pid, 5*time.Second)
+		}
+	}
+}
