@@ -1,21 +1,336 @@
 package main
 
-import "fmt"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/drover-net/drover/discovery"
+	"github.com/drover-net/drover/discovery/consul"
+	"github.com/drover-net/drover/discovery/docker"
+	"github.com/drover-net/drover/internal/buildinfo"
+	"github.com/drover-net/drover/overlay"
+	"github.com/drover-net/drover/overlay/netlink"
+	"github.com/drover-net/drover/overlay/wg"
+)
+
+const agentSynopsis = `drover agent [flags]
+
+Runs the drover agent on this host: joins the encrypted WireGuard mesh
+(leasing this host's container subnet in Consul), creates or adopts the
+Docker network for that subnet, and keeps peers and routes in step with
+every other drover-node in Consul. Every flag can also be set with its
+DROVER_* environment variable (--cluster-cidr → DROVER_CLUSTER_CIDR); flags
+win. Stopping the agent leaves the mesh running; ` + "`drover leave`" + ` removes
+this host from it.`
 
 func (c *cli) agent(args []string) int {
-	fs := c.flagSet("agent", "drover agent [flags]\n\nRuns the drover agent on this host.")
+	cfg := DefaultConfig()
+	fs := c.flagSet("agent", agentSynopsis)
+	agentFlags(fs, &cfg)
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	fmt.Fprintln(c.stderr, "drover agent: no controller is built into this version yet")
-	return 1
+	if err := applyEnv(fs, c.getenv); err != nil {
+		return c.fail("%v", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return c.fail("%v", err)
+	}
+	log := newLogger(c.stderr, cfg.LogFormat, cfg.LogLevel)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := runAgent(ctx, cfg, log); err != nil {
+		log.Error("agent stopped", "err", err)
+		return 1
+	}
+	return 0
 }
 
-func (c *cli) status(args []string) int {
-	fs := c.flagSet("status", "drover status [--json]\n\nShows what the local agent is doing.")
-	if code, ok := parse(fs, args); !ok {
-		return code
+func newLogger(w interface{ Write([]byte) (int, error) }, format, level string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
 	}
-	fmt.Fprintln(c.stderr, "drover status: no agent API is built into this version yet")
-	return 1
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// agent is the running agent's wiring.
+type agent struct {
+	cfg     Config
+	log     *slog.Logger
+	consul  *consul.Client
+	docker  *docker.Client
+	link    *wg.Link
+	overlay *overlay.Controller
+	nodes   *discovery.Latest[[]discovery.Node]
+	leases  *discovery.Latest[map[string]overlay.KVEntry]
+	leave   chan chan error // leave requests from the status API
+	started time.Time
+}
+
+func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
+	a := &agent{cfg: cfg, log: log, leave: make(chan chan error), started: time.Now()}
+	if err := a.setup(ctx); err != nil {
+		return err
+	}
+	defer a.link.Close()
+	defer a.docker.Close()
+	kick := make(chan struct{}, 1)
+	a.nodes = discovery.NewLatest[[]discovery.Node](kick)
+	a.leases = discovery.NewLatest[map[string]overlay.KVEntry](kick)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		discovery.Watch(gctx, log, "nodes", func(ctx context.Context, idx uint64) ([]discovery.Node, uint64, error) {
+			es, i, err := a.consul.HealthService(ctx, discovery.NodeService, idx)
+			return discovery.NodesFromEntries(es), i, err
+		}, a.nodes, 100*time.Millisecond)
+		return nil
+	})
+	g.Go(func() error {
+		discovery.Watch(gctx, log, "leases", func(ctx context.Context, idx uint64) (map[string]overlay.KVEntry, uint64, error) {
+			ps, i, err := a.consul.KVList(ctx, overlay.LeasePrefix, idx)
+			out := map[string]overlay.KVEntry{}
+			for _, p := range ps {
+				out[p.Key] = overlay.KVEntry{Value: p.Value, Index: p.ModifyIndex}
+			}
+			return out, i, err
+		}, a.leases, 100*time.Millisecond)
+		return nil
+	})
+	if err := a.startOverlay(ctx, kick); err != nil {
+		cancel()
+		_ = g.Wait()
+		return err
+	}
+	g.Go(func() error { return a.overlay.Run(gctx) })
+	g.Go(func() error { return a.serveStatus(gctx) })
+	g.Go(func() error {
+		select {
+		case <-gctx.Done():
+			return nil
+		case reply := <-a.leave:
+			err := a.doLeave(gctx)
+			reply <- err
+			cancel()
+			return err
+		}
+	})
+	err := g.Wait()
+	log.Info("agent stopped; the mesh keeps running", "interface", cfg.Interface)
+	return err
+}
+
+// setup opens the clients and finds the node name, key, endpoint and MTU.
+func (a *agent) setup(ctx context.Context) error {
+	var err error
+	if a.consul, err = consul.New(a.cfg.ConsulAddr); err != nil {
+		return err
+	}
+	if a.docker, err = docker.New(a.cfg.DockerHost); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("creating data dir: %w", err)
+	}
+	consulNode, consulAddr, err := a.waitConsul(ctx)
+	if err != nil {
+		return err
+	}
+	if a.cfg.NodeName, err = persistNodeName(a.cfg.DataDir, a.cfg.NodeName, consulNode); err != nil {
+		return err
+	}
+	if a.cfg.Endpoint == "" {
+		a.cfg.Endpoint = consulAddr
+	}
+	ep, _ := parseEndpoint(a.cfg.Endpoint, a.cfg.ListenPort)
+	a.cfg.Endpoint = ep.String()
+	if a.cfg.MTU == 0 {
+		mtu, err := netlink.MTUOf(ep.Addr())
+		if err != nil {
+			a.log.Warn("cannot find the underlay MTU; assuming 1500", "endpoint", ep, "err", err)
+			mtu = 1500
+		}
+		a.cfg.MTU = mtu - 80
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding the drover binary: %w", err)
+	}
+	a.link, err = wg.New(wg.Options{Name: a.cfg.Interface, Mode: a.cfg.WGMode, MTU: a.cfg.MTU, Exe: exe, DataDir: a.cfg.DataDir, Log: a.log})
+	return err
+}
+
+// waitConsul asks the local Consul agent who it is, retrying until it
+// answers: the agent may start before Consul does.
+func (a *agent) waitConsul(ctx context.Context) (string, string, error) {
+	for delay := 250 * time.Millisecond; ; delay = min(delay*2, 10*time.Second) {
+		node, addr, err := a.consul.Self(ctx)
+		if err == nil {
+			return node, addr, nil
+		}
+		a.log.Warn("waiting for the local Consul agent", "err", err)
+		select {
+		case <-ctx.Done():
+			return "", "", ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+}
+
+// persistNodeName returns the node name kept in the data dir; the first start
+// stores flag (or, if empty, def). A later, different --node-name is refused:
+// a node's identity never changes under it.
+func persistNodeName(dir, flag, def string) (string, error) {
+	path := filepath.Join(dir, "node-name")
+	if b, err := os.ReadFile(path); err == nil {
+		kept := strings.TrimSpace(string(b))
+		if flag != "" && flag != kept {
+			return "", fmt.Errorf("--node-name %q differs from %q kept in %s; a node's name does not change (remove the file after `drover leave` to rename)", flag, kept, path)
+		}
+		return kept, nil
+	}
+	name := flag
+	if name == "" {
+		name = def
+	}
+	if err := os.WriteFile(path, []byte(name+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("storing node name: %w", err)
+	}
+	return name, nil
+}
+
+func (a *agent) startOverlay(ctx context.Context, kick chan struct{}) error {
+	key, err := wg.LoadOrCreateKey(a.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if err := netlink.EnableForwarding(); err != nil {
+		a.log.Warn("cannot enable IPv4 forwarding; container traffic may not cross hosts", "err", err)
+	}
+	ep, _ := parseEndpoint(a.cfg.Endpoint, a.cfg.ListenPort)
+	cidr, _ := netip.ParsePrefix(a.cfg.ClusterCIDR)
+	a.overlay = overlay.New(overlay.Options{
+		Interface: a.cfg.Interface, ClusterCIDR: cidr.Masked(), SubnetBits: a.cfg.SubnetSize,
+		ListenPort: a.cfg.ListenPort, Endpoint: ep, MTU: a.cfg.MTU, Keepalive: a.cfg.Keepalive,
+		PeerTimeout: a.cfg.PeerTimeout, Resync: a.cfg.Resync, DataDir: a.cfg.DataDir,
+		NodeName: a.cfg.NodeName, PrivateKey: key, Log: a.log.With("component", "overlay"),
+	}, overlay.Deps{
+		WG: a.link, Kernel: kernelShim{netlink.Routes{Interface: a.cfg.Interface}},
+		Bridge: bridgeShim{a.docker, a.cfg}, Ann: announcer{a.consul, a.log}, KV: kvShim{a.consul},
+		Nodes: a.nodes, Leases: a.leases, Kick: kick,
+	})
+	for delay := 250 * time.Millisecond; ; delay = min(delay*2, 10*time.Second) {
+		_, err := a.overlay.Start(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		a.log.Error("joining the mesh failed; retrying", "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+}
+
+// doLeave takes the host out of the mesh and removes the interface.
+func (a *agent) doLeave(ctx context.Context) error {
+	var errs []error
+	errs = append(errs, a.overlay.Leave(ctx))
+	errs = append(errs, a.link.Remove())
+	if err := a.docker.RemoveNetwork(ctx, a.cfg.Network); err != nil {
+		a.log.Warn("docker network kept", "network", a.cfg.Network, "err", err)
+	}
+	return errors.Join(errs...)
+}
+
+// kernelShim adapts the netlink adapter to overlay.Kernel.
+type kernelShim struct{ r netlink.Routes }
+
+func (k kernelShim) Routes() ([]overlay.Route, error) {
+	rs, err := k.r.List()
+	out := make([]overlay.Route, len(rs))
+	for i, r := range rs {
+		out[i] = overlay.Route(r)
+	}
+	return out, err
+}
+func (k kernelShim) Replace(r overlay.Route) error { return k.r.Replace(netlink.Route(r)) }
+func (k kernelShim) Delete(r overlay.Route) error  { return k.r.Delete(netlink.Route(r)) }
+func (k kernelShim) HasAddr(a netip.Addr) bool     { return netlink.HasAddr(a) }
+
+// bridgeShim adapts the Docker adapter to overlay.Bridge.
+type bridgeShim struct {
+	d   *docker.Client
+	cfg Config
+}
+
+func (b bridgeShim) EnsureNetwork(ctx context.Context, subnet netip.Prefix, gw netip.Addr, mtu int) (string, error) {
+	return b.d.EnsureNetwork(ctx, docker.NetworkSpec{Name: b.cfg.Network, Subnet: subnet, Gateway: gw, MTU: mtu,
+		Bridge: b.cfg.Bridge, Masq: false, Labels: map[string]string{"drover.owned": "true"}})
+}
+
+// kvShim adapts the Consul adapter to overlay.KV.
+type kvShim struct{ c *consul.Client }
+
+func (k kvShim) List(ctx context.Context, prefix string) (map[string]overlay.KVEntry, error) {
+	ps, _, err := k.c.KVList(ctx, prefix, 0)
+	out := map[string]overlay.KVEntry{}
+	for _, p := range ps {
+		out[p.Key] = overlay.KVEntry{Value: p.Value, Index: p.ModifyIndex}
+	}
+	return out, err
+}
+func (k kvShim) CAS(ctx context.Context, key string, v []byte, idx uint64) (bool, error) {
+	return k.c.KVCAS(ctx, kvPair(key, v, idx))
+}
+func (k kvShim) DeleteCAS(ctx context.Context, key string, idx uint64) (bool, error) {
+	return k.c.KVDeleteCAS(ctx, kvPair(key, nil, idx))
+}
+
+// announcer registers drover-node on the local Consul agent, writing only
+// when the registration differs from what the agent has.
+type announcer struct {
+	c   *consul.Client
+	log *slog.Logger
+}
+
+func (an announcer) Announce(ctx context.Context, self overlay.Self, ep netip.AddrPort) error {
+	r := discovery.NodeRegistration(self.Name, self.PublicKey.String(), ep, self.Subnet, buildinfo.String())
+	cur, err := an.c.Service(ctx, r.ID)
+	if err != nil {
+		return err
+	}
+	if discovery.SameRegistration(cur, r) {
+		an.log.Info("drover-node registration unchanged; nothing written")
+		return nil
+	}
+	return an.c.Register(ctx, r)
+}
+
+func (an announcer) Withdraw(ctx context.Context) error {
+	return an.c.Deregister(ctx, discovery.NodeService)
+}
+
+func kvPair(key string, v []byte, idx uint64) *api.KVPair {
+	return &api.KVPair{Key: key, Value: v, ModifyIndex: idx}
 }

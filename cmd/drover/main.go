@@ -39,6 +39,7 @@ func commands() []command {
 	return []command{
 		{"agent", "run the drover agent on this host", (*cli).agent},
 		{"status", "show what the local agent is doing", (*cli).status},
+		{"leave", "take this host out of the mesh for good", (*cli).leaveCmd},
 		{"sandbox", "run a multi-host test cluster on this machine (namespaces)", (*cli).sandbox},
 		{"version", "print the version", (*cli).version},
 	}
@@ -61,6 +62,9 @@ func (c *cli) main(args []string) int {
 		if cmd.name == args[0] {
 			return cmd.run(c, args[1:])
 		}
+	}
+	if args[0] == "wg-userspace" { // internal: started by the agent
+		return c.wgUserspace(args[1:])
 	}
 	fmt.Fprintf(c.stderr, "drover: unknown command %q\n\n", args[0])
 	c.usage(c.stderr)

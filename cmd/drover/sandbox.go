@@ -23,7 +23,9 @@ Consul servers run in namespaces of their own. The root namespace gets no
 route into any of it. Needs root.
 
 Subcommands:
-  up [--hosts N] [--consul-servers 1|3]   create or converge the sandbox
+  up [--hosts N] [--consul-servers 1|3] [--agents=false]
+                                           create or converge the sandbox (with a
+                                           drover agent on every host by default)
   down                                     remove everything the sandbox made
   status [--json]                          hosts, daemons, Consul members
   exec HOST -- CMD...                      run CMD inside HOST (DOCKER_HOST and
@@ -32,7 +34,7 @@ Subcommands:
   partition HOST | heal HOST               cut / restore HOST's underlay link
   kill HOST PROCESS                        kill -9 one of HOST's daemons
                                            (agent, consul, dockerd, haproxy)
-  start HOST PROCESS                       start consul or dockerd again
+  start HOST PROCESS [-- AGENT FLAGS]      start consul, dockerd or agent again
   ui [--listen 127.0.0.1:8500]             relay the Consul UI/API to loopback
 
 Flags common to every subcommand (before the subcommand):
@@ -101,12 +103,16 @@ func (c *cli) sandbox(args []string) int {
 			return sb.Heal(ctx, rest[0])
 		})
 	case "kill", "start":
-		if len(rest) != 2 {
+		if len(rest) < 2 || (sub == "kill" && len(rest) != 2) {
 			return c.fail("usage: drover sandbox %s HOST PROCESS", sub)
 		}
 		return c.withSandbox(opt, func(sb *sandbox.Sandbox) error {
 			if sub == "start" {
-				return sb.Start(ctx, rest[0], rest[1])
+				extra := rest[2:]
+				if len(extra) > 0 && extra[0] == "--" {
+					extra = extra[1:]
+				}
+				return sb.Start(ctx, rest[0], rest[1], extra...)
 			}
 			pid, err := sb.Kill(rest[0], rest[1])
 			if err == nil {
@@ -145,6 +151,7 @@ func (c *cli) sandboxUp(ctx context.Context, opt sandbox.Options, args []string)
 	fs := c.flagSet("sandbox up", "drover sandbox up [--hosts N] [--consul-servers 1|3]\n\nCreates the sandbox, or converges an existing one (restarting dead daemons).\nRemains of an earlier or killed run with the same prefix are removed first.")
 	fs.IntVar(&opt.Hosts, "hosts", 0, "number of hosts (default: as the sandbox that is up, else 3)")
 	fs.IntVar(&opt.ConsulServers, "consul-servers", 0, "Consul servers, 1 or 3 (default: as the sandbox that is up, else 1)")
+	fs.BoolVar(&opt.Agents, "agents", true, "start a drover agent on every host")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}

@@ -142,9 +142,8 @@ func ensure(d daemon, match string) error {
 }
 
 // Start starts one daemon of a host again (after Kill, say). It is a no-op
-// when the daemon runs. Only consul and dockerd are started by the sandbox
-// itself; the agent and haproxy belong to later layers.
-func (s *Sandbox) Start(ctx context.Context, host, proc string) error {
+// when the daemon runs. extra arguments go to the agent.
+func (s *Sandbox) Start(ctx context.Context, host, proc string, extra ...string) error {
 	h, err := s.HostByName(host)
 	if err != nil {
 		return err
@@ -155,9 +154,55 @@ func (s *Sandbox) Start(ctx context.Context, host, proc string) error {
 			return err
 		}
 		return s.waitHost(ctx, h)
+	case ProcAgent:
+		if err := s.ensureAgent(h, extra...); err != nil {
+			return err
+		}
+		return s.waitAgent(ctx, h)
 	default:
-		return fmt.Errorf("sandbox start: %q is not started by the sandbox (want consul or dockerd)", proc)
+		return fmt.Errorf("sandbox start: %q is not started by the sandbox (want consul, dockerd or agent)", proc)
 	}
+}
+
+// AgentArgs returns the command line of host h's drover agent.
+func (s *Sandbox) AgentArgs(h Host) []string {
+	return []string{s.bin("drover"), "agent",
+		"--node-name", h.Name,
+		"--data-dir", filepath.Join(h.Dir, "drover"),
+		"--consul-addr", h.ConsulHTTP,
+		"--docker-host", "unix://" + h.DockerSock,
+		"--status-socket", h.StatusSocket(),
+	}
+}
+
+// ensureAgent starts host h's drover agent unless it runs.
+func (s *Sandbox) ensureAgent(h Host, extra ...string) error {
+	return ensure(daemon{
+		name:    ProcAgent,
+		netns:   h.NetNS,
+		mnt:     h.MountNS,
+		argv:    append(s.AgentArgs(h), extra...),
+		logFile: filepath.Join(h.Dir, "agent.log"),
+		pidFile: pidFile(h.Run, ProcAgent),
+	}, "drover")
+}
+
+// waitAgent waits until host h's agent answers on its status socket with a
+// leased subnet.
+func (s *Sandbox) waitAgent(ctx context.Context, h Host) error {
+	var last string
+	err := poll(ctx, 60*time.Second, func() bool {
+		out, err := s.Output(ctx, h.Name, s.bin("drover"), "status", "--json")
+		last = out
+		if err != nil {
+			last = err.Error()
+		}
+		return err == nil && strings.Contains(out, `"subnet": "10.`)
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the drover agent on %s: %w (last: %s; log: %s)", h.Name, err, strings.TrimSpace(last), filepath.Join(h.Dir, "agent.log"))
+	}
+	return nil
 }
 
 // Kill sends SIGKILL to one daemon of a host, found by its pid file.

@@ -60,6 +60,8 @@ type Options struct {
 	// BinDir holds the consul, drover and drover-demo binaries. Default: the
 	// directory of the running executable.
 	BinDir string
+	// Agents starts a drover agent on every host (after Consul and dockerd).
+	Agents bool
 	// Log receives progress; default discards.
 	Log *slog.Logger
 }
@@ -149,8 +151,12 @@ func (h Host) Env() []string {
 		"DOCKER_HOST=unix://" + h.DockerSock,
 		"CONSUL_HTTP_ADDR=" + h.ConsulHTTP,
 		"DROVER_SANDBOX_HOST=" + h.Name,
+		"DROVER_STATUS_SOCKET=" + h.StatusSocket(),
 	}
 }
+
+// StatusSocket is the drover agent's status API socket on host h.
+func (h Host) StatusSocket() string { return filepath.Join(h.Run, "drover.sock") }
 
 // Server describes one Consul server node.
 type Server struct {

@@ -36,7 +36,7 @@ func (s *Sandbox) readState() (state, bool) {
 // else with the prefix, such as the remains of a killed run or a sandbox of
 // another shape, is removed first.
 func (s *Sandbox) Up(ctx context.Context) error {
-	for _, b := range []string{"consul", "drover-demo"} {
+	for _, b := range []string{"consul", "drover", "drover-demo"} {
 		if _, err := os.Stat(s.bin(b)); err != nil {
 			return fmt.Errorf("sandbox needs %s (run `make build`): %w", s.bin(b), err)
 		}
@@ -154,6 +154,19 @@ func (s *Sandbox) startAll(ctx context.Context) error {
 			continue
 		}
 		if err := s.loadImage(ctx, h, archive); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil || !s.opt.Agents {
+		return err
+	}
+	for _, h := range s.Hosts() {
+		if err := s.ensureAgent(h); err != nil {
+			return err
+		}
+	}
+	for _, h := range s.Hosts() {
+		if err := s.waitAgent(ctx, h); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the agent's configuration. Every field has a flag and a
+// DROVER_* environment variable (flag name upper-cased, "-" → "_"); flags
+// win over the environment, the environment over defaults.
+type Config struct {
+	NodeName     string        // drover node name; default: persisted, else the Consul agent's node name
+	DataDir      string        // key, lease cache, node name (0700)
+	ConsulAddr   string        // local Consul agent; empty: CONSUL_HTTP_ADDR or 127.0.0.1:8500
+	DockerHost   string        // empty: DOCKER_HOST or the default socket
+	Interface    string        // WireGuard interface name
+	WGMode       string        // auto, kernel or userspace
+	ListenPort   int           // WireGuard UDP port
+	Endpoint     string        // published underlay ip[:port]; empty: the Consul agent's address
+	ClusterCIDR  string        // the cluster's container address space
+	SubnetSize   int           // prefix length of each host's subnet
+	MTU          int           // WireGuard MTU; 0: underlay MTU - 80
+	Keepalive    time.Duration // persistent keepalive
+	PeerTimeout  time.Duration // a node failing this long stops being a peer
+	Resync       time.Duration // full reconcile period
+	Network      string        // Docker bridge network for containers
+	Bridge       string        // Linux bridge name of that network
+	StatusSocket string        // local status API (unix socket, 0600)
+	LogFormat    string        // text or json
+	LogLevel     string        // debug, info, warn or error
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:      "/var/lib/drover",
+		Interface:    "drover0",
+		WGMode:       "auto",
+		ListenPort:   51820,
+		ClusterCIDR:  "10.42.0.0/16",
+		SubnetSize:   24,
+		Keepalive:    25 * time.Second,
+		PeerTimeout:  24 * time.Hour,
+		Resync:       30 * time.Second,
+		Network:      "drover",
+		Bridge:       "drover-br",
+		StatusSocket: "/run/drover/drover.sock",
+		LogFormat:    "text",
+		LogLevel:     "info",
+	}
+}
+
+// agentFlags binds cfg's fields to fs.
+func agentFlags(fs *flag.FlagSet, cfg *Config) {
+	fs.StringVar(&cfg.NodeName, "node-name", cfg.NodeName, "drover node name (default: kept from the first start, else the Consul agent's node name)")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the WireGuard key, lease cache and node name (0700)")
+	fs.StringVar(&cfg.ConsulAddr, "consul-addr", cfg.ConsulAddr, "local Consul agent HTTP address (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500)")
+	fs.StringVar(&cfg.DockerHost, "docker-host", cfg.DockerHost, "Docker daemon address (default: DOCKER_HOST, else the default socket)")
+	fs.StringVar(&cfg.Interface, "interface", cfg.Interface, "WireGuard interface name")
+	fs.StringVar(&cfg.WGMode, "wg-mode", cfg.WGMode, "WireGuard implementation: auto, kernel or userspace")
+	fs.IntVar(&cfg.ListenPort, "listen-port", cfg.ListenPort, "WireGuard UDP listen port")
+	fs.StringVar(&cfg.Endpoint, "endpoint", cfg.Endpoint, "underlay ip[:port] other hosts reach this one at (default: the Consul agent's address and --listen-port)")
+	fs.StringVar(&cfg.ClusterCIDR, "cluster-cidr", cfg.ClusterCIDR, "address space of all container subnets")
+	fs.IntVar(&cfg.SubnetSize, "subnet-size", cfg.SubnetSize, "prefix length of each host's container subnet")
+	fs.IntVar(&cfg.MTU, "mtu", cfg.MTU, "WireGuard MTU (0: the underlay interface's MTU minus 80)")
+	fs.DurationVar(&cfg.Keepalive, "keepalive", cfg.Keepalive, "WireGuard persistent keepalive")
+	fs.DurationVar(&cfg.PeerTimeout, "peer-timeout", cfg.PeerTimeout, "remove a peer whose node has been failing in Consul this long (0: never)")
+	fs.DurationVar(&cfg.Resync, "resync", cfg.Resync, "full reconcile period")
+	fs.StringVar(&cfg.Network, "network", cfg.Network, "Docker bridge network that gets this host's subnet")
+	fs.StringVar(&cfg.Bridge, "bridge", cfg.Bridge, "Linux bridge name of that network")
+	fs.StringVar(&cfg.StatusSocket, "status-socket", cfg.StatusSocket, "unix socket of the local status API")
+	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log format: text or json")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn or error")
+}
+
+// envName is the DROVER_* variable of a flag.
+func envName(flagName string) string {
+	return "DROVER_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// applyEnv sets every flag not given on the command line from its DROVER_*
+// variable, if set.
+func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		if v := getenv(envName(f.Name)); v != "" {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %v", envName(f.Name), v, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// Validate reports every problem of cfg at once.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.DataDir == "" {
+		bad("--data-dir is empty")
+	}
+	if c.Interface == "" || len(c.Interface) > 15 {
+		bad("--interface %q: want 1-15 characters", c.Interface)
+	}
+	switch c.WGMode {
+	case "auto", "kernel", "userspace":
+	default:
+		bad("--wg-mode %q: want auto, kernel or userspace", c.WGMode)
+	}
+	if c.ListenPort < 1 || c.ListenPort > 65535 {
+		bad("--listen-port %d: want 1..65535", c.ListenPort)
+	}
+	cidr, err := netip.ParsePrefix(c.ClusterCIDR)
+	if err != nil || !cidr.Addr().Is4() {
+		bad("--cluster-cidr %q: want an IPv4 prefix such as 10.42.0.0/16", c.ClusterCIDR)
+	} else if c.SubnetSize < cidr.Bits() || c.SubnetSize > 29 {
+		bad("--subnet-size %d: want %d..29 for cluster CIDR %s", c.SubnetSize, cidr.Bits(), cidr)
+	}
+	if c.Endpoint != "" {
+		if _, err := parseEndpoint(c.Endpoint, c.ListenPort); err != nil {
+			bad("--endpoint %q: %v", c.Endpoint, err)
+		}
+	}
+	if c.MTU != 0 && (c.MTU < 1280 || c.MTU > 9000) {
+		bad("--mtu %d: want 0 (auto) or 1280..9000", c.MTU)
+	}
+	if c.Keepalive < 0 || c.PeerTimeout < 0 || c.Resync <= 0 {
+		bad("--keepalive, --peer-timeout must be ≥ 0 and --resync > 0")
+	}
+	if c.Network == "" || c.Bridge == "" || len(c.Bridge) > 15 {
+		bad("--network must be set and --bridge 1-15 characters")
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		bad("--log-format %q: want text or json", c.LogFormat)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("--log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return nil
+}
+
+// parseEndpoint reads "ip" or "ip:port".
+func parseEndpoint(s string, port int) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("want ip or ip:port")
+	}
+	return netip.AddrPortFrom(a, uint16(port)), nil
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

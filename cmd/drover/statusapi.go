@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/drover-net/drover/internal/buildinfo"
+	"github.com/drover-net/drover/overlay"
+)
+
+// StatusReport is what GET /v1/status returns and `drover status` prints.
+type StatusReport struct {
+	Version string         `json:"version"`
+	Node    string         `json:"node"`
+	Uptime  string         `json:"uptime"`
+	WGMode  string         `json:"wg_mode"`
+	Overlay overlay.Status `json:"overlay"`
+	Consul  WatchStatus    `json:"consul"`
+}
+
+// WatchStatus reports the Consul watches' health.
+type WatchStatus struct {
+	NodesLastContact  time.Time `json:"nodes_last_contact"`
+	LeasesLastContact time.Time `json:"leases_last_contact"`
+	Error             string    `json:"error,omitempty"`
+}
+
+func (a *agent) report() StatusReport {
+	_, _, nat := a.nodes.Get()
+	_, _, lat := a.leases.Get()
+	ws := WatchStatus{NodesLastContact: nat, LeasesLastContact: lat}
+	if err := errors.Join(a.nodes.Err(), a.leases.Err()); err != nil {
+		ws.Error = err.Error()
+	}
+	return StatusReport{Version: buildinfo.String(), Node: a.cfg.NodeName, Uptime: time.Since(a.started).Round(time.Second).String(),
+		WGMode: a.link.Mode(), Overlay: a.overlay.Status(), Consul: ws}
+}
+
+// serveStatus serves the local status API on a unix socket (0600) until ctx
+// ends.
+func (a *agent) serveStatus(ctx context.Context) error {
+	path := a.cfg.StatusSocket
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("status socket: %w", err)
+	}
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("status socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("status socket: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(a.report())
+	})
+	mux.HandleFunc("POST /v1/leave", func(w http.ResponseWriter, r *http.Request) {
+		reply := make(chan error, 1)
+		select {
+		case a.leave <- reply:
+		case <-r.Context().Done():
+			return
+		}
+		if err := <-reply; err != nil {
+			http.Error(w, "leave: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintf(w, "node %s left the mesh; its lease is free and its interface removed\n", a.cfg.NodeName)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("status API: %w", err)
+	}
+	return nil
+}
+
+// apiClient talks to the local agent's status socket.
+func apiClient(sock string) *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}}}
+}
+
+func (c *cli) socketFlag(name, synopsis string) (*flag.FlagSet, *string) {
+	fs := c.flagSet(name, synopsis)
+	sock := fs.String("status-socket", envDefault(c.getenv("DROVER_STATUS_SOCKET"), DefaultConfig().StatusSocket), "unix socket of the local agent (env DROVER_STATUS_SOCKET)")
+	return fs, sock
+}
+
+func (c *cli) status(args []string) int {
+	fs, sock := c.socketFlag("status", "drover status [--json] [--status-socket PATH]\n\nShows what the local agent is doing: this node, its subnet and every mesh\npeer with its endpoint, subnet, last handshake, traffic and reachability.")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	resp, err := apiClient(*sock).Get("http://drover/v1/status")
+	if err != nil {
+		return c.fail("cannot reach the agent at %s (is `drover agent` running?): %v", *sock, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if *asJSON {
+		c.stdout.Write(body)
+		return 0
+	}
+	var r StatusReport
+	if err := json.Unmarshal(body, &r); err != nil {
+		return c.fail("reading status: %v", err)
+	}
+	printStatus(c.stdout, r)
+	return 0
+}
+
+func printStatus(w io.Writer, r StatusReport) {
+	o := r.Overlay
+	fmt.Fprintf(w, "node %s  subnet %s  interface %s (%s, mtu %d)  endpoint %s  up %s  drover %s\n",
+		r.Node, o.Subnet, o.Interface, r.WGMode, o.MTU, o.Endpoint, r.Uptime, r.Version)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tENDPOINT\tSUBNET\tHANDSHAKE\tRX\tTX\tREACHABLE\tCONSUL")
+	for _, p := range o.Peers {
+		hs := "never"
+		if p.HandshakeAge != "" {
+			hs = p.HandshakeAge + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%v\t%s\n", p.Node, p.Endpoint, p.Subnet, hs, p.RxBytes, p.TxBytes, p.Reachable, p.Health)
+	}
+	tw.Flush()
+	for _, rej := range o.Rejections {
+		fmt.Fprintf(w, "REFUSED %s\n", rej)
+	}
+	if o.LastError != "" {
+		fmt.Fprintf(w, "last error: %s\n", o.LastError)
+	}
+	if r.Consul.Error != "" {
+		fmt.Fprintf(w, "consul: %s\n", r.Consul.Error)
+	}
+}
+
+func (c *cli) leaveCmd(args []string) int {
+	fs, sock := c.socketFlag("leave", "drover leave [--status-socket PATH]\n\nTakes this host out of the mesh for good: the running agent withdraws its\ndrover-node record (every other host drops its peer and route), releases\nits subnet lease, removes the WireGuard interface and exits.")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	resp, err := apiClient(*sock).Post("http://drover/v1/leave", "text/plain", nil)
+	if err != nil {
+		return c.fail("cannot reach the agent at %s (is `drover agent` running?): %v", *sock, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return c.fail("%s", body)
+	}
+	c.stdout.Write(body)
+	return 0
+}

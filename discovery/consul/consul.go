@@ -1,0 +1,118 @@
+// Package consul is the Consul adapter: a thin, context-aware wrapper of
+// github.com/hashicorp/consul/api for the calls drover makes (agent
+// service registration, health blocking queries, KV with check-and-set).
+// It returns SDK types and knows nothing of drover's domain.
+package consul
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// Client talks to the local Consul agent.
+type Client struct {
+	api *api.Client
+	// WaitTime bounds each blocking query (Consul's default is 5 minutes).
+	WaitTime time.Duration
+}
+
+// New returns a client. cfg starts from api.DefaultConfig(), which honours
+// CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN(_FILE), CONSUL_CACERT and friends;
+// addr, when not empty, overrides the address.
+func New(addr string) (*Client, error) {
+	cfg := api.DefaultConfig()
+	if addr != "" {
+		cfg.Address = addr
+	}
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("consul client for %s: %w", cfg.Address, err)
+	}
+	return &Client{api: c, WaitTime: 60 * time.Second}, nil
+}
+
+// Self returns the local agent's node name and advertised address.
+func (c *Client) Self(ctx context.Context) (node, addr string, err error) {
+	self, err := c.api.Agent().Self()
+	if err != nil {
+		return "", "", fmt.Errorf("asking the local consul agent who it is: %w", err)
+	}
+	cfg, _ := self["Config"]
+	member, _ := self["Member"]
+	node, _ = cfg["NodeName"].(string)
+	addr, _ = member["Addr"].(string)
+	if node == "" || addr == "" {
+		return "", "", fmt.Errorf("consul agent/self lacks NodeName or Member.Addr")
+	}
+	return node, addr, nil
+}
+
+// HealthService runs a blocking query for every instance of service with its
+// checks (passing or not).
+func (c *Client) HealthService(ctx context.Context, service string, index uint64) ([]*api.ServiceEntry, uint64, error) {
+	q := (&api.QueryOptions{WaitIndex: index, WaitTime: c.WaitTime}).WithContext(ctx)
+	es, meta, err := c.api.Health().Service(service, "", false, q)
+	if err != nil {
+		return nil, 0, fmt.Errorf("watching service %s: %w", service, err)
+	}
+	return es, meta.LastIndex, nil
+}
+
+// KVList runs a blocking query on a KV prefix.
+func (c *Client) KVList(ctx context.Context, prefix string, index uint64) (api.KVPairs, uint64, error) {
+	q := (&api.QueryOptions{WaitIndex: index, WaitTime: c.WaitTime}).WithContext(ctx)
+	ps, meta, err := c.api.KV().List(prefix, q)
+	if err != nil {
+		return nil, 0, fmt.Errorf("listing KV %s: %w", prefix, err)
+	}
+	return ps, meta.LastIndex, nil
+}
+
+// KVCAS writes p if its ModifyIndex still matches (0: must not exist).
+func (c *Client) KVCAS(ctx context.Context, p *api.KVPair) (bool, error) {
+	ok, _, err := c.api.KV().CAS(p, (&api.WriteOptions{}).WithContext(ctx))
+	if err != nil {
+		return false, fmt.Errorf("writing KV %s: %w", p.Key, err)
+	}
+	return ok, nil
+}
+
+// KVDeleteCAS deletes p if its ModifyIndex still matches.
+func (c *Client) KVDeleteCAS(ctx context.Context, p *api.KVPair) (bool, error) {
+	ok, _, err := c.api.KV().DeleteCAS(p, (&api.WriteOptions{}).WithContext(ctx))
+	if err != nil {
+		return false, fmt.Errorf("deleting KV %s: %w", p.Key, err)
+	}
+	return ok, nil
+}
+
+// Service returns the local agent's registration of id, or nil.
+func (c *Client) Service(ctx context.Context, id string) (*api.AgentService, error) {
+	s, _, err := c.api.Agent().Service(id, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		if se, ok := err.(api.StatusError); ok && se.Code == 404 {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reading service %s from the local agent: %w", id, err)
+	}
+	return s, nil
+}
+
+// Register registers (or replaces) a service on the local agent.
+func (c *Client) Register(ctx context.Context, r *api.AgentServiceRegistration) error {
+	if err := c.api.Agent().ServiceRegisterOpts(r, api.ServiceRegisterOpts{}.WithContext(ctx)); err != nil {
+		return fmt.Errorf("registering service %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// Deregister removes a service from the local agent.
+func (c *Client) Deregister(ctx context.Context, id string) error {
+	if err := c.api.Agent().ServiceDeregisterOpts(id, (&api.QueryOptions{}).WithContext(ctx)); err != nil {
+		return fmt.Errorf("deregistering service %s: %w", id, err)
+	}
+	return nil
+}

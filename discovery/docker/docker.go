@@ -1,0 +1,116 @@
+// Package docker is the Docker adapter: a thin wrapper of
+// github.com/docker/docker/client for the calls drover makes. It returns
+// SDK types or plain values and knows nothing of drover's domain.
+package docker
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strconv"
+
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
+)
+
+// Client talks to one dockerd.
+type Client struct{ c *client.Client }
+
+// New returns a client for host (a DOCKER_HOST-style address; empty means
+// DOCKER_HOST or the default socket), negotiating the API version.
+func New(host string) (*Client, error) {
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if host != "" {
+		opts = append(opts, client.WithHost(host))
+	}
+	c, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	return &Client{c: c}, nil
+}
+
+// Close releases the client.
+func (d *Client) Close() error { return d.c.Close() }
+
+// NetworkSpec describes a bridge network.
+type NetworkSpec struct {
+	Name    string
+	Subnet  netip.Prefix
+	Gateway netip.Addr
+	MTU     int
+	Bridge  string            // Linux bridge name
+	Masq    bool              // Docker's own IP masquerade
+	Labels  map[string]string // marks the network as ours
+}
+
+// EnsureNetwork creates the bridge network, or adopts an existing one of the
+// same name and subnet. A network of that name with another subnet is
+// recreated when no container uses it, and refused otherwise. It reports
+// what it did: "created", "adopted" or "recreated".
+func (d *Client) EnsureNetwork(ctx context.Context, spec NetworkSpec) (string, error) {
+	cur, err := d.c.NetworkInspect(ctx, spec.Name, network.InspectOptions{})
+	switch {
+	case err == nil:
+		for _, cfg := range cur.IPAM.Config {
+			if p, perr := netip.ParsePrefix(cfg.Subnet); perr == nil && p == spec.Subnet {
+				return "adopted", nil
+			}
+		}
+		if len(cur.Containers) > 0 {
+			return "", fmt.Errorf("docker network %s has subnet %v, not %s, and %d containers use it: disconnect them or remove the network", spec.Name, cur.IPAM.Config, spec.Subnet, len(cur.Containers))
+		}
+		if err := d.c.NetworkRemove(ctx, cur.ID); err != nil {
+			return "", fmt.Errorf("removing docker network %s with the wrong subnet: %w", spec.Name, err)
+		}
+		if err := d.create(ctx, spec); err != nil {
+			return "", err
+		}
+		return "recreated", nil
+	case errdefs.IsNotFound(err):
+		if err := d.create(ctx, spec); err != nil {
+			return "", err
+		}
+		return "created", nil
+	default:
+		return "", fmt.Errorf("inspecting docker network %s: %w", spec.Name, err)
+	}
+}
+
+func (d *Client) create(ctx context.Context, spec NetworkSpec) error {
+	opts := map[string]string{
+		"com.docker.network.bridge.enable_ip_masquerade": strconv.FormatBool(spec.Masq),
+	}
+	if spec.MTU > 0 {
+		opts["com.docker.network.driver.mtu"] = strconv.Itoa(spec.MTU)
+	}
+	if spec.Bridge != "" {
+		opts["com.docker.network.bridge.name"] = spec.Bridge
+	}
+	_, err := d.c.NetworkCreate(ctx, spec.Name, network.CreateOptions{
+		Driver:  "bridge",
+		IPAM:    &network.IPAM{Config: []network.IPAMConfig{{Subnet: spec.Subnet.String(), Gateway: spec.Gateway.String()}}},
+		Options: opts,
+		Labels:  spec.Labels,
+	})
+	if err != nil {
+		return fmt.Errorf("creating docker network %s (%s): %w", spec.Name, spec.Subnet, err)
+	}
+	return nil
+}
+
+// RemoveNetwork removes the network if it exists and no container uses it.
+func (d *Client) RemoveNetwork(ctx context.Context, name string) error {
+	cur, err := d.c.NetworkInspect(ctx, name, network.InspectOptions{})
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("inspecting docker network %s: %w", name, err)
+	}
+	if len(cur.Containers) > 0 {
+		return fmt.Errorf("docker network %s still has %d containers; left in place", name, len(cur.Containers))
+	}
+	return d.c.NetworkRemove(ctx, cur.ID)
+}

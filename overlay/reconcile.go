@@ -1,0 +1,311 @@
+package overlay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/drover-net/drover/discovery"
+)
+
+// WG drives the WireGuard device (kernel or userspace alike). *wg.Link fits.
+// ConfigureDevice applies a delta and must leave untouched peers alone.
+type WG interface {
+	Ensure(ctx context.Context) error // interface exists, up, MTU set; idempotent
+	Device(name string) (*wgtypes.Device, error)
+	ConfigureDevice(name string, cfg wgtypes.Config) error
+}
+
+// Kernel manages drover's routes on the interface and answers address
+// questions. Replace and Delete are idempotent.
+type Kernel interface {
+	Routes() ([]Route, error)
+	Replace(Route) error
+	Delete(Route) error
+	HasAddr(netip.Addr) bool
+}
+
+// Bridge makes the host's container network exist for subnet.
+type Bridge interface {
+	EnsureNetwork(ctx context.Context, subnet netip.Prefix, gateway netip.Addr, mtu int) (string, error)
+}
+
+// Announcer publishes this host's drover-node record (and removes it).
+type Announcer interface {
+	Announce(ctx context.Context, self Self, endpoint netip.AddrPort) error
+	Withdraw(ctx context.Context) error
+}
+
+// Options configures the overlay controller.
+type Options struct {
+	Interface   string
+	ClusterCIDR netip.Prefix
+	SubnetBits  int
+	ListenPort  int
+	Endpoint    netip.AddrPort // published underlay endpoint
+	MTU         int
+	Keepalive   time.Duration
+	PeerTimeout time.Duration // a node failing this long stops being a peer
+	Resync      time.Duration
+	DataDir     string
+	NodeName    string
+	PrivateKey  wgtypes.Key
+	Log         *slog.Logger
+}
+
+// Controller runs the overlay: lease, interface, network, announcement, and
+// the reconcile loop of peers and routes.
+type Controller struct {
+	opt    Options
+	wg     WG
+	kern   Kernel
+	bridge Bridge
+	ann    Announcer
+	kv     KV
+	nodes  *discovery.Latest[[]discovery.Node]
+	leases *discovery.Latest[map[string]KVEntry]
+	kick   <-chan struct{}
+
+	mu           sync.Mutex // guards the fields below
+	self         Self
+	prev         State
+	rejections   []Rejection
+	lastErr      error
+	lastApplied  time.Time
+	lastPlan     string
+	applies      int
+	failingSince map[string]time.Time
+}
+
+// Deps are the controller's collaborators.
+type Deps struct {
+	WG     WG
+	Kernel Kernel
+	Bridge Bridge
+	Ann    Announcer
+	KV     KV
+	Nodes  *discovery.Latest[[]discovery.Node]
+	Leases *discovery.Latest[map[string]KVEntry]
+	Kick   <-chan struct{}
+}
+
+// New returns a controller; it changes nothing yet.
+func New(opt Options, d Deps) *Controller {
+	if opt.Keepalive == 0 {
+		opt.Keepalive = Keepalive
+	}
+	if opt.Resync == 0 {
+		opt.Resync = 30 * time.Second
+	}
+	return &Controller{opt: opt, wg: d.WG, kern: d.Kernel, bridge: d.Bridge, ann: d.Ann, kv: d.KV,
+		nodes: d.Nodes, leases: d.Leases, kick: d.Kick, failingSince: map[string]time.Time{}}
+}
+
+func (c *Controller) leaseFile() string { return filepath.Join(c.opt.DataDir, "lease") }
+
+// Start brings the host into the mesh: interface up, subnet leased (the
+// cached one preferred), container network ensured, record announced.
+func (c *Controller) Start(ctx context.Context) (Self, error) {
+	if err := c.wg.Ensure(ctx); err != nil {
+		return Self{}, err
+	}
+	pub := c.opt.PrivateKey.PublicKey()
+	var cached netip.Prefix
+	if b, err := os.ReadFile(c.leaseFile()); err == nil {
+		cached, _ = netip.ParsePrefix(strings.TrimSpace(string(b)))
+	}
+	subnet, err := Acquire(ctx, c.kv, c.opt.ClusterCIDR, c.opt.SubnetBits, Lease{Node: c.opt.NodeName, PublicKey: pub.String()}, cached)
+	if err != nil {
+		return Self{}, fmt.Errorf("leasing a subnet: %w", err)
+	}
+	if subnet != cached {
+		if err := os.WriteFile(c.leaseFile(), []byte(subnet.String()+"\n"), 0o600); err != nil {
+			return Self{}, fmt.Errorf("caching lease: %w", err)
+		}
+	}
+	self := Self{Name: c.opt.NodeName, PublicKey: pub, Subnet: subnet}
+	c.mu.Lock()
+	c.self = self
+	c.mu.Unlock()
+	if c.bridge != nil {
+		what, err := c.bridge.EnsureNetwork(ctx, subnet, Gateway(subnet), c.opt.MTU)
+		if err != nil {
+			return Self{}, err
+		}
+		c.opt.Log.Info("container network ready", "subnet", subnet, "gateway", Gateway(subnet), "action", what)
+	}
+	if err := c.ann.Announce(ctx, self, c.opt.Endpoint); err != nil {
+		return Self{}, err
+	}
+	c.opt.Log.Info("joined the mesh", "node", self.Name, "subnet", subnet, "endpoint", c.opt.Endpoint, "public_key", pub.String())
+	return self, nil
+}
+
+// Gateway is the first address of a subnet, the container bridge's gateway.
+func Gateway(p netip.Prefix) netip.Addr { return p.Masked().Addr().Next() }
+
+// Run reconciles on every kick and on the resync timer until ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	t := time.NewTicker(c.opt.Resync)
+	defer t.Stop()
+	c.reconcile(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.kick:
+		case <-t.C:
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		c.reconcile(ctx)
+	}
+}
+
+func (c *Controller) reconcile(ctx context.Context) {
+	err := c.reconcileOnce(ctx)
+	c.mu.Lock()
+	c.lastErr = err
+	c.mu.Unlock()
+	if err != nil {
+		c.opt.Log.Warn("overlay reconcile failed", "err", err)
+	}
+}
+
+func (c *Controller) reconcileOnce(ctx context.Context) error {
+	nodes, okN, _ := c.nodes.Get()
+	kv, okL, _ := c.leases.Get()
+	if !okN || !okL {
+		return nil // never act before a first complete read of both
+	}
+	leases, problems := ParseLeases(kv)
+	c.mu.Lock()
+	self, prev := c.self, c.prev
+	expired := c.expiredLocked(nodes, time.Now())
+	c.mu.Unlock()
+	if !holds(leases, self) {
+		// The snapshot may predate our own lease write: ask Consul again
+		// before concluding anything.
+		fresh, err := c.kv.List(ctx, LeasePrefix)
+		if err != nil {
+			return fmt.Errorf("re-reading leases: %w", err)
+		}
+		if leases, problems = ParseLeases(fresh); !holds(leases, self) {
+			return c.relost(ctx, self, leases)
+		}
+	}
+	desired, rej := Desired(Input{Self: self, ClusterCIDR: c.opt.ClusterCIDR, Nodes: nodes, Leases: leases,
+		Expired: expired, Keepalive: c.opt.Keepalive})
+	for _, p := range problems {
+		rej = append(rej, Rejection{Reason: p})
+	}
+	dev, err := c.wg.Device(c.opt.Interface)
+	if err != nil {
+		// The interface went away (its wireguard-go died, or someone
+		// deleted it): bring it back, then configure it from scratch.
+		c.opt.Log.Warn("WireGuard interface missing; recreating it", "interface", c.opt.Interface, "err", err)
+		if err := c.wg.Ensure(ctx); err != nil {
+			return err
+		}
+		if dev, err = c.wg.Device(c.opt.Interface); err != nil {
+			return fmt.Errorf("reading %s: %w", c.opt.Interface, err)
+		}
+	}
+	routes, err := c.kern.Routes()
+	if err != nil {
+		return err
+	}
+	var src netip.Addr
+	if gw := Gateway(self.Subnet); c.kern.HasAddr(gw) {
+		src = gw
+	}
+	plan := Diff(Actual{Device: dev, Routes: routes}, DeviceSpec{PrivateKey: c.opt.PrivateKey, ListenPort: c.opt.ListenPort}, prev, desired, src)
+	if err := c.apply(plan); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.prev, c.rejections = desired, rej
+	if !plan.Empty() {
+		c.lastApplied, c.lastPlan = time.Now(), plan.String()
+		c.applies++
+	}
+	c.mu.Unlock()
+	if !plan.Empty() {
+		c.opt.Log.Info("overlay applied", "plan", plan.String(), "peers", len(desired.Peers))
+	}
+	for _, r := range rej {
+		c.opt.Log.Warn("drover-node record refused", "node", r.Node, "consul_node", r.ConsulNode, "subnet", r.Subnet, "reason", r.Reason)
+	}
+	return nil
+}
+
+// apply carries out a plan: device delta first, then routes.
+func (c *Controller) apply(plan Plan) error {
+	if len(plan.Device.Peers) > 0 || plan.Device.PrivateKey != nil || plan.Device.ListenPort != nil {
+		if err := c.wg.ConfigureDevice(c.opt.Interface, plan.Device); err != nil {
+			return fmt.Errorf("configuring %s: %w", c.opt.Interface, err)
+		}
+	}
+	var errs []error
+	for _, r := range plan.RouteAdd {
+		errs = append(errs, c.kern.Replace(r))
+	}
+	for _, r := range plan.RouteDel {
+		errs = append(errs, c.kern.Delete(r))
+	}
+	return errors.Join(errs...)
+}
+
+func holds(leases Leases, self Self) bool {
+	l, ok := leases[self.Subnet]
+	return ok && l.Node == self.Name && l.PublicKey == self.PublicKey.String()
+}
+
+// relost handles a lease of ours that vanished or changed: if the subnet is
+// free we take it back; if someone else holds it we stop (never share).
+func (c *Controller) relost(ctx context.Context, self Self, leases Leases) error {
+	if l, ok := leases[self.Subnet]; ok {
+		return fmt.Errorf("our subnet %s is now leased to %q (key %s): refusing to share it; run `drover leave` here or release that lease", self.Subnet, l.Node, short(l.PublicKey))
+	}
+	c.opt.Log.Warn("our lease vanished from Consul; taking it back", "subnet", self.Subnet)
+	_, err := Acquire(ctx, c.kv, self.Subnet, self.Subnet.Bits(), Lease{Node: self.Name, PublicKey: self.PublicKey.String()}, self.Subnet)
+	return err
+}
+
+// expiredLocked tracks, on this host's monotonic clock, how long each node
+// has been failing and returns those failing for longer than the timeout.
+func (c *Controller) expiredLocked(nodes []discovery.Node, now time.Time) map[string]bool {
+	out := map[string]bool{}
+	seen := map[string]bool{}
+	for _, n := range nodes {
+		seen[n.Name] = true
+		if n.Health != "critical" {
+			delete(c.failingSince, n.Name)
+			continue
+		}
+		since, ok := c.failingSince[n.Name]
+		if !ok {
+			c.failingSince[n.Name] = now
+			continue
+		}
+		if c.opt.PeerTimeout > 0 && now.Sub(since) > c.opt.PeerTimeout {
+			out[n.Name] = true
+		}
+	}
+	for name := range c.failingSince {
+		if !seen[name] {
+			delete(c.failingSince, name)
+		}
+	}
+	return out
+}
