@@ -72,7 +72,7 @@ func (l *Latest[T]) fail(err error) {
 // (capped, jittered) and any success resets the backoff.
 func Watch[T any](ctx context.Context, log *slog.Logger, topic string, fetch Fetch[T], out *Latest[T], minWait time.Duration) {
 	var index uint64
-	bo := backoff.New(250*time.Millisecond, 30*time.Second)
+	bo := backoff.New(250*time.Millisecond, 4*time.Second) // the local agent is cheap to ask; staleness is not
 	for ctx.Err() == nil {
 		begin := time.Now()
 		v, next, err := fetch(ctx, index)

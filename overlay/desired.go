@@ -94,7 +94,19 @@ func Desired(in Input) (State, []Rejection) {
 		keyCount[n.PublicKey]++
 	}
 	nodes := append([]discovery.Node(nil), in.Nodes...)
-	sort.SliceStable(nodes, func(i, j int) bool { return nodes[i].Subnet.Addr().Less(nodes[j].Subnet.Addr()) })
+	sort.SliceStable(nodes, func(i, j int) bool {
+		a, b := nodes[i], nodes[j]
+		switch {
+		case a.Subnet.Addr() != b.Subnet.Addr():
+			return a.Subnet.Addr().Less(b.Subnet.Addr())
+		case a.Subnet.Bits() != b.Subnet.Bits():
+			return a.Subnet.Bits() < b.Subnet.Bits()
+		case a.Name != b.Name:
+			return a.Name < b.Name
+		default:
+			return a.ConsulNode < b.ConsulNode
+		}
+	})
 	for _, n := range nodes {
 		if n.Name == in.Self.Name {
 			continue

@@ -82,6 +82,12 @@ var ErrNoFreeSubnet = errors.New("no free subnet left in the cluster CIDR")
 // free; the first free subnet of size bits in cidr. A lease that names self's
 // node with another key is a conflict and an error, never shared.
 func ChooseSubnet(cidr netip.Prefix, bits int, leases Leases, self Lease, cached netip.Prefix) (netip.Prefix, bool, error) {
+	if !cidr.Addr().Is4() {
+		return netip.Prefix{}, false, fmt.Errorf("cluster CIDR %s: only IPv4 is supported", cidr)
+	}
+	if bits < cidr.Bits() || bits > 30 {
+		return netip.Prefix{}, false, fmt.Errorf("subnet size /%d does not fit cluster CIDR %s", bits, cidr)
+	}
 	var mine []netip.Prefix
 	for p, l := range leases {
 		if l.Node != self.Node {
@@ -101,11 +107,8 @@ func ChooseSubnet(cidr netip.Prefix, bits int, leases Leases, self Lease, cached
 		}
 		return mine[0], true, nil
 	}
-	if cached.IsValid() && cidr.Contains(cached.Addr()) && cached.Bits() == bits && free(leases, cached) {
+	if cached.IsValid() && cached == cached.Masked() && cidr.Contains(cached.Addr()) && cached.Bits() == bits && free(leases, cached) {
 		return cached, false, nil
-	}
-	if bits < cidr.Bits() || bits > 30 {
-		return netip.Prefix{}, false, fmt.Errorf("subnet size /%d does not fit cluster CIDR %s", bits, cidr)
 	}
 	n := 1 << (bits - cidr.Bits())
 	p := netip.PrefixFrom(cidr.Masked().Addr(), bits)

@@ -84,6 +84,7 @@ type Controller struct {
 	lastPlan     string
 	applies      int
 	failingSince map[string]time.Time
+	leaving      bool // set by Leave: reconcile must not recreate anything
 }
 
 // Deps are the controller's collaborators.
@@ -183,6 +184,12 @@ func (c *Controller) reconcile(ctx context.Context) {
 }
 
 func (c *Controller) reconcileOnce(ctx context.Context) error {
+	c.mu.Lock()
+	leaving := c.leaving
+	c.mu.Unlock()
+	if leaving {
+		return nil
+	}
 	nodes, okN, _ := c.nodes.Get()
 	kv, okL, _ := c.leases.Get()
 	if !okN || !okL {

@@ -91,6 +91,7 @@ func (c *Controller) Status() Status {
 func (c *Controller) Leave(ctx context.Context) error {
 	c.mu.Lock()
 	self := c.self
+	c.leaving = true
 	c.mu.Unlock()
 	var errs []error
 	if err := c.ann.Withdraw(ctx); err != nil {

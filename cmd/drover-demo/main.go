@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -65,6 +66,31 @@ func serve(args []string) error {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
+	// /stream?seconds=N&rate=BYTES_PER_SECOND sends a long response at a
+	// bounded rate: a long-running transfer for fault tests.
+	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
+		secs, _ := strconv.Atoi(r.URL.Query().Get("seconds"))
+		rate, _ := strconv.Atoi(r.URL.Query().Get("rate"))
+		if secs <= 0 || secs > 600 {
+			secs = 5
+		}
+		if rate <= 0 || rate > 100<<20 {
+			rate = 1 << 20
+		}
+		chunk := make([]byte, rate/10)
+		for i := range chunk {
+			chunk[i] = 'x'
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(chunk)*secs*10))
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for i := 0; i < secs*10; i++ {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+			<-t.C
+		}
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		n := served.Add(1)
 		fmt.Fprintf(w, "host=%s addrs=%s path=%s n=%d", host, strings.Join(addrs(), ","), r.URL.Path, n)
@@ -93,6 +119,7 @@ func get(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("get", flag.ContinueOnError)
 	timeout := fs.Duration("timeout", 5*time.Second, "per-request timeout")
 	n := fs.Int("n", 1, "number of requests")
+	count := fs.Bool("count", false, "print only the number of body bytes received")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -107,7 +134,16 @@ func get(args []string, out io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("fetching %s: %w", url, err)
 		}
-		body, err = io.ReadAll(resp.Body)
+		if *count {
+			var got int64
+			got, err = io.Copy(io.Discard, resp.Body)
+			body = []byte(fmt.Sprintf("received %d bytes\n", got))
+			if err == nil && resp.ContentLength >= 0 && got != resp.ContentLength {
+				err = fmt.Errorf("short body: %d of %d bytes", got, resp.ContentLength)
+			}
+		} else {
+			body, err = io.ReadAll(resp.Body)
+		}
 		resp.Body.Close()
 		if err != nil {
 			return fmt.Errorf("reading %s: %w", url, err)

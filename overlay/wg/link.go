@@ -193,7 +193,10 @@ func (l *Link) Remove() error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return netlink.LinkDel(link)
+	if err := netlink.LinkDel(link); err != nil && !errors.Is(err, syscall.ENODEV) {
+		return fmt.Errorf("deleting %s: %w", l.opt.Name, err)
+	}
+	return nil
 }
 
 func trimNL(b []byte) []byte {

@@ -41,8 +41,14 @@ func (s *Sandbox) Up(ctx context.Context) error {
 			return fmt.Errorf("sandbox needs %s (run `make build`): %w", s.bin(b), err)
 		}
 	}
-	if st, ok := s.readState(); ok && s.sameShape(st) && s.namespacesPresent() {
-		s.log.Info("sandbox already up; checking its daemons", "prefix", s.opt.Prefix)
+	if st, ok := s.readState(); ok && s.canGrow(st) {
+		s.log.Info("sandbox already up; checking its daemons", "prefix", s.opt.Prefix, "hosts", st.Hosts)
+		for i := st.Hosts + 1; i <= s.opt.Hosts; i++ {
+			s.log.Info("adding a host", "host", s.Host(i).Name)
+			if err := s.buildHost(ctx, s.Host(i)); err != nil {
+				return err
+			}
+		}
 	} else {
 		if len(s.netnsList()) > 0 || ok || dirExists(s.opt.Dir) || dirExists(s.opt.RunDir) {
 			s.log.Info("removing an earlier sandbox with this prefix", "prefix", s.opt.Prefix)
@@ -58,7 +64,7 @@ func (s *Sandbox) Up(ctx context.Context) error {
 		return err
 	}
 	st := state{Prefix: s.opt.Prefix, Hosts: s.opt.Hosts, ConsulServers: s.opt.ConsulServers, Created: time.Now().UTC()}
-	if old, ok := s.readState(); ok && s.sameShape(old) {
+	if old, ok := s.readState(); ok && s.canGrow(old) {
 		st.Created = old.Created
 	}
 	b, _ := json.MarshalIndent(st, "", "  ")
@@ -66,6 +72,17 @@ func (s *Sandbox) Up(ctx context.Context) error {
 		return fmt.Errorf("recording sandbox state: %w", err)
 	}
 	return nil
+}
+
+// canGrow reports whether the recorded sandbox st exists and becomes this
+// one by adding hosts.
+func (s *Sandbox) canGrow(st state) bool {
+	if st.Prefix != s.opt.Prefix || st.ConsulServers != s.opt.ConsulServers || st.Hosts > s.opt.Hosts {
+		return false
+	}
+	old := *s
+	old.opt.Hosts = st.Hosts
+	return old.namespacesPresent()
 }
 
 func (s *Sandbox) sameShape(st state) bool {
@@ -113,17 +130,22 @@ func (s *Sandbox) build(ctx context.Context) error {
 		}
 	}
 	for _, h := range s.Hosts() {
-		if err := os.MkdirAll(h.Run, 0o755); err != nil {
-			return fmt.Errorf("creating %s: %w", h.Run, err)
-		}
-		if err := s.attach(ctx, h.NetNS, h.Name, h.Addr.String()); err != nil {
-			return err
-		}
-		if err := s.buildMountNS(ctx, h); err != nil {
+		if err := s.buildHost(ctx, h); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// buildHost creates host h's namespaces and directories.
+func (s *Sandbox) buildHost(ctx context.Context, h Host) error {
+	if err := os.MkdirAll(h.Run, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", h.Run, err)
+	}
+	if err := s.attach(ctx, h.NetNS, h.Name, h.Addr.String()); err != nil {
+		return err
+	}
+	return s.buildMountNS(ctx, h)
 }
 
 // startAll starts whatever daemon is not running, waits until the cluster
