@@ -78,7 +78,9 @@ func (r Routes) Delete(rt Route) error {
 	if err != nil {
 		return fmt.Errorf("deleting route %s: finding %s: %w", rt.Dst, r.Interface, err)
 	}
-	err = nl.RouteDel(&nl.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(rt.Dst), Protocol: Protocol})
+	// The scope must match the one we added with, or the kernel finds no
+	// route to delete.
+	err = nl.RouteDel(&nl.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(rt.Dst), Protocol: Protocol, Scope: nl.SCOPE_LINK})
 	if err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("deleting route %s dev %s: %w", rt.Dst, r.Interface, err)
 	}
