@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 LDFLAGS := -s -w -X github.com/drover-net/drover/internal/buildinfo.Version=$(VERSION)
 export CGO_ENABLED := 0
 
-.PHONY: all deps build vet unit e2e test demo demo-down clean
+.PHONY: all deps build vet unit e2e test demo demo-down bench-overlay clean
 
 all: build
 
@@ -38,6 +38,10 @@ e2e: deps build
 
 ## test: everything: deps, vet, unit and end-to-end tests
 test: deps build vet unit e2e
+
+## bench-overlay: TCP throughput through drover's mesh vs hand-configured wireguard-go vs the underlay
+bench-overlay: deps build
+	DROVER_BIN_DIR=$(BIN) $(GO) test -tags e2e -count=1 -run XXX -bench OverlayThroughput -benchtime 1x -v ./test/e2e/ 2>&1 | grep -v 'level=INFO'
 
 ## demo: a 3-host cluster in namespaces with Consul and Docker; prints what to try
 demo: deps build

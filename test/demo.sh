@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make demo` / `make demo-down`: a 3-host drover sandbox with a demo
-# container on every host, and commands to paste.
+# `make demo` / `make demo-down`: a 3-host drover sandbox (Consul, dockerd
+# and a drover agent per host, joined by the encrypted WireGuard mesh), a
+# demo container on every host, and commands to paste.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 drover=bin/drover
@@ -14,36 +15,46 @@ if [[ $EUID -ne 0 ]]; then
   exit 1
 fi
 begin=$(date +%s%N)
-"$drover" sandbox up --hosts "$hosts"
+"$drover" sandbox up --hosts "$hosts" >/dev/null
 
+declare -A ip
 for i in $(seq 1 "$hosts"); do
   h=h$i
-  "$drover" sandbox docker "$h" -- network inspect demo >/dev/null 2>&1 ||
-    "$drover" sandbox docker "$h" -- network create --subnet 172.30.0.0/24 demo >/dev/null
   "$drover" sandbox docker "$h" -- rm -f web >/dev/null 2>&1 || true
-  "$drover" sandbox docker "$h" -- run -d --name web --hostname "web-$h" --network demo \
+  "$drover" sandbox docker "$h" -- run -d --name web --hostname "web-$h" --network drover \
     -e DEMO_MARKER="hello-from-$h" drover-demo:latest >/dev/null
+  ip[$h]=$("$drover" sandbox docker "$h" -- inspect -f '{{.NetworkSettings.Networks.drover.IPAddress}}' web)
 done
 
-ip=$("$drover" sandbox docker h1 -- inspect -f '{{.NetworkSettings.Networks.demo.IPAddress}}' web)
-cmd="$drover sandbox exec h1 -- drover-demo get http://$ip:8080/demo"
-for _ in $(seq 1 50); do
-  if out=$($cmd 2>/dev/null); then break; fi
-  sleep 0.1
-done
+fetch() { # fetch FROM-HOST TO-HOST: a container on FROM fetches TO's container through the mesh
+  "$drover" sandbox docker "$1" -- run --rm --network drover drover-demo:latest get -timeout 2s "http://${ip[$2]}:8080/from-$1"
+}
+for _ in $(seq 1 50); do fetch h1 h2 >/dev/null 2>&1 && break; sleep 0.1; done
 end=$(date +%s%N)
 ms=$(( (end - begin) / 1000000 ))
+
+echo
+echo "== drover demo is up: $hosts hosts, $((ms / 1000)).$(( (ms % 1000) / 100 )) s"
+echo
+echo "Containers answering each other across hosts, through the encrypted WireGuard mesh:"
+for from in h1 h2; do
+  for to in h2 h3; do
+    [[ $from == "$to" ]] && continue
+    [[ -n ${ip[$to]:-} ]] || continue
+    echo "  \$ $drover sandbox docker $from -- run --rm --network drover drover-demo:latest get http://${ip[$to]}:8080/from-$from"
+    echo "    $(fetch "$from" "$to")"
+  done
+done
+echo
+echo "The mesh as h1 sees it:"
+echo "  \$ $drover sandbox exec h1 -- drover status"
+"$drover" sandbox exec h1 -- drover status | sed 's/^/    /'
 cat <<TXT
 
-== drover demo is up ($hosts hosts, $((ms / 1000)).$(( (ms % 1000) / 100 )) s)
-A container on h1, fetched from inside h1:
-  \$ $cmd
-  $out
-
 Try:
-  $drover sandbox status
-  $drover sandbox exec h2 -- consul members
-  $drover sandbox docker h3 -- ps
-  $drover sandbox ui        # Consul UI at http://127.0.0.1:8500/ui
+  $drover sandbox exec h2 -- wg show                 # the WireGuard device drover drives
+  $drover sandbox exec h3 -- ip route                # routes to the other hosts' subnets
+  $drover sandbox status                             # hosts, daemons, Consul members
+  $drover sandbox ui                                 # Consul UI at http://127.0.0.1:8500/ui
 Remove it all: make demo-down
 TXT

@@ -7,9 +7,13 @@
 //	drover-demo [serve] [-listen :8080] [-marker TEXT]
 //	    answer every path with the hostname, the container's addresses, the
 //	    request path and an optional marker; /healthz answers "ok".
-//	drover-demo get [-timeout 5s] [-n 1] URL
+//	drover-demo get [-timeout 5s] [-n 1] [-count] URL
 //	    fetch URL n times and print the last body (scratch images have no curl);
 //	    exits 1 on any failure.
+//	drover-demo sink [-listen :5201]
+//	    accept TCP connections and discard what they send (throughput tests).
+//	drover-demo blast [-seconds 5] [-streams 1] ADDR
+//	    send as fast as possible to a sink and print "gbit_per_s=X".
 //
 // It is a test fixture, not part of the agent: it knows nothing of drover.
 package main
@@ -44,6 +48,10 @@ func main() {
 		err = serve(args)
 	case "get":
 		err = get(args, os.Stdout)
+	case "sink":
+		err = sink(args)
+	case "blast":
+		err = blast(args, os.Stdout)
 	default:
 		err = fmt.Errorf("unknown mode %q (want serve or get)", mode)
 	}
@@ -177,4 +185,70 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+func sink(args []string) error {
+	fs := flag.NewFlagSet("sink", flag.ContinueOnError)
+	listen := fs.String("listen", ":5201", "address to listen on")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		go func() {
+			defer c.Close()
+			_, _ = io.Copy(io.Discard, c)
+		}()
+	}
+}
+
+func blast(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("blast", flag.ContinueOnError)
+	secs := fs.Int("seconds", 5, "how long to send")
+	streams := fs.Int("streams", 1, "parallel TCP connections")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("blast needs ADDR (host:port of a sink)")
+	}
+	deadline := time.Now().Add(time.Duration(*secs) * time.Second)
+	var total atomic.Int64
+	errc := make(chan error, *streams)
+	begin := time.Now()
+	for i := 0; i < *streams; i++ {
+		go func() {
+			c, err := net.DialTimeout("tcp", fs.Arg(0), 5*time.Second)
+			if err != nil {
+				errc <- err
+				return
+			}
+			defer c.Close()
+			buf := make([]byte, 128<<10)
+			for time.Now().Before(deadline) {
+				n, err := c.Write(buf)
+				total.Add(int64(n))
+				if err != nil {
+					errc <- err
+					return
+				}
+			}
+			errc <- nil
+		}()
+	}
+	for i := 0; i < *streams; i++ {
+		if err := <-errc; err != nil {
+			return fmt.Errorf("blasting %s: %w", fs.Arg(0), err)
+		}
+	}
+	el := time.Since(begin).Seconds()
+	fmt.Fprintf(out, "gbit_per_s=%.3f bytes=%d seconds=%.2f\n", float64(total.Load())*8/el/1e9, total.Load(), el)
+	return nil
 }

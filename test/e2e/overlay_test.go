@@ -331,7 +331,7 @@ type statusJSON struct {
 	} `json:"overlay"`
 }
 
-func status(ctx context.Context, t *testing.T, sb *sandbox.Sandbox, host string) statusJSON {
+func status(ctx context.Context, t testing.TB, sb *sandbox.Sandbox, host string) statusJSON {
 	t.Helper()
 	out, err := sb.Output(ctx, host, "drover", "status", "--json")
 	if err != nil {
@@ -344,12 +344,12 @@ func status(ctx context.Context, t *testing.T, sb *sandbox.Sandbox, host string)
 	return st
 }
 
-func nodeIdentity(ctx context.Context, t *testing.T, sb *sandbox.Sandbox, host string) (key, subnet string) {
+func nodeIdentity(ctx context.Context, t testing.TB, sb *sandbox.Sandbox, host string) (key, subnet string) {
 	st := status(ctx, t, sb, host)
 	return st.Overlay.PublicKey, st.Overlay.Subnet
 }
 
-func handshakes(ctx context.Context, t *testing.T, sb *sandbox.Sandbox, host string) map[string]time.Time {
+func handshakes(ctx context.Context, t testing.TB, sb *sandbox.Sandbox, host string) map[string]time.Time {
 	out := map[string]time.Time{}
 	for _, p := range status(ctx, t, sb, host).Overlay.Peers {
 		out[p.Node] = p.LastHandshake

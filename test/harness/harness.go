@@ -56,7 +56,7 @@ func Skip(t testing.TB) {
 // Sandbox brings up a sandbox with opt (prefix defaults to "drvt", so that a
 // test never touches a user's demo) and tears it down when the test ends,
 // failing the test if anything is left behind.
-func Sandbox(t *testing.T, opt sandbox.Options) *sandbox.Sandbox {
+func Sandbox(t testing.TB, opt sandbox.Options) *sandbox.Sandbox {
 	t.Helper()
 	Skip(t)
 	if opt.Prefix == "" {
@@ -93,7 +93,7 @@ func Sandbox(t *testing.T, opt sandbox.Options) *sandbox.Sandbox {
 }
 
 // dumpLogs prints the tail of every daemon log of the sandbox.
-func dumpLogs(t *testing.T, sb *sandbox.Sandbox) {
+func dumpLogs(t testing.TB, sb *sandbox.Sandbox) {
 	logs, _ := filepath.Glob(filepath.Join(sb.Options().Dir, "*", "*.log"))
 	for _, l := range logs {
 		b, err := os.ReadFile(l)
