@@ -158,6 +158,11 @@ func Gateway(p netip.Prefix) netip.Addr { return p.Masked().Addr().Next() }
 func (c *Controller) Run(ctx context.Context) error {
 	t := time.NewTicker(c.opt.Resync)
 	defer t.Stop()
+	// A cheap liveness probe of the device (one UAPI or netlink read): if
+	// its wireguard-go process died, the interface is back within seconds,
+	// not at the next resync.
+	probe := time.NewTicker(2 * time.Second)
+	defer probe.Stop()
 	c.reconcile(ctx)
 	for {
 		select {
@@ -165,6 +170,10 @@ func (c *Controller) Run(ctx context.Context) error {
 			return nil
 		case <-c.kick:
 		case <-t.C:
+		case <-probe.C:
+			if _, err := c.wg.Device(c.opt.Interface); err == nil {
+				continue
+			}
 		}
 		if ctx.Err() != nil {
 			return nil
