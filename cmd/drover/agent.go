@@ -19,6 +19,7 @@ import (
 	"github.com/drover-net/drover/discovery"
 	"github.com/drover-net/drover/discovery/consul"
 	"github.com/drover-net/drover/discovery/docker"
+	"github.com/drover-net/drover/healthcheck"
 	"github.com/drover-net/drover/internal/buildinfo"
 	"github.com/drover-net/drover/overlay"
 	"github.com/drover-net/drover/overlay/netlink"
@@ -76,6 +77,7 @@ type agent struct {
 	docker  *docker.Client
 	link    *wg.Link
 	overlay *overlay.Controller
+	sync    *discovery.Sync
 	nodes   *discovery.Latest[[]discovery.Node]
 	leases  *discovery.Latest[map[string]overlay.KVEntry]
 	leave   chan chan error // leave requests from the status API
@@ -119,6 +121,12 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	g.Go(func() error { return a.overlay.Run(gctx) })
+	a.sync = discovery.NewSync(discovery.SyncOptions{
+		Node: a.cfg.NodeName, Network: a.cfg.Network, Resync: a.cfg.Resync,
+		Checks: healthcheck.ConsulChecks, DockerCheckID: healthcheck.DockerCheckID, DockerStatus: healthcheck.DockerStatus,
+		Log: log.With("component", "discovery"),
+	}, a.docker, a.consul)
+	g.Go(func() error { return a.sync.Run(gctx) })
 	g.Go(func() error { return a.serveStatus(gctx) })
 	g.Go(func() error {
 		select {

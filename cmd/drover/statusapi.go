@@ -14,18 +14,20 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/drover-net/drover/discovery"
 	"github.com/drover-net/drover/internal/buildinfo"
 	"github.com/drover-net/drover/overlay"
 )
 
 // StatusReport is what GET /v1/status returns and `drover status` prints.
 type StatusReport struct {
-	Version string         `json:"version"`
-	Node    string         `json:"node"`
-	Uptime  string         `json:"uptime"`
-	WGMode  string         `json:"wg_mode"`
-	Overlay overlay.Status `json:"overlay"`
-	Consul  WatchStatus    `json:"consul"`
+	Version string               `json:"version"`
+	Node    string               `json:"node"`
+	Uptime  string               `json:"uptime"`
+	WGMode  string               `json:"wg_mode"`
+	Overlay overlay.Status       `json:"overlay"`
+	Sync    discovery.SyncStatus `json:"discovery"`
+	Consul  WatchStatus          `json:"consul"`
 }
 
 // WatchStatus reports the Consul watches' health.
@@ -43,7 +45,7 @@ func (a *agent) report() StatusReport {
 		ws.Error = err.Error()
 	}
 	return StatusReport{Version: buildinfo.String(), Node: a.cfg.NodeName, Uptime: time.Since(a.started).Round(time.Second).String(),
-		WGMode: a.link.Mode(), Overlay: a.overlay.Status(), Consul: ws}
+		WGMode: a.link.Mode(), Overlay: a.overlay.Status(), Sync: a.sync.Status(), Consul: ws}
 }
 
 // serveStatus serves the local status API on a unix socket (0600) until ctx
@@ -153,6 +155,17 @@ func printStatus(w io.Writer, r StatusReport) {
 	}
 	if o.LastError != "" {
 		fmt.Fprintf(w, "last error: %s\n", o.LastError)
+	}
+	d := r.Sync
+	fmt.Fprintf(w, "\nservices registered by this node: %d (consul writes %d, passes %d)\n", len(d.Registrations), d.Writes, d.Passes)
+	for _, id := range d.Registrations {
+		fmt.Fprintf(w, "  %s\n", id)
+	}
+	for _, p := range d.Problems {
+		fmt.Fprintf(w, "SKIPPED container %s port %d: %s\n", p.ContainerName, p.Port, p.Reason)
+	}
+	if d.LastError != "" {
+		fmt.Fprintf(w, "discovery error: %s\n", d.LastError)
 	}
 	if r.Consul.Error != "" {
 		fmt.Fprintf(w, "consul: %s\n", r.Consul.Error)

@@ -116,3 +116,29 @@ func (c *Client) Deregister(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// Services returns the local agent's services.
+func (c *Client) Services(ctx context.Context) (map[string]*api.AgentService, error) {
+	s, err := c.api.Agent().ServicesWithFilterOpts("", (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("listing the local agent's services: %w", err)
+	}
+	return s, nil
+}
+
+// Checks returns the local agent's checks.
+func (c *Client) Checks(ctx context.Context) (map[string]*api.AgentCheck, error) {
+	s, err := c.api.Agent().ChecksWithFilterOpts("", (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("listing the local agent's checks: %w", err)
+	}
+	return s, nil
+}
+
+// UpdateTTL sets a TTL check's status ("passing", "warning", "critical").
+func (c *Client) UpdateTTL(ctx context.Context, checkID, output, status string) error {
+	if err := c.api.Agent().UpdateTTLOpts(checkID, output, status, (&api.QueryOptions{}).WithContext(ctx)); err != nil {
+		return fmt.Errorf("updating check %s: %w", checkID, err)
+	}
+	return nil
+}

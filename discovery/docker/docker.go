@@ -9,6 +9,9 @@ import (
 	"net/netip"
 	"strconv"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
@@ -113,4 +116,31 @@ func (d *Client) RemoveNetwork(ctx context.Context, name string) error {
 		return fmt.Errorf("docker network %s still has %d containers; left in place", name, len(cur.Containers))
 	}
 	return d.c.NetworkRemove(ctx, cur.ID)
+}
+
+// Containers lists the running containers, each inspected (labels, env,
+// networks, health). A container that vanishes between list and inspect is
+// left out.
+func (d *Client) Containers(ctx context.Context) ([]container.InspectResponse, error) {
+	list, err := d.c.ContainerList(ctx, container.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing containers: %w", err)
+	}
+	out := make([]container.InspectResponse, 0, len(list))
+	for _, c := range list {
+		r, err := d.c.ContainerInspect(ctx, c.ID)
+		if errdefs.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("inspecting container %s: %w", c.ID[:12], err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// Events streams container events until ctx ends or the stream fails.
+func (d *Client) Events(ctx context.Context) (<-chan events.Message, <-chan error) {
+	return d.c.Events(ctx, events.ListOptions{Filters: filters.NewArgs(filters.Arg("type", string(events.ContainerEventType)))})
 }

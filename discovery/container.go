@@ -1,0 +1,113 @@
+package discovery
+
+import (
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+)
+
+// Container is what discovery needs of a Docker container. It is built from
+// an inspect response by ContainerFromInspect (pure).
+type Container struct {
+	ID       string
+	Name     string // without the leading "/"
+	Image    string // as the operator gave it (Config.Image)
+	Labels   map[string]string
+	Env      map[string]string // only SERVICE_* variables (registrator compatibility)
+	Running  bool
+	Networks map[string]netip.Addr // network name → IPv4 address
+	Exposed  []int                 // exposed TCP ports, sorted
+	// Health is Docker's HEALTHCHECK status: "" (no healthcheck),
+	// "starting", "healthy" or "unhealthy".
+	Health string
+	// HealthInterval is the HEALTHCHECK interval (0 when none or default).
+	HealthInterval time.Duration
+}
+
+// ContainerFromInspect converts a Docker inspect response. It is pure.
+func ContainerFromInspect(r container.InspectResponse) Container {
+	c := Container{Labels: map[string]string{}, Env: map[string]string{}, Networks: map[string]netip.Addr{}}
+	if r.ContainerJSONBase != nil {
+		c.ID = r.ID
+		c.Name = strings.TrimPrefix(r.Name, "/")
+		if r.State != nil {
+			c.Running = r.State.Running && !r.State.Paused && !r.State.Restarting
+			if r.State.Health != nil {
+				c.Health = string(r.State.Health.Status)
+			}
+		}
+	}
+	if r.Config != nil {
+		c.Image = r.Config.Image
+		for k, v := range r.Config.Labels {
+			c.Labels[k] = v
+		}
+		for _, kv := range r.Config.Env {
+			if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "SERVICE_") {
+				c.Env[k] = v
+			}
+		}
+		for p := range r.Config.ExposedPorts {
+			if p.Proto() == "tcp" {
+				if n, err := strconv.Atoi(p.Port()); err == nil {
+					c.Exposed = append(c.Exposed, n)
+				}
+			}
+		}
+		sort.Ints(c.Exposed)
+		if hc := r.Config.Healthcheck; hc != nil && len(hc.Test) > 0 && hc.Test[0] != "NONE" {
+			c.HealthInterval = hc.Interval
+		}
+	}
+	if r.NetworkSettings != nil {
+		for name, ep := range r.NetworkSettings.Networks {
+			if ep == nil {
+				continue
+			}
+			if a, err := netip.ParseAddr(ep.IPAddress); err == nil {
+				c.Networks[name] = a
+			}
+		}
+	}
+	return c
+}
+
+// Check is the one health-check definition of a service port, from labels.
+// healthcheck turns it into Consul's check (and, later, HAProxy's).
+type Check struct {
+	Kind     string        // "http", "tcp" or "none"
+	Path     string        // HTTP path, starting with "/"
+	Interval time.Duration // between probes
+	Timeout  time.Duration // per probe, < Interval
+	Rise     int           // consecutive successes before passing (≥ 1)
+	Fall     int           // consecutive failures before critical (≥ 1)
+}
+
+// Registration is one Consul service instance for one container port.
+type Registration struct {
+	ID      string // drover:<node>:<container id 12>:<port>
+	Name    string
+	Address netip.Addr // the container's overlay address
+	Port    int
+	Tags    []string          // sorted, no duplicates
+	Meta    map[string]string // drover_node, container_id, container_name, image, lb_*, weight
+	Check   Check
+	// DockerHealth is true when the container has a Docker HEALTHCHECK,
+	// whose status is bridged into Consul as a TTL check.
+	DockerHealth bool
+	// DockerStatus is that status now ("starting", "healthy", "unhealthy").
+	DockerStatus string
+}
+
+// Problem is a container (or one of its ports) that discovery skipped, and
+// why. Port is 0 when the whole container was skipped.
+type Problem struct {
+	ContainerID   string `json:"container_id"`
+	ContainerName string `json:"container_name"`
+	Port          int    `json:"port,omitempty"`
+	Reason        string `json:"reason"`
+}

@@ -1,0 +1,363 @@
+package discovery
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/hashicorp/consul/api"
+
+	"github.com/drover-net/drover/internal/backoff"
+)
+
+// Docker is what the sync loop needs of dockerd. *docker.Client fits.
+type Docker interface {
+	// Containers lists the running containers, inspected.
+	Containers(ctx context.Context) ([]container.InspectResponse, error)
+	// Events streams container events until ctx ends or the stream fails.
+	Events(ctx context.Context) (<-chan events.Message, <-chan error)
+}
+
+// Agent is what the sync loop needs of the local Consul agent.
+// *consul.Client fits. All methods are safe for concurrent use.
+type Agent interface {
+	Services(ctx context.Context) (map[string]*api.AgentService, error)
+	Checks(ctx context.Context) (map[string]*api.AgentCheck, error)
+	Register(ctx context.Context, r *api.AgentServiceRegistration) error
+	Deregister(ctx context.Context, id string) error
+	UpdateTTL(ctx context.Context, checkID, output, status string) error
+}
+
+// SyncOptions configures the Docker → Consul sync loop.
+type SyncOptions struct {
+	Node    string        // this drover node: IDs and ownership
+	Network string        // Docker network whose address is published
+	Resync  time.Duration // full pass period (default 30 s)
+	// Checks turns a registration into its Consul checks (healthcheck owns
+	// the check definitions; the wiring passes healthcheck.ConsulChecks).
+	Checks func(Registration) api.AgentServiceChecks
+	// DockerCheck names the TTL check bridging Docker health and maps the
+	// Docker status to Consul's.
+	DockerCheckID func(serviceID string) string
+	DockerStatus  func(string) string
+	Log           *slog.Logger
+}
+
+// SyncStatus is the sync loop's part of `drover status`.
+type SyncStatus struct {
+	Registrations []string  `json:"registrations"` // IDs registered now
+	Problems      []Problem `json:"problems"`
+	Writes        int       `json:"consul_writes"` // registrations, deregistrations, TTL updates since start
+	Passes        int       `json:"passes"`
+	LastPass      time.Time `json:"last_pass"`
+	LastError     string    `json:"last_error,omitempty"`
+	Pending       bool      `json:"pending"` // a pass failed and is being retried
+	Owned         int       `json:"owned_in_consul"`
+	DockerEvents  int       `json:"docker_events"`
+	Reconnects    int       `json:"docker_reconnects"`
+	Applied       []string  `json:"last_changes,omitempty"`
+}
+
+// Sync keeps this node's container registrations in Consul equal to the
+// running, labelled containers: it subscribes to Docker events before its
+// first list, does a full pass on every event (coalesced), on a timer and
+// after every reconnect, and deletes only registrations it owns — and only
+// in a pass whose Docker list and Consul read both succeeded.
+type Sync struct {
+	opt    SyncOptions
+	docker Docker
+	agent  Agent
+	kick   chan struct{}
+
+	mu     sync.Mutex // guards status
+	status SyncStatus
+}
+
+// NewSync returns a sync loop; it changes nothing yet.
+func NewSync(opt SyncOptions, d Docker, a Agent) *Sync {
+	if opt.Resync == 0 {
+		opt.Resync = 30 * time.Second
+	}
+	return &Sync{opt: opt, docker: d, agent: a, kick: make(chan struct{}, 1)}
+}
+
+// Status returns a copy of the loop's status.
+func (s *Sync) Status() SyncStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.status
+	st.Registrations = append([]string(nil), st.Registrations...)
+	st.Problems = append([]Problem(nil), st.Problems...)
+	return st
+}
+
+func (s *Sync) poke() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run syncs until ctx ends. It never exits on Docker or Consul errors: it
+// retries with a capped, jittered backoff.
+func (s *Sync) Run(ctx context.Context) error {
+	go s.watchEvents(ctx)
+	t := time.NewTicker(s.opt.Resync)
+	defer t.Stop()
+	bo := backoff.New(250*time.Millisecond, 10*time.Second)
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.kick:
+		case <-t.C:
+		case <-retry.C:
+		}
+		if err := s.pass(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.opt.Log.Warn("docker→consul sync failed; retrying", "err", err)
+			retry.Reset(bo.Next())
+			continue
+		}
+		bo.Reset()
+	}
+}
+
+// watchEvents subscribes to container events (before the first list, so
+// nothing is missed), turns each into a kick, and resubscribes with backoff
+// when dockerd goes away; every (re)subscription is followed by a full pass.
+func (s *Sync) watchEvents(ctx context.Context) {
+	bo := backoff.New(250*time.Millisecond, 10*time.Second)
+	for ctx.Err() == nil {
+		sctx, cancel := context.WithCancel(ctx)
+		msgs, errs := s.docker.Events(sctx)
+		s.poke()
+	stream:
+		for {
+			select {
+			case <-ctx.Done():
+				cancel()
+				return
+			case m := <-msgs:
+				bo.Reset()
+				s.mu.Lock()
+				s.status.DockerEvents++
+				s.mu.Unlock()
+				if interesting(m) {
+					s.poke()
+				}
+			case err := <-errs:
+				s.opt.Log.Warn("docker event stream lost; reconnecting", "err", err)
+				break stream
+			}
+		}
+		cancel()
+		s.mu.Lock()
+		s.status.Reconnects++
+		s.mu.Unlock()
+		bo.Wait(ctx)
+	}
+}
+
+func interesting(m events.Message) bool {
+	switch a := string(m.Action); {
+	case a == "start", a == "die", a == "stop", a == "kill", a == "destroy", a == "rename",
+		a == "pause", a == "unpause", a == "restart", a == "update",
+		strings.HasPrefix(a, "health_status"), a == "connect", a == "disconnect":
+		return true
+	}
+	return false
+}
+
+// pass is one full level-triggered sync.
+func (s *Sync) pass(ctx context.Context) error {
+	inspected, err := s.docker.Containers(ctx)
+	if err != nil {
+		return s.fail(err)
+	}
+	services, err := s.agent.Services(ctx)
+	if err != nil {
+		return s.fail(err)
+	}
+	cs := make([]Container, len(inspected))
+	for i, r := range inspected {
+		cs[i] = ContainerFromInspect(r)
+	}
+	desired, problems := Registrations(s.opt.Node, s.opt.Network, cs)
+	owned := s.owned(services)
+	var changes []string
+	var errs []error
+	want := map[string]bool{}
+	for _, r := range desired {
+		want[r.ID] = true
+		reg := s.agentRegistration(r)
+		if cur, ok := owned[r.ID]; ok && cur.Meta[MetaHash] == reg.Meta[MetaHash] {
+			continue
+		}
+		if err := s.agent.Register(ctx, reg); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		changes = append(changes, "register "+r.ID+" "+r.Name+" "+r.Address.String()+":"+strconv.Itoa(r.Port))
+	}
+	for _, id := range sortedIDs(owned) {
+		if want[id] {
+			continue
+		}
+		if err := s.agent.Deregister(ctx, id); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		changes = append(changes, "deregister "+id)
+	}
+	changes = append(changes, s.bridgeDockerHealth(ctx, desired, &errs)...)
+	for _, p := range problems {
+		s.opt.Log.Warn("container skipped", "container", p.ContainerName, "id", short12(p.ContainerID), "port", p.Port, "reason", p.Reason)
+	}
+	if len(changes) > 0 {
+		s.opt.Log.Info("docker→consul applied", "changes", strings.Join(changes, "; "))
+	}
+	s.mu.Lock()
+	s.status.Passes++
+	s.status.LastPass = time.Now()
+	s.status.Writes += len(changes)
+	s.status.Problems = problems
+	s.status.Owned = len(owned)
+	s.status.Registrations = s.status.Registrations[:0]
+	for _, r := range desired {
+		s.status.Registrations = append(s.status.Registrations, r.ID)
+	}
+	if len(changes) > 0 {
+		s.status.Applied = changes
+	}
+	s.mu.Unlock()
+	if err := errors.Join(errs...); err != nil {
+		return s.fail(err)
+	}
+	s.mu.Lock()
+	s.status.LastError, s.status.Pending = "", false
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Sync) fail(err error) error {
+	s.mu.Lock()
+	s.status.LastError, s.status.Pending = err.Error(), true
+	s.mu.Unlock()
+	return err
+}
+
+// owned filters the agent's services down to the ones this node registered.
+func (s *Sync) owned(all map[string]*api.AgentService) map[string]*api.AgentService {
+	prefix := "drover:" + s.opt.Node + ":"
+	out := map[string]*api.AgentService{}
+	for id, svc := range all {
+		if strings.HasPrefix(id, prefix) && svc.Meta[MetaNode] == s.opt.Node {
+			out[id] = svc
+		}
+	}
+	return out
+}
+
+// MetaHash carries a digest of the whole registration (checks included), so
+// that an unchanged registration is never written again.
+const MetaHash = "drover_hash"
+
+func (s *Sync) agentRegistration(r Registration) *api.AgentServiceRegistration {
+	meta := map[string]string{}
+	for k, v := range r.Meta {
+		meta[k] = v
+	}
+	reg := &api.AgentServiceRegistration{
+		ID: r.ID, Name: r.Name, Address: r.Address.String(), Port: r.Port,
+		Tags: r.Tags, Meta: meta,
+	}
+	if s.opt.Checks != nil {
+		reg.Checks = s.opt.Checks(r)
+	}
+	// The digest leaves out the Docker TTL status, which changes through
+	// UpdateTTL, not through re-registration.
+	h := sha256.New()
+	b, _ := json.Marshal(struct {
+		R *api.AgentServiceRegistration
+		D bool
+	}{reg, r.DockerHealth})
+	h.Write(stripStatus(b))
+	meta[MetaHash] = hex.EncodeToString(h.Sum(nil))[:16]
+	return reg
+}
+
+func stripStatus(b []byte) []byte {
+	for _, st := range []string{api.HealthPassing, api.HealthWarning, api.HealthCritical} {
+		b = []byte(strings.ReplaceAll(string(b), `"Status":"`+st+`"`, `"Status":""`))
+	}
+	return b
+}
+
+// bridgeDockerHealth sets each Docker-health TTL check to the container's
+// status, writing only when Consul's differs.
+func (s *Sync) bridgeDockerHealth(ctx context.Context, desired []Registration, errs *[]error) []string {
+	if s.opt.DockerCheckID == nil || s.opt.DockerStatus == nil {
+		return nil
+	}
+	var any bool
+	for _, r := range desired {
+		any = any || r.DockerHealth
+	}
+	if !any {
+		return nil
+	}
+	checks, err := s.agent.Checks(ctx)
+	if err != nil {
+		*errs = append(*errs, err)
+		return nil
+	}
+	var changes []string
+	for _, r := range desired {
+		if !r.DockerHealth {
+			continue
+		}
+		id := s.opt.DockerCheckID(r.ID)
+		want := s.opt.DockerStatus(r.DockerStatus)
+		if c, ok := checks[id]; ok && c.Status == want {
+			continue
+		}
+		if err := s.agent.UpdateTTL(ctx, id, "docker health: "+r.DockerStatus, want); err != nil {
+			*errs = append(*errs, err)
+			continue
+		}
+		changes = append(changes, fmt.Sprintf("ttl %s %s", id, want))
+	}
+	return changes
+}
+
+func sortedIDs(m map[string]*api.AgentService) []string {
+	ids := make([]string, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+func short12(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

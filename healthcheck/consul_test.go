@@ -1,0 +1,54 @@
+package healthcheck
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/consul/api"
+
+	"github.com/drover-net/drover/discovery"
+)
+
+func TestConsulChecks(t *testing.T) {
+	base := discovery.Registration{ID: "drover:h1:abc:8080", Address: netip.MustParseAddr("10.42.1.2"), Port: 8080,
+		Check: discovery.Check{Kind: "tcp", Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3}}
+	withHTTP := base
+	withHTTP.Check.Kind, withHTTP.Check.Path = "http", "/healthz"
+	none := base
+	none.Check.Kind = "none"
+	docker := none
+	docker.DockerHealth, docker.DockerStatus = true, "unhealthy"
+	cases := []struct {
+		name string
+		reg  discovery.Registration
+		want api.AgentServiceChecks
+	}{
+		{"tcp", base, api.AgentServiceChecks{{CheckID: "drover:h1:abc:8080:tcp", Name: "TCP connect 10.42.1.2:8080",
+			TCP: "10.42.1.2:8080", Interval: "2s", Timeout: "1s", SuccessBeforePassing: 2, FailuresBeforeCritical: 3,
+			DeregisterCriticalServiceAfter: DeregisterAfter}}},
+		{"http", withHTTP, api.AgentServiceChecks{{CheckID: "drover:h1:abc:8080:http", Name: "HTTP GET /healthz",
+			HTTP: "http://10.42.1.2:8080/healthz", Interval: "2s", Timeout: "1s", SuccessBeforePassing: 2, FailuresBeforeCritical: 3,
+			DeregisterCriticalServiceAfter: DeregisterAfter}}},
+		{"none", none, nil},
+		{"docker health only", docker, api.AgentServiceChecks{{CheckID: "drover:h1:abc:8080:docker", Name: "Docker HEALTHCHECK",
+			TTL: DockerTTL, Status: api.HealthCritical, Notes: "bridged from the container's Docker health status by drover",
+			DeregisterCriticalServiceAfter: DeregisterAfter}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, ConsulChecks(tc.reg)); diff != "" {
+				t.Errorf("(-want +got)\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestDockerStatus(t *testing.T) {
+	for in, want := range map[string]string{"healthy": "passing", "unhealthy": "critical", "starting": "warning", "": "warning"} {
+		if got := DockerStatus(in); got != want {
+			t.Errorf("DockerStatus(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
