@@ -22,7 +22,9 @@ type fakeDocker struct {
 	err error
 }
 
-func (f *fakeDocker) Containers(context.Context) ([]container.InspectResponse, error) { return f.cs, f.err }
+func (f *fakeDocker) Containers(context.Context) ([]container.InspectResponse, error) {
+	return f.cs, f.err
+}
 func (f *fakeDocker) Events(ctx context.Context) (<-chan events.Message, <-chan error) {
 	return make(chan events.Message), make(chan error)
 }
@@ -41,7 +43,9 @@ func newFakeAgent() *fakeAgent {
 func (f *fakeAgent) Services(context.Context) (map[string]*api.AgentService, error) {
 	return f.services, f.err
 }
-func (f *fakeAgent) Checks(context.Context) (map[string]*api.AgentCheck, error) { return f.checks, f.err }
+func (f *fakeAgent) Checks(context.Context) (map[string]*api.AgentCheck, error) {
+	return f.checks, f.err
+}
 func (f *fakeAgent) Register(_ context.Context, r *api.AgentServiceRegistration) error {
 	f.services[r.ID] = &api.AgentService{ID: r.ID, Service: r.Name, Address: r.Address, Port: r.Port, Tags: r.Tags, Meta: r.Meta}
 	for _, c := range r.Checks {
