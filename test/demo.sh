@@ -22,6 +22,7 @@ for i in $(seq 1 "$hosts"); do
   h=h$i
   "$drover" sandbox docker "$h" -- rm -f web >/dev/null 2>&1 || true
   "$drover" sandbox docker "$h" -- run -d --name web --hostname "web-$h" --network drover \
+    -l drover.service=web -l drover.tags=demo -l drover.check=http:/healthz -l drover.check.interval=2s \
     -e DEMO_MARKER="hello-from-$h" drover-demo:latest >/dev/null
   ip[$h]=$("$drover" sandbox docker "$h" -- inspect -f '{{.NetworkSettings.Networks.drover.IPAddress}}' web)
 done
@@ -45,6 +46,14 @@ for from in h1 h2; do
     echo "    $(fetch "$from" "$to")"
   done
 done
+echo
+echo "The demo services, registered in Consul by drover with their overlay addresses and health:"
+for _ in $(seq 1 100); do
+  [[ $("$drover" sandbox exec h1 -- curl -s '127.0.0.1:8500/v1/health/service/web?passing=true' | grep -o '"ServiceID"' | wc -l) -ge $hosts ]] && break
+  sleep 0.1
+done
+echo "  \$ $drover sandbox exec h1 -- drover services web"
+"$drover" sandbox exec h1 -- drover services web | sed 's/^/    /'
 echo
 echo "The mesh as h1 sees it:"
 echo "  \$ $drover sandbox exec h1 -- drover status"

@@ -40,6 +40,7 @@ func commands() []command {
 		{"agent", "run the drover agent on this host", (*cli).agent},
 		{"status", "show what the local agent is doing", (*cli).status},
 		{"leave", "take this host out of the mesh for good", (*cli).leaveCmd},
+		{"services", "list the service instances in Consul with address and health", (*cli).services},
 		{"sandbox", "run a multi-host test cluster on this machine (namespaces)", (*cli).sandbox},
 		{"version", "print the version", (*cli).version},
 	}

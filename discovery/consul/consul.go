@@ -142,3 +142,12 @@ func (c *Client) UpdateTTL(ctx context.Context, checkID, output, status string) 
 	}
 	return nil
 }
+
+// CatalogServices lists the service names in the catalog with their tags.
+func (c *Client) CatalogServices(ctx context.Context) (map[string][]string, error) {
+	s, _, err := c.api.Catalog().Services((&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("listing catalog services: %w", err)
+	}
+	return s, nil
+}

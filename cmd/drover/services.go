@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/drover-net/drover/discovery/consul"
+)
+
+// services lists drover-registered service instances from Consul with their
+// overlay address, node and health.
+func (c *cli) services(args []string) int {
+	fs := c.flagSet("services", "drover services [--consul-addr ADDR] [NAME...]\n\nLists the service instances drover registered in Consul (all services, or\nthe ones named), with overlay address, port, node, tags and health.")
+	addr := fs.String("consul-addr", c.getenv("DROVER_CONSUL_ADDR"), "Consul agent address (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500)")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	cl, err := consul.New(*addr)
+	if err != nil {
+		return c.fail("%v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	names := fs.Args()
+	if len(names) == 0 {
+		all, err := cl.CatalogServices(ctx)
+		if err != nil {
+			return c.fail("%v", err)
+		}
+		for n := range all {
+			if n != "consul" {
+				names = append(names, n)
+			}
+		}
+		sort.Strings(names)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tADDRESS\tNODE\tTAGS\tHEALTH\tCHECKS")
+	for _, n := range names {
+		es, _, err := cl.HealthService(ctx, n, 0)
+		if err != nil {
+			return c.fail("%v", err)
+		}
+		for _, e := range es {
+			var checks []string
+			for _, ck := range e.Checks {
+				if ck.ServiceID == "" {
+					continue // node checks
+				}
+				checks = append(checks, ck.Name+"="+ck.Status)
+			}
+			fmt.Fprintf(tw, "%s\t%s:%d\t%s\t%s\t%s\t%s\n", n, e.Service.Address, e.Service.Port, e.Node.Node,
+				strings.Join(e.Service.Tags, ","), e.Checks.AggregatedStatus(), strings.Join(checks, " "))
+		}
+	}
+	tw.Flush()
+	return 0
+}
