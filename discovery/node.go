@@ -104,8 +104,21 @@ func NodeRegistration(name, publicKey string, endpoint netip.AddrPort, subnet ne
 			MetaSubnet:    subnet.String(),
 			MetaVersion:   version,
 		},
+		Checks: api.AgentServiceChecks{{
+			CheckID: MeshCheckID,
+			Name:    "drover mesh self-check",
+			Notes:   "every peer probed end to end through the WireGuard tunnel by this host's agent",
+			TTL:     "15m",
+			Status:  api.HealthPassing,
+		}},
 	}
 }
+
+// MeshCheckID is the TTL check on drover-node that carries the mesh
+// self-check's result. Its status is warning, never critical, when peers do
+// not answer, so that a bad link never makes the node itself look dead; only
+// an agent silent for the whole TTL turns it critical.
+const MeshCheckID = "drover-node:mesh"
 
 // SameRegistration reports whether the agent's current service cur already
 // matches r, so that a restart with nothing changed writes nothing.

@@ -78,6 +78,7 @@ type agent struct {
 	link    *wg.Link
 	overlay *overlay.Controller
 	sync    *discovery.Sync
+	mesh    *healthcheck.Mesh
 	nodes   *discovery.Latest[[]discovery.Node]
 	leases  *discovery.Latest[map[string]overlay.KVEntry]
 	leave   chan chan error // leave requests from the status API
@@ -127,6 +128,16 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Log: log.With("component", "discovery"),
 	}, a.docker, a.consul)
 	g.Go(func() error { return a.sync.Run(gctx) })
+	a.mesh = healthcheck.NewMesh(healthcheck.MeshOptions{
+		Self:    a.cfg.NodeName,
+		Listen:  func() netip.AddrPort { return a.meshAddr(a.overlay.Status().Subnet) },
+		Targets: a.meshTargets,
+		Report: func(ctx context.Context, status, output string) error {
+			return a.consul.UpdateTTL(ctx, discovery.MeshCheckID, output, status)
+		},
+		Log: log.With("component", "mesh"),
+	})
+	g.Go(func() error { return a.mesh.Run(gctx) })
 	g.Go(func() error { return a.serveStatus(gctx) })
 	g.Go(func() error {
 		select {
@@ -341,4 +352,22 @@ func (an announcer) Withdraw(ctx context.Context) error {
 
 func kvPair(key string, v []byte, idx uint64) *api.KVPair {
 	return &api.KVPair{Key: key, Value: v, ModifyIndex: idx}
+}
+
+// meshAddr is the mesh responder's address for a subnet: its gateway.
+func (a *agent) meshAddr(subnet string) netip.AddrPort {
+	p, err := netip.ParsePrefix(subnet)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(overlay.Gateway(p), healthcheck.MeshPort)
+}
+
+// meshTargets are the overlay's current peers' responders.
+func (a *agent) meshTargets() []healthcheck.Target {
+	var ts []healthcheck.Target
+	for _, p := range a.overlay.Status().Peers {
+		ts = append(ts, healthcheck.Target{Node: p.Node, Addr: a.meshAddr(p.Subnet)})
+	}
+	return ts
 }

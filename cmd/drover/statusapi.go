@@ -15,19 +15,21 @@ import (
 	"time"
 
 	"github.com/drover-net/drover/discovery"
+	"github.com/drover-net/drover/healthcheck"
 	"github.com/drover-net/drover/internal/buildinfo"
 	"github.com/drover-net/drover/overlay"
 )
 
 // StatusReport is what GET /v1/status returns and `drover status` prints.
 type StatusReport struct {
-	Version string               `json:"version"`
-	Node    string               `json:"node"`
-	Uptime  string               `json:"uptime"`
-	WGMode  string               `json:"wg_mode"`
-	Overlay overlay.Status       `json:"overlay"`
-	Sync    discovery.SyncStatus `json:"discovery"`
-	Consul  WatchStatus          `json:"consul"`
+	Version string                  `json:"version"`
+	Node    string                  `json:"node"`
+	Uptime  string                  `json:"uptime"`
+	WGMode  string                  `json:"wg_mode"`
+	Overlay overlay.Status          `json:"overlay"`
+	Sync    discovery.SyncStatus    `json:"discovery"`
+	Mesh    []healthcheck.PeerProbe `json:"mesh_probes"`
+	Consul  WatchStatus             `json:"consul"`
 }
 
 // WatchStatus reports the Consul watches' health.
@@ -45,7 +47,7 @@ func (a *agent) report() StatusReport {
 		ws.Error = err.Error()
 	}
 	return StatusReport{Version: buildinfo.String(), Node: a.cfg.NodeName, Uptime: time.Since(a.started).Round(time.Second).String(),
-		WGMode: a.link.Mode(), Overlay: a.overlay.Status(), Sync: a.sync.Status(), Consul: ws}
+		WGMode: a.link.Mode(), Overlay: a.overlay.Status(), Sync: a.sync.Status(), Mesh: a.mesh.Status(), Consul: ws}
 }
 
 // serveStatus serves the local status API on a unix socket (0600) until ctx
@@ -141,13 +143,24 @@ func printStatus(w io.Writer, r StatusReport) {
 	fmt.Fprintf(w, "node %s  subnet %s  interface %s (%s, mtu %d)  endpoint %s  up %s  drover %s\n",
 		r.Node, o.Subnet, o.Interface, r.WGMode, o.MTU, o.Endpoint, r.Uptime, r.Version)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER\tENDPOINT\tSUBNET\tHANDSHAKE\tRX\tTX\tREACHABLE\tCONSUL")
+	probes := map[string]healthcheck.PeerProbe{}
+	for _, p := range r.Mesh {
+		probes[p.Node] = p
+	}
+	fmt.Fprintln(tw, "PEER\tENDPOINT\tSUBNET\tHANDSHAKE\tRX\tTX\tREACHABLE\tPROBE\tCONSUL")
 	for _, p := range o.Peers {
 		hs := "never"
 		if p.HandshakeAge != "" {
 			hs = p.HandshakeAge + " ago"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%v\t%s\n", p.Node, p.Endpoint, p.Subnet, hs, p.RxBytes, p.TxBytes, p.Reachable, p.Health)
+		probe := "-"
+		if pr, ok := probes[p.Node]; ok {
+			probe = "down"
+			if pr.Reachable {
+				probe = "ok " + pr.RTT.Round(10*time.Microsecond).String()
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%v\t%s\t%s\n", p.Node, p.Endpoint, p.Subnet, hs, p.RxBytes, p.TxBytes, p.Reachable, probe, p.Health)
 	}
 	tw.Flush()
 	for _, rej := range o.Rejections {
