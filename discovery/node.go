@@ -1,6 +1,9 @@
 package discovery
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -92,7 +95,7 @@ func joinProblems(p []string) string {
 // NodeRegistration is the drover-node service this host registers on its
 // local Consul agent. It is pure.
 func NodeRegistration(name, publicKey string, endpoint netip.AddrPort, subnet netip.Prefix, version string) *api.AgentServiceRegistration {
-	return &api.AgentServiceRegistration{
+	r := &api.AgentServiceRegistration{
 		ID:      NodeService,
 		Name:    NodeService,
 		Address: endpoint.Addr().String(),
@@ -112,6 +115,12 @@ func NodeRegistration(name, publicKey string, endpoint netip.AddrPort, subnet ne
 			Status:  api.HealthPassing,
 		}},
 	}
+	// The digest covers the checks too, which the agent's service listing
+	// does not show: SameRegistration compares Meta only.
+	b, _ := json.Marshal(r)
+	sum := sha256.Sum256(b)
+	r.Meta[MetaHash] = hex.EncodeToString(sum[:])[:16]
+	return r
 }
 
 // MeshCheckID is the TTL check on drover-node that carries the mesh

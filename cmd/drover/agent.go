@@ -132,10 +132,8 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Self:    a.cfg.NodeName,
 		Listen:  func() netip.AddrPort { return a.meshAddr(a.overlay.Status().Subnet) },
 		Targets: a.meshTargets,
-		Report: func(ctx context.Context, status, output string) error {
-			return a.consul.UpdateTTL(ctx, discovery.MeshCheckID, output, status)
-		},
-		Log: log.With("component", "mesh"),
+		Report:  a.reportMesh(),
+		Log:     log.With("component", "mesh"),
 	})
 	g.Go(func() error { return a.mesh.Run(gctx) })
 	g.Go(func() error { return a.serveStatus(gctx) })
@@ -370,4 +368,22 @@ func (a *agent) meshTargets() []healthcheck.Target {
 		ts = append(ts, healthcheck.Target{Node: p.Node, Addr: a.meshAddr(p.Subnet)})
 	}
 	return ts
+}
+
+// reportMesh returns the mesh check reporter: it writes the TTL check, but
+// its first call after a start writes nothing when Consul already holds the
+// same status and output (a restart with nothing changed writes nothing).
+func (a *agent) reportMesh() func(ctx context.Context, status, output string) error {
+	first := true
+	return func(ctx context.Context, status, output string) error {
+		if first {
+			first = false
+			if checks, err := a.consul.Checks(ctx); err == nil {
+				if c := checks[discovery.MeshCheckID]; c != nil && c.Status == status && c.Output == output {
+					return nil
+				}
+			}
+		}
+		return a.consul.UpdateTTL(ctx, discovery.MeshCheckID, output, status)
+	}
 }
