@@ -317,6 +317,10 @@ func runOnMesh(ctx context.Context, t *testing.T, sb *sandbox.Sandbox, host, nam
 	if !strings.HasPrefix(ip, "10.42.") {
 		t.Fatalf("%s on %s got %q, not an overlay address", name, host, ip)
 	}
+	harness.Eventually(t, 10*time.Second, name+" on "+host+" answers locally", func() error {
+		_, err := sb.Output(ctx, host, "drover-demo", "get", "-timeout", "1s", "http://"+ip+":8080/healthz")
+		return err
+	})
 	return ip
 }
 

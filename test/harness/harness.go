@@ -92,8 +92,17 @@ func Sandbox(t testing.TB, opt sandbox.Options) *sandbox.Sandbox {
 	return sb
 }
 
-// dumpLogs prints the tail of every daemon log of the sandbox.
+// dumpLogs prints the tail of every daemon log of the sandbox, and each
+// host's WireGuard, route and address state.
 func dumpLogs(t testing.TB, sb *sandbox.Sandbox) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, h := range sb.Hosts() {
+		for _, argv := range [][]string{{"wg", "show"}, {"ip", "route"}, {"ip", "-br", "addr"}} {
+			out, err := sb.Output(ctx, h.Name, argv...)
+			t.Logf("--- %s: %s (err %v)\n%s", h.Name, strings.Join(argv, " "), err, out)
+		}
+	}
 	logs, _ := filepath.Glob(filepath.Join(sb.Options().Dir, "*", "*.log"))
 	for _, l := range logs {
 		b, err := os.ReadFile(l)
