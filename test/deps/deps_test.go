@@ -14,9 +14,9 @@ const mod = "github.com/drover-net/drover/"
 // sdkClients are SDK packages that talk to the outside world; only adapters
 // and cmd may import them.
 var sdkClients = map[string]string{
-	"github.com/docker/docker/client":                      "Docker client: adapters only (discovery/docker)",
-	"github.com/vishvananda/netlink":                       "netlink: adapters only (overlay/netlink, overlay/wg)",
-	"golang.zx2c4.com/wireguard/wgctrl":                    "wgctrl client: adapters only (overlay/wg)",
+	"github.com/docker/docker/client":                       "Docker client: adapters only (discovery/docker)",
+	"github.com/vishvananda/netlink":                        "netlink: adapters only (overlay/netlink, overlay/wg)",
+	"golang.zx2c4.com/wireguard/wgctrl":                     "wgctrl client: adapters only (overlay/wg)",
 	"github.com/haproxytech/client-native/v5/runtime":       "HAProxy runtime client: adapters only (lb/haproxy)",
 	"github.com/haproxytech/client-native/v5/configuration": "HAProxy config client: adapters only (lb/haproxy)",
 	"os/exec": "running commands: adapters and cmd only",
