@@ -278,4 +278,76 @@ func TestDiscovery(t *testing.T) {
 			t.Logf("Consul indexes unchanged across the restart: %s", after)
 		}
 	})
+
+	t.Run("dockerd restart: reconnect, resync, register new containers", func(t *testing.T) {
+		if _, err := sb.Kill("h1", sandbox.ProcDockerd); err != nil {
+			t.Fatal(err)
+		}
+		if err := sb.Start(ctx, "h1", sandbox.ProcDockerd); err != nil {
+			t.Fatal(err)
+		}
+		// The sandbox restarts a killed dockerd as after a reboot: its old
+		// containers are gone, so their registrations must go too.
+		harness.Eventually(t, 20*time.Second, "h1's old api deregistered after dockerd came back", func() error {
+			es, err := healthService(ctx, sb, "h1", "api", false)
+			if err != nil {
+				return err
+			}
+			for _, e := range es {
+				if e.Node.Node == "h1" {
+					return fmt.Errorf("still registered")
+				}
+			}
+			return nil
+		})
+		if _, err := sb.Docker(ctx, "h1", "run", "-d", "--name", "api-new", "--network", "drover",
+			"-l", "drover.service=api", sandbox.DemoImage); err != nil {
+			t.Fatal(err)
+		}
+		harness.Eventually(t, 5*time.Second, "new api on h1 registered", func() error {
+			es, err := healthService(ctx, sb, "h1", "api", false)
+			if err != nil {
+				return err
+			}
+			for _, e := range es {
+				if e.Node.Node == "h1" && e.Service.Meta["container_name"] == "api-new" {
+					return nil
+				}
+			}
+			return fmt.Errorf("not yet")
+		})
+	})
+
+	t.Run("Consul agent down: registration queued and applied on return", func(t *testing.T) {
+		if _, err := sb.Kill("h2", sandbox.ProcConsul); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sb.Docker(ctx, "h2", "run", "-d", "--name", "late", "--network", "drover",
+			"-l", "drover.service=late", sandbox.DemoImage); err != nil {
+			t.Fatal(err)
+		}
+		harness.Eventually(t, 10*time.Second, "agent reports the failed pass", func() error {
+			out, err := sb.Output(ctx, "h2", "drover", "status", "--json")
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(out, `"pending": true`) {
+				return fmt.Errorf("no pending pass yet")
+			}
+			return nil
+		})
+		if err := sb.Start(ctx, "h2", sandbox.ProcConsul); err != nil {
+			t.Fatal(err)
+		}
+		harness.Eventually(t, 30*time.Second, "late registered once Consul is back", func() error {
+			es, err := healthService(ctx, sb, "h1", "late", false)
+			if err != nil {
+				return err
+			}
+			if len(es) != 1 {
+				return fmt.Errorf("%d instances", len(es))
+			}
+			return nil
+		})
+	})
 }
