@@ -137,6 +137,7 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	g.Go(func() error { return a.mesh.Run(gctx) })
 	g.Go(func() error { return a.serveStatus(gctx) })
+	g.Go(func() error { return a.serveMetrics(gctx, a.cfg.MetricsAddr) })
 	g.Go(func() error {
 		select {
 		case <-gctx.Done():

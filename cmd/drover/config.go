@@ -4,8 +4,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -31,6 +31,7 @@ type Config struct {
 	Network      string        // Docker bridge network for containers
 	Bridge       string        // Linux bridge name of that network
 	StatusSocket string        // local status API (unix socket, 0600)
+	MetricsAddr  string        // Prometheus /metrics, /healthz, /readyz; empty disables
 	LogFormat    string        // text or json
 	LogLevel     string        // debug, info, warn or error
 }
@@ -50,6 +51,7 @@ func DefaultConfig() Config {
 		Network:      "drover",
 		Bridge:       "drover-br",
 		StatusSocket: "/run/drover/drover.sock",
+		MetricsAddr:  "127.0.0.1:9714",
 		LogFormat:    "text",
 		LogLevel:     "info",
 	}
@@ -74,6 +76,7 @@ func agentFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.Network, "network", cfg.Network, "Docker bridge network that gets this host's subnet")
 	fs.StringVar(&cfg.Bridge, "bridge", cfg.Bridge, "Linux bridge name of that network")
 	fs.StringVar(&cfg.StatusSocket, "status-socket", cfg.StatusSocket, "unix socket of the local status API")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "address of the Prometheus /metrics, /healthz and /readyz endpoints (empty: off)")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log format: text or json")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn or error")
 }
@@ -140,6 +143,11 @@ func (c Config) Validate() error {
 	if c.Network == "" || c.Bridge == "" || len(c.Bridge) > 15 {
 		bad("--network must be set and --bridge 1-15 characters")
 	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			bad("--metrics-addr %q: want host:port or empty", c.MetricsAddr)
+		}
+	}
 	switch c.LogFormat {
 	case "text", "json":
 	default:
@@ -167,5 +175,3 @@ func parseEndpoint(s string, port int) (netip.AddrPort, error) {
 	}
 	return netip.AddrPortFrom(a, uint16(port)), nil
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }

@@ -135,6 +135,13 @@ func TestDiscovery(t *testing.T) {
 			}
 			return nil
 		})
+		m, err := sb.Output(ctx, "h1", "curl", "-sf", "http://127.0.0.1:9714/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(m, `drover_discovery_skipped{container="bad",port="0",reason="drover.check.interval`) {
+			t.Errorf("/metrics lacks the skipped container:\n%s", grepLines(m, "drover_discovery"))
+		}
 		out, err := sb.Output(ctx, "h1", "curl", "-sf", "http://127.0.0.1:8500/v1/agent/services")
 		if err != nil {
 			t.Fatal(err)
@@ -350,4 +357,14 @@ func TestDiscovery(t *testing.T) {
 			return nil
 		})
 	})
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -58,6 +58,41 @@ func TestOverlay(t *testing.T) {
 		}
 	})
 
+	t.Run("status and metrics match the mesh", func(t *testing.T) {
+		harness.Eventually(t, 10*time.Second, "every peer reachable in status and metrics", func() error {
+			for _, h := range sb.Hosts() {
+				m, err := sb.Output(ctx, h.Name, "curl", "-sf", "http://127.0.0.1:9714/metrics")
+				if err != nil {
+					return err
+				}
+				if !strings.Contains(m, "drover_overlay_peers 2\n") {
+					return fmt.Errorf("%s: %s", h.Name, grepLines(m, "drover_overlay_peers"))
+				}
+				st := status(ctx, t, sb, h.Name)
+				if len(st.Overlay.Peers) != 2 {
+					return fmt.Errorf("%s status lists %d peers", h.Name, len(st.Overlay.Peers))
+				}
+				for _, o := range sb.Hosts() {
+					if o.Name == h.Name {
+						continue
+					}
+					for _, want := range []string{
+						`drover_mesh_probe_reachable{peer="` + o.Name + `"} 1`,
+						`drover_overlay_peer_reachable{peer="` + o.Name + `"} 1`,
+					} {
+						if !strings.Contains(m, want) {
+							return fmt.Errorf("%s /metrics lacks %s", h.Name, want)
+						}
+					}
+				}
+				if out, err := sb.Output(ctx, h.Name, "curl", "-sf", "http://127.0.0.1:9714/readyz"); err != nil || !strings.Contains(out, "ready") {
+					return fmt.Errorf("%s /readyz: %q %v", h.Name, out, err)
+				}
+			}
+			return nil
+		})
+	})
+
 	t.Run("underlay carries only WireGuard", func(t *testing.T) {
 		pcap := filepath.Join(t.TempDir(), "underlay.pcap")
 		// Consul's own gossip and RPC also cross the underlay; everything

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/drover-net/drover/internal/buildinfo"
+)
+
+// collector turns the agent's status snapshots into Prometheus metrics at
+// scrape time, so that the core packages keep no metric state of their own
+// and the metrics can never disagree with `drover status`.
+type collector struct{ a *agent }
+
+var (
+	mBuild        = desc("drover_build_info", "Build information; always 1.", "version")
+	mPeers        = desc("drover_overlay_peers", "WireGuard peers configured.")
+	mPeerUp       = desc("drover_overlay_peer_reachable", "1 when the peer's last handshake is recent (3 min).", "peer")
+	mPeerAge      = desc("drover_overlay_peer_handshake_age_seconds", "Seconds since the peer's last handshake (-1: never).", "peer")
+	mPeerRx       = desc("drover_overlay_peer_receive_bytes", "Bytes received from the peer.", "peer")
+	mPeerTx       = desc("drover_overlay_peer_transmit_bytes", "Bytes sent to the peer.", "peer")
+	mRejected     = desc("drover_overlay_rejected_records", "drover-node records refused (forged, conflicting or malformed).")
+	mApplies      = desc("drover_overlay_applies_total", "Reconciles that changed the device or routes.")
+	mOverlayErr   = desc("drover_overlay_error", "1 when the last overlay reconcile failed.")
+	mLastApplied  = desc("drover_overlay_last_applied_timestamp_seconds", "When the overlay last changed something.")
+	mProbeUp      = desc("drover_mesh_probe_reachable", "1 when the peer answers the end-to-end probe through the tunnel.", "peer")
+	mProbeRTT     = desc("drover_mesh_probe_rtt_seconds", "Round-trip time of the last successful end-to-end probe.", "peer")
+	mRegs         = desc("drover_discovery_registrations", "Container service instances this node has registered.")
+	mSkipped      = desc("drover_discovery_skipped", "Containers (or ports) skipped because of bad labels; 1 per problem.", "container", "port", "reason")
+	mWrites       = desc("drover_discovery_consul_writes_total", "Consul registrations, deregistrations and TTL updates made.")
+	mPasses       = desc("drover_discovery_passes_total", "Completed Docker→Consul sync passes.")
+	mPending      = desc("drover_discovery_pending", "1 while a failed sync pass is being retried.")
+	mEvents       = desc("drover_discovery_docker_events_total", "Docker container events received.")
+	mReconnects   = desc("drover_discovery_docker_reconnects_total", "Docker event stream reconnections.")
+	mLastPass     = desc("drover_discovery_last_pass_timestamp_seconds", "When the last sync pass completed.")
+	mWatchContact = desc("drover_consul_watch_last_contact_timestamp_seconds", "Last successful Consul read of a watch.", "topic")
+)
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+func (collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{mBuild, mPeers, mPeerUp, mPeerAge, mPeerRx, mPeerTx, mRejected, mApplies, mOverlayErr,
+		mLastApplied, mProbeUp, mProbeRTT, mRegs, mSkipped, mWrites, mPasses, mPending, mEvents, mReconnects, mLastPass, mWatchContact} {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	r := c.a.report()
+	g := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	}
+	cnt := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
+	g(mBuild, 1, buildinfo.String())
+	o := r.Overlay
+	g(mPeers, float64(len(o.Peers)))
+	for _, p := range o.Peers {
+		g(mPeerUp, b2f(p.Reachable), p.Node)
+		age := -1.0
+		if !p.LastHandshake.IsZero() {
+			age = time.Since(p.LastHandshake).Seconds()
+		}
+		g(mPeerAge, age, p.Node)
+		g(mPeerRx, float64(p.RxBytes), p.Node)
+		g(mPeerTx, float64(p.TxBytes), p.Node)
+	}
+	g(mRejected, float64(len(o.Rejections)))
+	cnt(mApplies, float64(o.Applies))
+	g(mOverlayErr, b2f(o.LastError != ""))
+	g(mLastApplied, ts(o.LastApplied))
+	for _, p := range r.Mesh {
+		g(mProbeUp, b2f(p.Reachable), p.Node)
+		g(mProbeRTT, p.RTT.Seconds(), p.Node)
+	}
+	d := r.Sync
+	g(mRegs, float64(len(d.Registrations)))
+	for _, p := range d.Problems {
+		g(mSkipped, 1, p.ContainerName, strconv.Itoa(p.Port), p.Reason)
+	}
+	cnt(mWrites, float64(d.Writes))
+	cnt(mPasses, float64(d.Passes))
+	g(mPending, b2f(d.Pending))
+	cnt(mEvents, float64(d.DockerEvents))
+	cnt(mReconnects, float64(d.Reconnects))
+	g(mLastPass, ts(d.LastPass))
+	g(mWatchContact, ts(r.Consul.NodesLastContact), "nodes")
+	g(mWatchContact, ts(r.Consul.LeasesLastContact), "leases")
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func ts(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
+}
+
+// serveMetrics serves /metrics, /healthz (the process answers) and /readyz
+// (the overlay and the Docker→Consul sync have each completed a pass) on
+// addr until ctx ends. An empty addr disables it.
+func (a *agent) serveMetrics(ctx context.Context, addr string) error {
+	if addr == "" {
+		return nil
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collector{a}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		r := a.report()
+		if r.Overlay.Subnet == "" || r.Sync.Passes == 0 {
+			http.Error(w, "not ready: waiting for the first overlay reconcile and sync pass", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listener: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	a.log.Info("serving metrics", "addr", addr)
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return nil
+}
