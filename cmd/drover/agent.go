@@ -32,18 +32,19 @@ Runs the drover agent on this host: joins the encrypted WireGuard mesh
 (leasing this host's container subnet in Consul), creates or adopts the
 Docker network for that subnet, and keeps peers and routes in step with
 every other drover-node in Consul. Every flag can also be set with its
-DROVER_* environment variable (--cluster-cidr → DROVER_CLUSTER_CIDR); flags
-win. Stopping the agent leaves the mesh running; ` + "`drover leave`" + ` removes
+DROVER_* environment variable (--cluster-cidr → DROVER_CLUSTER_CIDR) and as a
+key of a TOML file given by --config (cluster-cidr = "10.42.0.0/16"); flags
+win over the environment, which wins over the file. Stopping the agent leaves the mesh running; ` + "`drover leave`" + ` removes
 this host from it.`
 
 func (c *cli) agent(args []string) int {
 	cfg := DefaultConfig()
 	fs := c.flagSet("agent", agentSynopsis)
-	agentFlags(fs, &cfg)
+	file := agentFlags(fs, &cfg)
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	if err := applyEnv(fs, c.getenv); err != nil {
+	if err := load(fs, c.getenv, file); err != nil {
 		return c.fail("%v", err)
 	}
 	if err := cfg.Validate(); err != nil {

@@ -4,15 +4,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/BurntSushi/toml"
 	"net"
 	"net/netip"
 	"strings"
 	"time"
 )
 
-// Config is the agent's configuration. Every field has a flag and a
-// DROVER_* environment variable (flag name upper-cased, "-" → "_"); flags
-// win over the environment, the environment over defaults.
+// Config is the agent's configuration. Every field has a flag, a DROVER_*
+// environment variable (flag name upper-cased, "-" → "_") and a key of the
+// same name as the flag in the TOML file given by --config; flags win over
+// the environment, the environment over the file, the file over defaults.
 type Config struct {
 	NodeName     string        // drover node name; default: persisted, else the Consul agent's node name
 	DataDir      string        // key, lease cache, node name (0700)
@@ -57,8 +59,9 @@ func DefaultConfig() Config {
 	}
 }
 
-// agentFlags binds cfg's fields to fs.
-func agentFlags(fs *flag.FlagSet, cfg *Config) {
+// agentFlags binds cfg's fields to fs; the returned string is --config.
+func agentFlags(fs *flag.FlagSet, cfg *Config) *string {
+	file := fs.String("config", "", "TOML file whose keys are these flags' names, e.g. cluster-cidr = \"10.42.0.0/16\" (env DROVER_CONFIG)")
 	fs.StringVar(&cfg.NodeName, "node-name", cfg.NodeName, "drover node name (default: kept from the first start, else the Consul agent's node name)")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the WireGuard key, lease cache and node name (0700)")
 	fs.StringVar(&cfg.ConsulAddr, "consul-addr", cfg.ConsulAddr, "local Consul agent HTTP address (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500)")
@@ -79,6 +82,7 @@ func agentFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "address of the Prometheus /metrics, /healthz and /readyz endpoints (empty: off)")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log format: text or json")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn or error")
+	return file
 }
 
 // envName is the DROVER_* variable of a flag.
@@ -86,9 +90,11 @@ func envName(flagName string) string {
 	return "DROVER_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// applyEnv sets every flag not given on the command line from its DROVER_*
-// variable, if set.
-func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
+// load completes a parsed flag set with the environment and the config
+// file: a flag given on the command line wins; otherwise its DROVER_*
+// variable; otherwise the file's key of the same name; otherwise the
+// default. Every problem (unknown key, bad value) is reported at once.
+func load(fs *flag.FlagSet, getenv func(string) string, file *string) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var errs []error
@@ -97,11 +103,32 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {
+			set[f.Name] = true
 			if err := f.Value.Set(v); err != nil {
 				errs = append(errs, fmt.Errorf("%s=%q: %v", envName(f.Name), v, err))
 			}
 		}
 	})
+	if *file == "" {
+		return errors.Join(errs...)
+	}
+	var kv map[string]any
+	if _, err := toml.DecodeFile(*file, &kv); err != nil {
+		return errors.Join(append(errs, fmt.Errorf("reading config file %s: %w", *file, err))...)
+	}
+	for _, k := range sortedKeys(kv) {
+		f := fs.Lookup(k)
+		if f == nil || k == "config" {
+			errs = append(errs, fmt.Errorf("config file %s: unknown key %q (keys are the agent's flag names)", *file, k))
+			continue
+		}
+		if set[k] {
+			continue
+		}
+		if err := f.Value.Set(fmt.Sprint(kv[k])); err != nil {
+			errs = append(errs, fmt.Errorf("config file %s: %s = %v: %v", *file, k, kv[k], err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
