@@ -41,20 +41,21 @@ type Node struct {
 // NodesFromEntries converts the answer of /v1/health/service/drover-node into
 // Nodes sorted by name, then Consul node. It is pure.
 func NodesFromEntries(entries []*api.ServiceEntry) []Node {
-	nodes := make([]Node, 0, len(entries))
-	for _, e := range entries {
-		if e == nil || e.Service == nil {
-			continue
-		}
-		meta := e.Service.Meta
+	return NodesFromInstances(InstancesFromEntries(entries))
+}
+
+// NodesFromInstances converts drover-node instances into Nodes sorted by
+// name, then Consul node. It is pure.
+func NodesFromInstances(insts []Instance) []Node {
+	nodes := make([]Node, 0, len(insts))
+	for _, in := range insts {
+		meta := in.Meta
 		n := Node{
-			Name:      meta[MetaNode],
-			PublicKey: meta[MetaPublicKey],
-			Version:   meta[MetaVersion],
-			Health:    e.Checks.AggregatedStatus(),
-		}
-		if e.Node != nil {
-			n.ConsulNode = e.Node.Node
+			Name:       meta[MetaNode],
+			ConsulNode: in.Node,
+			PublicKey:  meta[MetaPublicKey],
+			Version:    meta[MetaVersion],
+			Health:     in.Health,
 		}
 		var problems []string
 		if n.Name == "" {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/drover-net/drover/discovery"
 	"net/netip"
 	"sort"
 	"strings"
@@ -45,10 +46,7 @@ type KV interface {
 }
 
 // KVEntry is one key's value and modify index.
-type KVEntry struct {
-	Value []byte
-	Index uint64
-}
+type KVEntry = discovery.KVPair
 
 // Leases is the parsed content of the lease folder.
 type Leases map[netip.Prefix]Lease

@@ -71,7 +71,7 @@ type Controller struct {
 	bridge Bridge
 	ann    Announcer
 	kv     KV
-	nodes  *discovery.Latest[[]discovery.Node]
+	nodes  *discovery.Latest[[]discovery.Instance]
 	leases *discovery.Latest[map[string]KVEntry]
 	kick   <-chan struct{}
 
@@ -94,9 +94,9 @@ type Deps struct {
 	Bridge Bridge
 	Ann    Announcer
 	KV     KV
-	Nodes  *discovery.Latest[[]discovery.Node]
+	Nodes  *discovery.Latest[[]discovery.Instance] // drover-node instances
 	Leases *discovery.Latest[map[string]KVEntry]
-	Kick   <-chan struct{}
+	Kick   <-chan struct{} // kicked when either changes
 }
 
 // New returns a controller; it changes nothing yet.
@@ -199,7 +199,8 @@ func (c *Controller) reconcileOnce(ctx context.Context) error {
 	if leaving {
 		return nil
 	}
-	nodes, okN, _ := c.nodes.Get()
+	insts, okN, _ := c.nodes.Get()
+	nodes := discovery.NodesFromInstances(insts)
 	kv, okL, _ := c.leases.Get()
 	if !okN || !okL {
 		return nil // never act before a first complete read of both

@@ -80,8 +80,9 @@ type agent struct {
 	overlay *overlay.Controller
 	sync    *discovery.Sync
 	mesh    *healthcheck.Mesh
-	nodes   *discovery.Latest[[]discovery.Node]
-	leases  *discovery.Latest[map[string]overlay.KVEntry]
+	watches *discovery.Watches
+	nodes   *discovery.Latest[[]discovery.Instance]
+	leases  *discovery.Latest[map[string]discovery.KVPair]
 	leave   chan chan error // leave requests from the status API
 	started time.Time
 }
@@ -93,30 +94,14 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer a.link.Close()
 	defer a.docker.Close()
-	kick := make(chan struct{}, 1)
-	a.nodes = discovery.NewLatest[[]discovery.Node](kick)
-	a.leases = discovery.NewLatest[map[string]overlay.KVEntry](kick)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	a.watches = discovery.NewWatches(ctx, a.consul, log.With("component", "watch"))
+	var nodesKick, leasesKick <-chan struct{}
+	a.nodes, nodesKick = a.watches.Service(discovery.NodeService)
+	a.leases, leasesKick = a.watches.KV(overlay.LeasePrefix)
+	kick := merge(ctx, nodesKick, leasesKick)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		discovery.Watch(gctx, log, "nodes", func(ctx context.Context, idx uint64) ([]discovery.Node, uint64, error) {
-			es, i, err := a.consul.HealthService(ctx, discovery.NodeService, idx)
-			return discovery.NodesFromEntries(es), i, err
-		}, a.nodes, 100*time.Millisecond)
-		return nil
-	})
-	g.Go(func() error {
-		discovery.Watch(gctx, log, "leases", func(ctx context.Context, idx uint64) (map[string]overlay.KVEntry, uint64, error) {
-			ps, i, err := a.consul.KVList(ctx, overlay.LeasePrefix, idx)
-			out := map[string]overlay.KVEntry{}
-			for _, p := range ps {
-				out[p.Key] = overlay.KVEntry{Value: p.Value, Index: p.ModifyIndex}
-			}
-			return out, i, err
-		}, a.leases, 100*time.Millisecond)
-		return nil
-	})
 	if err := a.startOverlay(ctx, kick); err != nil {
 		cancel()
 		_ = g.Wait()
@@ -234,7 +219,28 @@ func persistNodeName(dir, flag, def string) (string, error) {
 	return name, nil
 }
 
-func (a *agent) startOverlay(ctx context.Context, kick chan struct{}) error {
+// merge forwards kicks from every input to one capacity-1 channel.
+func merge(ctx context.Context, ins ...<-chan struct{}) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	for _, in := range ins {
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-in:
+					select {
+					case out <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	return out
+}
+
+func (a *agent) startOverlay(ctx context.Context, kick <-chan struct{}) error {
 	key, err := wg.LoadOrCreateKey(a.cfg.DataDir)
 	if err != nil {
 		return err
