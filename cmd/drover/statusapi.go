@@ -86,7 +86,12 @@ func (a *agent) serveStatus(ctx context.Context) error {
 		}
 		fmt.Fprintf(w, "node %s left the mesh; its lease is free and its interface removed\n", a.cfg.NodeName)
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return serveHTTP(ctx, ln, mux, "status API")
+}
+
+// serveHTTP serves h on ln until ctx ends, then shuts down gracefully.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, what string) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -94,7 +99,7 @@ func (a *agent) serveStatus(ctx context.Context) error {
 		_ = srv.Shutdown(sctx)
 	}()
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("status API: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }
