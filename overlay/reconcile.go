@@ -158,9 +158,10 @@ func Gateway(p netip.Prefix) netip.Addr { return p.Masked().Addr().Next() }
 func (c *Controller) Run(ctx context.Context) error {
 	t := time.NewTicker(c.opt.Resync)
 	defer t.Stop()
-	// A cheap liveness probe of the device (one UAPI or netlink read): if
-	// its wireguard-go process died, the interface is back within seconds,
-	// not at the next resync.
+	// A cheap local check every 2 s (netlink and UAPI reads, no Consul):
+	// a dead wireguard-go, a link set down or routes flushed are repaired
+	// within seconds, not at the next resync. It writes nothing when
+	// nothing drifted.
 	probe := time.NewTicker(2 * time.Second)
 	defer probe.Stop()
 	c.reconcile(ctx)
@@ -171,9 +172,6 @@ func (c *Controller) Run(ctx context.Context) error {
 		case <-c.kick:
 		case <-t.C:
 		case <-probe.C:
-			if _, err := c.wg.Device(c.opt.Interface); err == nil {
-				continue
-			}
 		}
 		if ctx.Err() != nil {
 			return nil
@@ -185,10 +183,15 @@ func (c *Controller) Run(ctx context.Context) error {
 func (c *Controller) reconcile(ctx context.Context) {
 	err := c.reconcileOnce(ctx)
 	c.mu.Lock()
+	same := (err == nil) == (c.lastErr == nil) && (err == nil || err.Error() == c.lastErr.Error())
 	c.lastErr = err
 	c.mu.Unlock()
-	if err != nil {
+	// Logged when it changes, not on every 2 s check.
+	if err != nil && !same {
 		c.opt.Log.Warn("overlay reconcile failed", "err", err)
+	}
+	if err == nil && !same {
+		c.opt.Log.Info("overlay reconcile recovered")
 	}
 }
 
@@ -226,17 +229,15 @@ func (c *Controller) reconcileOnce(ctx context.Context) error {
 	for _, p := range problems {
 		rej = append(rej, Rejection{Reason: p})
 	}
+	// Interface present, up, right MTU: adopted untouched when it is, so
+	// this is a read; recreated (its wireguard-go died, or someone deleted
+	// it) or set up again when it is not.
+	if err := c.wg.Ensure(ctx); err != nil {
+		return err
+	}
 	dev, err := c.wg.Device(c.opt.Interface)
 	if err != nil {
-		// The interface went away (its wireguard-go died, or someone
-		// deleted it): bring it back, then configure it from scratch.
-		c.opt.Log.Warn("WireGuard interface missing; recreating it", "interface", c.opt.Interface, "err", err)
-		if err := c.wg.Ensure(ctx); err != nil {
-			return err
-		}
-		if dev, err = c.wg.Device(c.opt.Interface); err != nil {
-			return fmt.Errorf("reading %s: %w", c.opt.Interface, err)
-		}
+		return fmt.Errorf("reading %s: %w", c.opt.Interface, err)
 	}
 	routes, err := c.kern.Routes()
 	if err != nil {
@@ -251,6 +252,10 @@ func (c *Controller) reconcileOnce(ctx context.Context) error {
 		return err
 	}
 	c.mu.Lock()
+	known := map[string]bool{}
+	for _, r := range c.rejections {
+		known[r.String()] = true
+	}
 	c.prev, c.rejections = desired, rej
 	if !plan.Empty() {
 		c.lastApplied, c.lastPlan = time.Now(), plan.String()
@@ -261,7 +266,9 @@ func (c *Controller) reconcileOnce(ctx context.Context) error {
 		c.opt.Log.Info("overlay applied", "plan", plan.String(), "peers", len(desired.Peers))
 	}
 	for _, r := range rej {
-		c.opt.Log.Warn("drover-node record refused", "node", r.Node, "consul_node", r.ConsulNode, "subnet", r.Subnet, "reason", r.Reason)
+		if !known[r.String()] {
+			c.opt.Log.Warn("drover-node record refused", "node", r.Node, "consul_node", r.ConsulNode, "subnet", r.Subnet, "reason", r.Reason)
+		}
 	}
 	return nil
 }

@@ -257,6 +257,28 @@ func TestOverlay(t *testing.T) {
 		}
 	})
 
+	t.Run("link flap and dead wireguard-go are repaired within seconds", func(t *testing.T) {
+		if out, err := sb.Output(ctx, "h1", "sh", "-c", "ip link set drover0 down && ip link set drover0 up"); err != nil {
+			t.Fatalf("flapping drover0: %v %s", err, out)
+		}
+		flapped := time.Now()
+		harness.Eventually(t, 5*time.Second, "h1 → h2 after a link flap", func() error {
+			_, err := sb.Output(ctx, "h1", "drover-demo", "get", "-timeout", "1s", "http://"+ips["h2"]+":8080/after-flap")
+			return err
+		})
+		t.Logf("routes and traffic back %s after the flap", time.Since(flapped).Round(time.Millisecond))
+		out, err := sb.Output(ctx, "h2", "sh", "-c", "kill $(cat "+filepath.Join(sb.Host(2).Dir, "drover", "wg-drover0.pid")+")")
+		if err != nil {
+			t.Fatalf("killing h2's wireguard-go: %v %s", err, out)
+		}
+		killed := time.Now()
+		harness.Eventually(t, 10*time.Second, "h1 → h2 after h2's wireguard-go died", func() error {
+			_, err := sb.Output(ctx, "h1", "drover-demo", "get", "-timeout", "1s", "http://"+ips["h2"]+":8080/after-restart")
+			return err
+		})
+		t.Logf("traffic back %s after h2's wireguard-go was killed", time.Since(killed).Round(time.Millisecond))
+	})
+
 	t.Run("partition keeps peers and heals", func(t *testing.T) {
 		if err := sb.Partition(ctx, "h3"); err != nil {
 			t.Fatal(err)
