@@ -39,6 +39,13 @@ type Bridge interface {
 	EnsureNetwork(ctx context.Context, subnet netip.Prefix, gateway netip.Addr, mtu int) (string, error)
 }
 
+// NAT masquerades container traffic that leaves the cluster (never traffic
+// to other hosts' subnets). Ensure is idempotent.
+type NAT interface {
+	Ensure(ctx context.Context, subnet, cluster netip.Prefix) error
+	Remove(ctx context.Context) error
+}
+
 // Announcer publishes this host's drover-node record (and removes it).
 type Announcer interface {
 	Announce(ctx context.Context, self Self, endpoint netip.AddrPort) error
@@ -70,6 +77,7 @@ type Controller struct {
 	kern   Kernel
 	bridge Bridge
 	ann    Announcer
+	nat    NAT
 	kv     KV
 	nodes  *discovery.Latest[[]discovery.Instance]
 	leases *discovery.Latest[map[string]KVEntry]
@@ -93,6 +101,7 @@ type Deps struct {
 	Kernel Kernel
 	Bridge Bridge
 	Ann    Announcer
+	NAT    NAT // may be nil: no masquerade
 	KV     KV
 	Nodes  *discovery.Latest[[]discovery.Instance] // drover-node instances
 	Leases *discovery.Latest[map[string]KVEntry]
@@ -107,7 +116,7 @@ func New(opt Options, d Deps) *Controller {
 	if opt.Resync == 0 {
 		opt.Resync = 30 * time.Second
 	}
-	return &Controller{opt: opt, wg: d.WG, kern: d.Kernel, bridge: d.Bridge, ann: d.Ann, kv: d.KV,
+	return &Controller{opt: opt, wg: d.WG, kern: d.Kernel, bridge: d.Bridge, ann: d.Ann, nat: d.NAT, kv: d.KV,
 		nodes: d.Nodes, leases: d.Leases, kick: d.Kick, failingSince: map[string]time.Time{}}
 }
 
@@ -143,6 +152,11 @@ func (c *Controller) Start(ctx context.Context) (Self, error) {
 			return Self{}, err
 		}
 		c.opt.Log.Info("container network ready", "subnet", subnet, "gateway", Gateway(subnet), "action", what)
+	}
+	if c.nat != nil {
+		if err := c.nat.Ensure(ctx, subnet, c.opt.ClusterCIDR); err != nil {
+			return Self{}, err
+		}
 	}
 	if err := c.ann.Announce(ctx, self, c.opt.Endpoint); err != nil {
 		return Self{}, err

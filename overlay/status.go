@@ -102,6 +102,11 @@ func (c *Controller) Leave(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	if c.nat != nil {
+		if err := c.nat.Remove(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := os.Remove(c.leaseFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}

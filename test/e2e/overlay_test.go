@@ -58,6 +58,21 @@ func TestOverlay(t *testing.T) {
 		}
 	})
 
+	t.Run("containers reach outside the cluster, masqueraded", func(t *testing.T) {
+		// The Consul server's API on the underlay is outside the cluster
+		// CIDR and has no route back to container subnets: only a
+		// masqueraded request gets an answer.
+		out, err := sb.Docker(ctx, "h1", "run", "--rm", "--network", "drover", sandbox.DemoImage,
+			"get", "-timeout", "3s", "http://"+sb.Server(1).Addr.String()+":8500/v1/status/leader")
+		if err != nil || !strings.Contains(out, sb.Server(1).Addr.String()) {
+			t.Errorf("container → outside: %q, %v", out, err)
+		}
+		rules, err := sb.Output(ctx, "h1", "nft", "list", "table", "ip", "drover")
+		if err != nil || !strings.Contains(rules, "ip daddr != 10.42.0.0/16") {
+			t.Errorf("drover's nft table: %q, %v", rules, err)
+		}
+	})
+
 	t.Run("status and metrics match the mesh", func(t *testing.T) {
 		harness.Eventually(t, 10*time.Second, "every peer reachable in status and metrics", func() error {
 			for _, h := range sb.Hosts() {
