@@ -26,6 +26,8 @@ type Container struct {
 	Health string
 	// HealthInterval is the HEALTHCHECK interval (0 when none or default).
 	HealthInterval time.Duration
+	// StartedAt is when the container last started.
+	StartedAt time.Time
 }
 
 // ContainerFromInspect converts a Docker inspect response. It is pure.
@@ -39,6 +41,7 @@ func ContainerFromInspect(r container.InspectResponse) Container {
 			if r.State.Health != nil {
 				c.Health = string(r.State.Health.Status)
 			}
+			c.StartedAt, _ = time.Parse(time.RFC3339Nano, r.State.StartedAt)
 		}
 	}
 	if r.Config != nil {
@@ -85,6 +88,10 @@ type Check struct {
 	Timeout  time.Duration // per probe, < Interval
 	Rise     int           // consecutive successes before passing (≥ 1)
 	Fall     int           // consecutive failures before critical (≥ 1)
+	// Grace is the initial grace after the container starts: until it
+	// ends, Fall is raised by Grace/Interval, so a service that is slow to
+	// start is not marked critical by failures it cannot help.
+	Grace time.Duration
 }
 
 // Registration is one Consul service instance for one container port.
@@ -101,6 +108,25 @@ type Registration struct {
 	DockerHealth bool
 	// DockerStatus is that status now ("starting", "healthy", "unhealthy").
 	DockerStatus string
+	// Started is when the container last started (for the check's grace).
+	Started time.Time
+}
+
+// InGrace returns r with its check adjusted for the initial grace at time
+// now (Fall raised while the grace lasts) and when the grace ends (zero when
+// it is over or there is none). It is pure.
+func (r Registration) InGrace(now time.Time) (Registration, time.Time) {
+	c := r.Check
+	if c.Grace <= 0 || r.Started.IsZero() || c.Interval <= 0 {
+		return r, time.Time{}
+	}
+	end := r.Started.Add(c.Grace)
+	if !now.Before(end) {
+		return r, time.Time{}
+	}
+	extra := int((c.Grace + c.Interval - 1) / c.Interval)
+	r.Check.Fall += extra
+	return r, end
 }
 
 // Problem is a container (or one of its ports) that discovery skipped, and

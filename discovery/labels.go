@@ -63,7 +63,7 @@ func ServiceID(node, containerID string, port int) string {
 // ignore may also be given per port as drover.<port>.<key>.
 var droverKeys = map[string]bool{
 	"service": true, "tags": true,
-	"check": true, "check.interval": true, "check.timeout": true, "check.rise": true, "check.fall": true,
+	"check": true, "check.interval": true, "check.timeout": true, "check.rise": true, "check.fall": true, "check.grace": true,
 	"lb.mode": true, "lb.port": true, "lb.host": true, "lb.path": true, "lb.balance": true,
 	"weight": true,
 	"port":   false, "ignore": false, // container-wide only
@@ -445,6 +445,8 @@ func checkValue(key string, s setting) *fault {
 		_, f = parseTimeout(s)
 	case "check.rise", "check.fall":
 		_, f = parseIntRange(s, 1, maxRiseFall)
+	case "check.grace":
+		_, f = parseGrace(s)
 	case "lb.mode":
 		f = oneOf(s, "http", "tcp")
 	case "lb.port":
@@ -622,6 +624,18 @@ func parseInterval(s setting) (time.Duration, *fault) {
 	return d, nil
 }
 
+const wantGrace = "want a duration between 0s and 1h"
+
+// parseGrace reads drover.check.grace: how long after the container starts
+// failures count less (see Check.Grace).
+func parseGrace(s setting) (time.Duration, *fault) {
+	d, err := time.ParseDuration(s.value)
+	if err != nil || d < 0 || d > time.Hour {
+		return 0, badf(s, wantGrace)
+	}
+	return d, nil
+}
+
 const wantTimeout = "want a duration between 100ms and the check interval"
 
 // parseTimeout checks the timeout on its own; registration checks it
@@ -655,6 +669,7 @@ func (r *labelReader) registration(node string, port int) (Registration, []fault
 		},
 		DockerHealth: c.Health != "",
 		DockerStatus: c.Health,
+		Started:      c.StartedAt,
 	}
 	// Per-port labels: unknown keys and values on their own.
 	for _, key := range sortedKeys(r.perPort[port]) {
@@ -783,6 +798,9 @@ func (r *labelReader) check(port int, faults []fault) (Check, []fault) {
 	}
 	if s, ok := r.lookup(port, "check.fall"); ok {
 		ck.Fall, _ = parseIntRange(s, 1, maxRiseFall)
+	}
+	if s, ok := r.lookup(port, "check.grace"); ok {
+		ck.Grace, _ = parseGrace(s)
 	}
 	return ck, faults
 }

@@ -200,6 +200,19 @@ func (s *Sync) pass(ctx context.Context) error {
 	}
 	desired, problems := Registrations(s.opt.Node, s.opt.Network, cs)
 	owned := s.owned(services)
+	now := time.Now()
+	var graceEnd time.Time
+	for i, r := range desired {
+		var end time.Time
+		desired[i], end = r.InGrace(now)
+		if !end.IsZero() && (graceEnd.IsZero() || end.Before(graceEnd)) {
+			graceEnd = end
+		}
+	}
+	if !graceEnd.IsZero() {
+		// Re-register with the normal fall when the first grace ends.
+		time.AfterFunc(time.Until(graceEnd)+50*time.Millisecond, s.poke)
+	}
 	var changes []string
 	var errs []error
 	want := map[string]bool{}
