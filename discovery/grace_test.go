@@ -48,4 +48,3 @@ func TestGraceLabel(t *testing.T) {
 		t.Errorf("problems %+v", probs)
 	}
 }
-
