@@ -11,6 +11,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -77,6 +79,26 @@ func TestSandbox(t *testing.T) {
 		out, _ := exec.Command("ip", "-o", "addr", "show").Output()
 		if strings.Contains(string(out), "10.99.0.") {
 			t.Errorf("root namespace holds an underlay address:\n%s", out)
+		}
+	})
+
+	t.Run("the drover image builds offline from deploy/Dockerfile", func(t *testing.T) {
+		dir := t.TempDir()
+		bin, err := os.ReadFile(filepath.Join(harness.BinDir(t), "drover"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "drover"), bin, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		_, file, _, _ := runtime.Caller(0)
+		dockerfile := filepath.Join(filepath.Dir(file), "..", "..", "deploy", "Dockerfile")
+		if out, err := sb.Output(ctx, "h1", "env", "DOCKER_BUILDKIT=0", "docker", "build", "-q", "-f", dockerfile, "-t", "drover:e2e", dir); err != nil {
+			t.Fatalf("docker build: %v\n%s", err, out)
+		}
+		out, err := sb.Docker(ctx, "h1", "run", "--rm", "drover:e2e", "version")
+		if err != nil || !strings.HasPrefix(out, "drover ") {
+			t.Errorf("drover image: %q, %v", out, err)
 		}
 	})
 
