@@ -1,0 +1,222 @@
+package confgen
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/template"
+	"time"
+)
+
+// Runner runs a shell command line (check_cmd, reload_cmd) and returns its
+// combined output. Implementations enforce a timeout.
+type Runner interface {
+	Run(ctx context.Context, command string) ([]byte, error)
+}
+
+// Options configures a Processor.
+type Options struct {
+	Noop          bool // render and report, never write or run commands
+	SyncOnly      bool // write files, never run check_cmd or reload_cmd
+	KeepStageFile bool // keep the staged file after a failed check
+	Runner        Runner
+	Services      Services // may be nil
+	Log           *slog.Logger
+}
+
+// Processor renders resources and swaps files safely.
+type Processor struct{ opt Options }
+
+// NewProcessor returns a processor.
+func NewProcessor(opt Options) *Processor { return &Processor{opt: opt} }
+
+// Outcome is what one Sync did.
+type Outcome struct {
+	Resource string    `json:"resource"`
+	Dest     string    `json:"dest"`
+	Changed  bool      `json:"changed"`  // the file was (or, with Noop, would be) replaced
+	Reloaded bool      `json:"reloaded"` // reload_cmd ran successfully
+	Diff     string    `json:"diff,omitempty"`
+	At       time.Time `json:"at"`
+}
+
+// Render executes the resource's template over kv (Consul keys). It is
+// pure but for reading the template file.
+func Render(r Resource, kv map[string]string, svc Services) ([]byte, error) {
+	text, err := os.ReadFile(r.Src)
+	if err != nil {
+		return nil, fmt.Errorf("reading template %s: %w", r.Src, err)
+	}
+	t, err := template.New(filepath.Base(r.Src)).Funcs(FuncMap(r.StoreFor(kv), svc)).Option("missingkey=error").Parse(string(text))
+	if err != nil {
+		return nil, fmt.Errorf("parsing template %s: %w", r.Src, err)
+	}
+	var out bytes.Buffer
+	if err := t.Execute(&out, nil); err != nil {
+		return nil, fmt.Errorf("rendering %s: %w", r.Src, err)
+	}
+	return out.Bytes(), nil
+}
+
+// Sync renders r over kv and, when the result differs from dest (bytes,
+// mode or owner), stages it next to dest, runs check_cmd on the staged file,
+// fsyncs it, renames it over dest, fsyncs the directory and runs
+// reload_cmd. Any error before the rename leaves dest byte for byte as it
+// was.
+func (p *Processor) Sync(ctx context.Context, r Resource, kv map[string]string) (Outcome, error) {
+	out := Outcome{Resource: filepath.Base(r.File), Dest: r.Dest, At: time.Now()}
+	content, err := Render(r, kv, p.opt.Services)
+	if err != nil {
+		return out, err
+	}
+	mode, _ := strconv.ParseUint(r.Mode, 8, 32)
+	same, old := sameFile(r.Dest, content, os.FileMode(mode), r.UID, r.GID)
+	if same {
+		return out, nil
+	}
+	out.Changed = true
+	out.Diff = diffLines(old, content)
+	if p.opt.Noop {
+		p.opt.Log.Info("confgen: would replace file (noop)", "dest", r.Dest, "diff", out.Diff)
+		return out, nil
+	}
+	stage, err := p.stage(r, content, os.FileMode(mode))
+	if err != nil {
+		return out, err
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			os.Remove(stage)
+		}
+	}()
+	if r.CheckCmd != "" && !p.opt.SyncOnly {
+		cmd := strings.ReplaceAll(r.CheckCmd, "{{.src}}", stage)
+		if output, err := p.opt.Runner.Run(ctx, cmd); err != nil {
+			keep = p.opt.KeepStageFile
+			return out, fmt.Errorf("check_cmd %q failed, %s kept as it was: %w: %s", cmd, r.Dest, err, strings.TrimSpace(string(output)))
+		}
+	}
+	if err := os.Rename(stage, r.Dest); err != nil {
+		return out, fmt.Errorf("replacing %s: %w", r.Dest, err)
+	}
+	keep = true // renamed: nothing to remove
+	if err := syncDir(filepath.Dir(r.Dest)); err != nil {
+		return out, err
+	}
+	p.opt.Log.Info("confgen: file replaced", "dest", r.Dest, "resource", out.Resource)
+	if r.ReloadCmd != "" && !p.opt.SyncOnly {
+		if output, err := p.opt.Runner.Run(ctx, r.ReloadCmd); err != nil {
+			return out, fmt.Errorf("reload_cmd %q failed after %s was replaced: %w: %s", r.ReloadCmd, r.Dest, err, strings.TrimSpace(string(output)))
+		}
+		out.Reloaded = true
+	}
+	return out, nil
+}
+
+// stage writes content to a new file in dest's directory (so the rename is
+// atomic), with mode and owner, and fsyncs it. A full disk or a permission
+// problem fails here, before anything is replaced.
+func (p *Processor) stage(r Resource, content []byte, mode os.FileMode) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(r.Dest), "."+filepath.Base(r.Dest)+".drover-")
+	if err != nil {
+		return "", fmt.Errorf("staging %s: %w", r.Dest, err)
+	}
+	name := f.Name()
+	fail := func(err error) (string, error) {
+		f.Close()
+		os.Remove(name)
+		return "", fmt.Errorf("staging %s: %w", r.Dest, err)
+	}
+	if _, err := f.Write(content); err != nil {
+		return fail(err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		return fail(err)
+	}
+	if r.UID >= 0 || r.GID >= 0 {
+		if err := f.Chown(r.UID, r.GID); err != nil {
+			return fail(err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(name)
+		return "", fmt.Errorf("staging %s: %w", r.Dest, err)
+	}
+	return name, nil
+}
+
+// sameFile reports whether path holds exactly content with mode and owner,
+// and returns its current content.
+func sameFile(path string, content []byte, mode os.FileMode, uid, gid int) (bool, []byte) {
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return false, nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != mode.Perm() || !bytes.Equal(old, content) {
+		return false, old
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if (uid >= 0 && int(st.Uid) != uid) || (gid >= 0 && int(st.Gid) != gid) {
+			return false, old
+		}
+	}
+	return true, old
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, fs.ErrInvalid) {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	return nil
+}
+
+// diffLines is a small line diff for logs and --noop: removed lines with
+// "-", added with "+".
+func diffLines(old, new []byte) string {
+	a := strings.Split(strings.TrimRight(string(old), "\n"), "\n")
+	b := strings.Split(strings.TrimRight(string(new), "\n"), "\n")
+	seen := map[string]int{}
+	for _, l := range b {
+		seen[l]++
+	}
+	var out []string
+	for _, l := range a {
+		if seen[l] > 0 {
+			seen[l]--
+			continue
+		}
+		if len(old) > 0 {
+			out = append(out, "-"+l)
+		}
+	}
+	have := map[string]int{}
+	for _, l := range a {
+		have[l]++
+	}
+	for _, l := range b {
+		if have[l] > 0 {
+			have[l]--
+			continue
+		}
+		out = append(out, "+"+l)
+	}
+	return strings.Join(out, "\n")
+}

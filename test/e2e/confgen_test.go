@@ -1,0 +1,230 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drover-net/drover/test/harness"
+	"github.com/drover-net/drover/test/sandbox"
+)
+
+// TestConfgen runs `drover confgen` in watch mode against the sandbox's
+// Consul: re-render and reload on a KV change, one reload for a burst, a
+// failing check_cmd, a full disk and Consul down all keep the old file.
+func TestConfgen(t *testing.T) {
+	sb := harness.Sandbox(t, sandbox.Options{Prefix: "drvg", Hosts: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	full := filepath.Join(dir, "full")
+	for _, d := range []string{filepath.Join(dir, "conf.d"), filepath.Join(dir, "templates"), out, full} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(name, text string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reloads := filepath.Join(dir, "reloads")
+	write("templates/app.tmpl", "greeting={{getv \"/greeting\"}}\n{{range gets \"/servers/*\"}}server {{base .Key}} {{.Value}}\n{{end}}")
+	write("conf.d/app.toml", fmt.Sprintf(`[template]
+src = "app.tmpl"
+dest = %q
+keys = ["/greeting", "/servers"]
+prefix = "/app"
+mode = "0640"
+check_cmd = "grep -q greeting= {{.src}} && ! grep -q BROKEN {{.src}}"
+reload_cmd = "echo reload >> %s"
+min_wait = "300ms"
+max_wait = "5s"
+`, filepath.Join(out, "app.conf"), reloads))
+	write("templates/small.tmpl", "value={{getv \"/small/value\"}}\n")
+	write("conf.d/small.toml", fmt.Sprintf(`[template]
+src = "small.tmpl"
+dest = %q
+keys = ["/small"]
+`, filepath.Join(full, "small.conf")))
+
+	kvPut := func(k, v string) {
+		t.Helper()
+		if out, err := sb.Output(ctx, "h1", "consul", "kv", "put", k, v); err != nil {
+			t.Fatalf("consul kv put %s: %v %s", k, err, out)
+		}
+	}
+	kvPut("app/greeting", "hello")
+	kvPut("app/servers/a", "10.42.0.2:8080")
+	kvPut("small/value", "one")
+	// A small tmpfs in h1's own mount namespace holds small.conf.
+	if out, err := sb.Output(ctx, "h1", "mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", full); err != nil {
+		t.Fatalf("tmpfs: %v %s", err, out)
+	}
+
+	cmd, err := sb.Command(ctx, "h1", "drover", "confgen", "--confdir", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logf, _ := os.Create(filepath.Join(dir, "confgen.log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "confgen.log"))
+			t.Logf("confgen log:\n%s", b)
+		}
+	})
+	app := filepath.Join(out, "app.conf")
+	read := func(p string) string { b, _ := os.ReadFile(p); return string(b) }
+	countReloads := func() int { return strings.Count(read(reloads), "reload") }
+	harness.Eventually(t, 10*time.Second, "first render", func() error {
+		if got := read(app); got != "greeting=hello\nserver a 10.42.0.2:8080\n" {
+			return fmt.Errorf("app.conf = %q", got)
+		}
+		return nil
+	})
+	if fi, err := os.Stat(app); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("app.conf mode: %v %v", fi.Mode(), err)
+	}
+
+	t.Run("a KV change re-renders and reloads", func(t *testing.T) {
+		before := countReloads()
+		kvPut("app/servers/b", "10.42.1.2:8080")
+		changed := time.Now()
+		harness.Eventually(t, 5*time.Second, "re-render with b", func() error {
+			if !strings.Contains(read(app), "server b 10.42.1.2:8080") || countReloads() != before+1 {
+				return fmt.Errorf("app.conf %q, reloads %d", read(app), countReloads())
+			}
+			return nil
+		})
+		t.Logf("file and reload %s after the change (min_wait 300ms)", time.Since(changed).Round(time.Millisecond))
+	})
+
+	t.Run("100 rapid changes give one reload", func(t *testing.T) {
+		before := countReloads()
+		// One HTTP client dialing inside h1: 100 writes in well under the
+		// 300 ms quiet period's reach of each other.
+		client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return sandbox.DialNetns(ctx, sb.Host(1).NetNS, network, addr)
+		}}}
+		begin := time.Now()
+		for i := 1; i <= 100; i++ {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPut, "http://127.0.0.1:8500/v1/kv/app/greeting", strings.NewReader(fmt.Sprintf("hello-%d", i)))
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+		t.Logf("100 changes written in %s", time.Since(begin).Round(time.Millisecond))
+		harness.Eventually(t, 10*time.Second, "the last value rendered", func() error {
+			if !strings.Contains(read(app), "greeting=hello-100\n") {
+				return fmt.Errorf("app.conf %q", read(app))
+			}
+			return nil
+		})
+		if n := countReloads() - before; n != 1 {
+			t.Errorf("%d reloads for the burst, want 1", n)
+		}
+	})
+
+	t.Run("a failing check_cmd keeps the old file", func(t *testing.T) {
+		good := read(app)
+		kvPut("app/greeting", "BROKEN")
+		// Give the watcher time to try (and fail); the file must not move.
+		deadline := time.Now().Add(2 * time.Second)
+		for time.Now().Before(deadline) {
+			if read(app) != good {
+				t.Fatalf("app.conf changed to %q despite the failing check", read(app))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if log := read(filepath.Join(dir, "confgen.log")); !strings.Contains(log, "check_cmd") {
+			t.Errorf("the failed check is not reported:\n%s", log)
+		}
+		leftovers, _ := filepath.Glob(filepath.Join(out, ".app.conf.drover-*"))
+		if len(leftovers) != 0 {
+			t.Errorf("staged files left behind: %v", leftovers)
+		}
+		kvPut("app/greeting", "fixed")
+		harness.Eventually(t, 10*time.Second, "fixed value rendered", func() error {
+			if !strings.Contains(read(app), "greeting=fixed") {
+				return fmt.Errorf("app.conf %q", read(app))
+			}
+			return nil
+		})
+	})
+
+	t.Run("a full disk keeps the old file and converges when space returns", func(t *testing.T) {
+		small := filepath.Join(full, "small.conf")
+		// The tmpfs exists only in h1's mount namespace: read through it.
+		readNS := func(p string) string { out, _ := sb.Output(ctx, "h1", "cat", p); return out }
+		harness.Eventually(t, 5*time.Second, "small rendered", func() error {
+			if readNS(small) != "value=one\n" {
+				return fmt.Errorf("small.conf %q", readNS(small))
+			}
+			return nil
+		})
+		if out, err := sb.Output(ctx, "h1", "sh", "-c", "dd if=/dev/zero of="+full+"/filler bs=1k count=100 2>/dev/null; true"); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+		kvPut("small/value", strings.Repeat("x", 8000))
+		deadline := time.Now().Add(2 * time.Second)
+		for time.Now().Before(deadline) {
+			if readNS(small) != "value=one\n" {
+				t.Fatalf("small.conf changed on a full disk: %q", readNS(small)[:20])
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if out, err := sb.Output(ctx, "h1", "rm", "-f", full+"/filler"); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+		harness.Eventually(t, 40*time.Second, "small converges once space returns", func() error {
+			if !strings.HasPrefix(readNS(small), "value=xxxx") {
+				return fmt.Errorf("small.conf %q", readNS(small))
+			}
+			return nil
+		})
+	})
+
+	t.Run("Consul down keeps the old file", func(t *testing.T) {
+		good := read(app)
+		if _, err := sb.Kill("h1", sandbox.ProcConsul); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(3 * time.Second)
+		for time.Now().Before(deadline) {
+			if read(app) != good {
+				t.Fatalf("app.conf changed while Consul was down: %q", read(app))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if cmd.ProcessState != nil {
+			t.Fatalf("confgen exited while Consul was down")
+		}
+		if err := sb.Start(ctx, "h1", sandbox.ProcConsul); err != nil {
+			t.Fatal(err)
+		}
+		kvPut("app/greeting", "back")
+		harness.Eventually(t, 30*time.Second, "renders again after Consul returns", func() error {
+			if !strings.Contains(read(app), "greeting=back") {
+				return fmt.Errorf("app.conf %q", read(app))
+			}
+			return nil
+		})
+	})
+}
