@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 LDFLAGS := -s -w -X github.com/drover-net/drover/internal/buildinfo.Version=$(VERSION)
 export CGO_ENABLED := 0
 
-.PHONY: all deps build vet unit e2e test demo demo-down bench-overlay clean
+.PHONY: all deps build vet unit e2e test demo demo-down bench-overlay bench-confgen clean
 
 all: build
 
@@ -42,6 +42,10 @@ test: deps build vet unit e2e
 ## bench-overlay: TCP throughput through drover's mesh vs hand-configured wireguard-go vs the underlay
 bench-overlay: deps build
 	DROVER_BIN_DIR=$(BIN) $(GO) test -tags e2e -count=1 -run XXX -bench OverlayThroughput -benchtime 1x -v ./test/e2e/ 2>&1 | grep -v 'level=INFO'
+
+## bench-confgen: render time of a template over 10,000 keys and 1,000 instances
+bench-confgen:
+	$(GO) test -run XXX -bench Render -benchtime 20x ./confgen/
 
 ## demo: a 3-host cluster in namespaces with Consul and Docker; prints what to try
 demo: deps build

@@ -54,6 +54,38 @@ for _ in $(seq 1 100); do
 done
 echo "  \$ $drover sandbox exec h1 -- drover services web"
 "$drover" sandbox exec h1 -- drover services web | sed 's/^/    /'
+# confgen: a file on h1 rendered from Consul KV and service data.
+cg=/var/lib/drv-sandbox/h1/confgen-demo
+mkdir -p "$cg/conf.d" "$cg/templates" "$cg/out"
+cat > "$cg/templates/demo.tmpl" <<'TMPL'
+# rendered by drover confgen from Consul
+message = {{getv "/message" "(unset)"}}
+{{- range service "web"}}
+web {{.Node}} {{.Address}}:{{.Port}}
+{{- end}}
+TMPL
+cat > "$cg/conf.d/demo.toml" <<TOML
+[template]
+src = "demo.tmpl"
+dest = "$cg/out/demo.conf"
+keys = ["/message"]
+prefix = "/demo"
+reload_cmd = "echo reloaded at \$(date +%T) >> $cg/reloads"
+min_wait = "100ms"
+TOML
+if [[ -s $cg/confgen.pid ]] && grep -q confgen "/proc/$(cat "$cg/confgen.pid")/cmdline" 2>/dev/null; then
+  kill "$(cat "$cg/confgen.pid")" 2>/dev/null || true
+fi
+"$drover" sandbox exec h1 -- consul kv put demo/message "hello from Consul KV" >/dev/null
+nohup "$drover" sandbox exec h1 -- sh -c "echo \$\$ > $cg/confgen.pid; exec drover confgen --confdir $cg" >"$cg/confgen.log" 2>&1 &
+for _ in $(seq 1 100); do grep -q "hello from Consul" "$cg/out/demo.conf" 2>/dev/null && break; sleep 0.1; done
+echo
+echo "A file on h1 rendered by drover confgen from Consul (KV demo/message and service web):"
+echo "  \$ cat $cg/out/demo.conf"
+sed 's/^/    /' "$cg/out/demo.conf"
+echo "  Change the key and watch it re-render (and its reload_cmd run):"
+echo "  \$ $drover sandbox exec h1 -- consul kv put demo/message 'changed!' && sleep 1 && cat $cg/out/demo.conf $cg/reloads"
+
 echo
 echo "The mesh as h1 sees it:"
 echo "  \$ $drover sandbox exec h1 -- drover status"

@@ -228,3 +228,125 @@ keys = ["/small"]
 		})
 	})
 }
+
+// TestConfgenHAProxy renders an HAProxy config from the `service` data of
+// containers on two hosts, checks it with the real HAProxy (check_cmd),
+// starts it (reload_cmd), and fetches through it from both replicas — one
+// of them across the mesh — then scales to three replicas and sees the
+// config follow.
+func TestConfgenHAProxy(t *testing.T) {
+	sb := harness.Sandbox(t, sandbox.Options{Prefix: "drvg", Hosts: 2, Agents: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	for _, d := range []string{"conf.d", "templates", "out"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, pid := filepath.Join(dir, "out", "haproxy.cfg"), filepath.Join(dir, "haproxy.pid")
+	files := map[string]string{
+		"templates/haproxy.tmpl": `global
+    log stdout format raw local0 err
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+frontend web
+    bind 127.0.0.1:8081
+    default_backend web
+backend web
+    balance roundrobin
+{{- range service "web"}}
+    server {{replace .ID ":" "_" -1}} {{.Address}}:{{.Port}} check inter 1s
+{{- end}}
+`,
+		"conf.d/haproxy.toml": fmt.Sprintf(`[template]
+src = "haproxy.tmpl"
+dest = %q
+keys = ["/unused"]
+check_cmd = "haproxy -c -q -f {{.src}}"
+reload_cmd = "haproxy -D -f %s -p %s $( [ -s %s ] && echo -sf $(cat %s) )"
+min_wait = "200ms"
+`, cfg, cfg, pid, pid, pid),
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := sb.Output(ctx, "h1", "consul", "kv", "put", "unused", "x"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	for _, h := range []string{"h1", "h2"} {
+		runLabelled(ctx, t, sb, h, "web-"+h)
+	}
+	cmd, err := sb.Command(ctx, "h1", "drover", "confgen", "--confdir", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logf, _ := os.Create(filepath.Join(dir, "confgen.log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "confgen.log"))
+			c, _ := os.ReadFile(cfg)
+			t.Logf("confgen log:\n%s\nhaproxy.cfg:\n%s", b, c)
+		}
+	})
+	answers := func() map[string]bool {
+		seen := map[string]bool{}
+		for i := 0; i < 12; i++ {
+			out, err := sb.Output(ctx, "h1", "drover-demo", "get", "-timeout", "2s", "http://127.0.0.1:8081/")
+			if err == nil {
+				for _, f := range strings.Fields(out) {
+					if strings.HasPrefix(f, "host=") {
+						seen[strings.TrimPrefix(f, "host=")] = true
+					}
+				}
+			}
+		}
+		return seen
+	}
+	harness.Eventually(t, 30*time.Second, "HAProxy on h1 answers from both replicas", func() error {
+		if seen := answers(); !seen["web-h1"] || !seen["web-h2"] {
+			return fmt.Errorf("answers from %v", seen)
+		}
+		return nil
+	})
+	runLabelled(ctx, t, sb, "h2", "web-h2b")
+	harness.Eventually(t, 30*time.Second, "the third replica joins the rendered config", func() error {
+		if seen := answers(); !seen["web-h2b"] {
+			return fmt.Errorf("answers from %v", seen)
+		}
+		return nil
+	})
+}
+
+// runLabelled starts a demo container registered as service "web" with an
+// HTTP check, and waits until Consul sees it passing.
+func runLabelled(ctx context.Context, t *testing.T, sb *sandbox.Sandbox, host, name string) {
+	t.Helper()
+	if _, err := sb.Docker(ctx, host, "run", "-d", "--name", name, "--hostname", name, "--network", "drover",
+		"-l", "drover.service=web", "-l", "drover.check=http:/healthz", "-l", "drover.check.interval=1s", sandbox.DemoImage); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 20*time.Second, name+" passing in Consul", func() error {
+		es, err := healthService(ctx, sb, "h1", "web", true)
+		if err != nil {
+			return err
+		}
+		for _, e := range es {
+			if e.Service.Meta["container_name"] == name {
+				return nil
+			}
+		}
+		return fmt.Errorf("not passing yet")
+	})
+}
