@@ -16,11 +16,13 @@ import (
 	"github.com/hashicorp/consul/api"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/drover-net/drover/confgen"
 	"github.com/drover-net/drover/discovery"
 	"github.com/drover-net/drover/discovery/consul"
 	"github.com/drover-net/drover/discovery/docker"
 	"github.com/drover-net/drover/healthcheck"
 	"github.com/drover-net/drover/internal/buildinfo"
+	"github.com/drover-net/drover/internal/execcmd"
 	"github.com/drover-net/drover/overlay"
 	"github.com/drover-net/drover/overlay/nat"
 	"github.com/drover-net/drover/overlay/netlink"
@@ -81,6 +83,7 @@ type agent struct {
 	overlay *overlay.Controller
 	sync    *discovery.Sync
 	mesh    *healthcheck.Mesh
+	confgen *confgen.Watcher // nil unless --confdir
 	watches *discovery.Watches
 	nodes   *discovery.Latest[[]discovery.Instance]
 	leases  *discovery.Latest[map[string]discovery.KVPair]
@@ -123,6 +126,18 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Log:     log.With("component", "mesh"),
 	})
 	g.Go(func() error { return a.mesh.Run(gctx) })
+	if a.cfg.Confdir != "" {
+		rs, err := confgen.LoadResources(a.cfg.Confdir, a.cfg.Prefix)
+		if err != nil {
+			cancel()
+			_ = g.Wait()
+			return err
+		}
+		opt := confgen.Options{Runner: execcmd.Shell{}, Log: log.With("component", "confgen")}
+		opt.Services = confgen.NewWatchedServices(gctx, a.watches, a.catalogNames, func() { a.confgen.KickAll() })
+		a.confgen = confgen.NewWatcher(confgen.NewProcessor(opt), rs, a.watches)
+		g.Go(func() error { return a.confgen.Run(gctx) })
+	}
 	g.Go(func() error { return a.serveStatus(gctx) })
 	g.Go(func() error { return a.serveMetrics(gctx, a.cfg.MetricsAddr) })
 	g.Go(func() error {
@@ -396,4 +411,15 @@ func (a *agent) reportMesh() func(ctx context.Context, status, output string) er
 		}
 		return a.consul.UpdateTTL(ctx, discovery.MeshCheckID, output, status)
 	}
+}
+
+// catalogNames lists the catalog's service names (the `services` template
+// function).
+func (a *agent) catalogNames(ctx context.Context) ([]string, error) {
+	m, err := a.consul.CatalogServices(ctx)
+	var out []string
+	for n := range m {
+		out = append(out, n)
+	}
+	return out, err
 }

@@ -30,11 +30,15 @@ func (c *cli) confgen(args []string) int {
 	prefix := fs.String("prefix", c.getenv("DROVER_PREFIX"), "KV prefix joined before every resource's prefix (env DROVER_PREFIX)")
 	onetime := fs.Bool("onetime", false, "render once and exit (non-zero if any resource failed)")
 	noop := fs.Bool("noop", false, "render and print what would change; write nothing, run nothing")
+	dryRun := fs.Bool("dry-run", false, "like --noop, and print each resource's diff on standard output")
 	syncOnly := fs.Bool("sync-only", false, "write files but never run check_cmd or reload_cmd")
 	keepStage := fs.Bool("keep-stage-file", false, "keep the staged file when check_cmd fails")
 	addr := fs.String("consul-addr", c.getenv("DROVER_CONSUL_ADDR"), "Consul agent address (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500)")
 	if code, ok := parse(fs, args); !ok {
 		return code
+	}
+	if *dryRun {
+		*noop, *onetime = true, true
 	}
 	rs, err := confgen.LoadResources(*confdir, *prefix)
 	if err != nil {
@@ -83,6 +87,14 @@ func (c *cli) confgen(args []string) int {
 			if err != nil {
 				failed++
 				fmt.Fprintf(c.stderr, "%s: %v\n", r.File, err)
+				continue
+			}
+			if *dryRun {
+				if out.Changed {
+					fmt.Fprintf(c.stdout, "--- %s\n+++ %s (rendered)\n%s\n", r.Dest, r.Dest, out.Diff)
+				} else {
+					fmt.Fprintf(c.stdout, "%s: unchanged\n", r.Dest)
+				}
 				continue
 			}
 			b, _ := json.Marshal(out)

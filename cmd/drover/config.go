@@ -34,6 +34,8 @@ type Config struct {
 	Bridge       string        // Linux bridge name of that network
 	StatusSocket string        // local status API (unix socket, 0600)
 	MetricsAddr  string        // Prometheus /metrics, /healthz, /readyz; empty disables
+	Confdir      string        // confgen: directory with conf.d/ and templates/; empty: no confgen in the agent
+	Prefix       string        // confgen: KV prefix joined before every resource's prefix
 	LogFormat    string        // text or json
 	LogLevel     string        // debug, info, warn or error
 }
@@ -80,6 +82,8 @@ func agentFlags(fs *flag.FlagSet, cfg *Config) *string {
 	fs.StringVar(&cfg.Bridge, "bridge", cfg.Bridge, "Linux bridge name of that network")
 	fs.StringVar(&cfg.StatusSocket, "status-socket", cfg.StatusSocket, "unix socket of the local status API")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "address of the Prometheus /metrics, /healthz and /readyz endpoints (empty: off)")
+	fs.StringVar(&cfg.Confdir, "confdir", cfg.Confdir, "run confgen in the agent over this directory's conf.d/ and templates/ (empty: off)")
+	fs.StringVar(&cfg.Prefix, "prefix", cfg.Prefix, "confgen: KV prefix joined before every resource's prefix")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log format: text or json")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn or error")
 	return file

@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/drover-net/drover/confgen"
 	"github.com/drover-net/drover/discovery"
 	"github.com/drover-net/drover/healthcheck"
 	"github.com/drover-net/drover/internal/buildinfo"
@@ -22,14 +23,15 @@ import (
 
 // StatusReport is what GET /v1/status returns and `drover status` prints.
 type StatusReport struct {
-	Version string                  `json:"version"`
-	Node    string                  `json:"node"`
-	Uptime  string                  `json:"uptime"`
-	WGMode  string                  `json:"wg_mode"`
-	Overlay overlay.Status          `json:"overlay"`
-	Sync    discovery.SyncStatus    `json:"discovery"`
-	Mesh    []healthcheck.PeerProbe `json:"mesh_probes"`
-	Consul  WatchStatus             `json:"consul"`
+	Version string                   `json:"version"`
+	Node    string                   `json:"node"`
+	Uptime  string                   `json:"uptime"`
+	WGMode  string                   `json:"wg_mode"`
+	Overlay overlay.Status           `json:"overlay"`
+	Sync    discovery.SyncStatus     `json:"discovery"`
+	Mesh    []healthcheck.PeerProbe  `json:"mesh_probes"`
+	Confgen []confgen.ResourceStatus `json:"confgen,omitempty"`
+	Consul  WatchStatus              `json:"consul"`
 }
 
 // WatchStatus reports the Consul watches' health.
@@ -46,7 +48,11 @@ func (a *agent) report() StatusReport {
 	if err := errors.Join(a.nodes.Err(), a.leases.Err()); err != nil {
 		ws.Error = err.Error()
 	}
-	return StatusReport{Version: buildinfo.String(), Node: a.cfg.NodeName, Uptime: time.Since(a.started).Round(time.Second).String(),
+	var cg []confgen.ResourceStatus
+	if a.confgen != nil {
+		cg = a.confgen.Status()
+	}
+	return StatusReport{Confgen: cg, Version: buildinfo.String(), Node: a.cfg.NodeName, Uptime: time.Since(a.started).Round(time.Second).String(),
 		WGMode: a.link.Mode(), Overlay: a.overlay.Status(), Sync: a.sync.Status(), Mesh: a.mesh.Status(), Consul: ws}
 }
 
@@ -184,6 +190,13 @@ func printStatus(w io.Writer, r StatusReport) {
 	}
 	if d.LastError != "" {
 		fmt.Fprintf(w, "discovery error: %s\n", d.LastError)
+	}
+	for _, c := range r.Confgen {
+		fmt.Fprintf(w, "confgen %s → %s: renders %d, changes %d, reloads %d", c.Resource, c.Dest, c.Renders, c.Changes, c.Reloads)
+		if c.LastError != "" {
+			fmt.Fprintf(w, ", ERROR %s", c.LastError)
+		}
+		fmt.Fprintln(w)
 	}
 	if r.Consul.Error != "" {
 		fmt.Fprintf(w, "consul: %s\n", r.Consul.Error)
