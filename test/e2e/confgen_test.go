@@ -272,6 +272,43 @@ keys = ["/small"]
 	})
 }
 
+// TestConfgenInAgent runs confgen inside `drover agent --confdir` and reads
+// its resources back from `drover status`.
+func TestConfgenInAgent(t *testing.T) {
+	sb := harness.Sandbox(t, sandbox.Options{Prefix: "drvg", Hosts: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	for name, text := range map[string]string{
+		"templates/motd.tmpl": "{{getv \"/motd/text\"}} ({{len (service \"drover-node\")}} drover nodes)\n",
+		"conf.d/motd.toml":    fmt.Sprintf("[template]\nsrc = \"motd.tmpl\"\ndest = %q\nkeys = [\"/motd\"]\n", filepath.Join(dir, "motd")),
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := sb.Output(ctx, "h1", "consul", "kv", "put", "motd/text", "welcome"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	if err := sb.Start(ctx, "h1", sandbox.ProcAgent, "--confdir", dir); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 10*time.Second, "motd rendered by the agent", func() error {
+		b, _ := os.ReadFile(filepath.Join(dir, "motd"))
+		if string(b) != "welcome (1 drover nodes)\n" {
+			return fmt.Errorf("motd = %q", b)
+		}
+		return nil
+	})
+	out, err := sb.Output(ctx, "h1", "drover", "status")
+	if err != nil || !strings.Contains(out, "confgen motd.toml") && !strings.Contains(out, "motd.toml") {
+		t.Errorf("drover status lacks the confgen resource: %v\n%s", err, out)
+	}
+}
+
 // TestConfgenHAProxy renders an HAProxy config from the `service` data of
 // containers on two hosts, checks it with the real HAProxy (check_cmd),
 // starts it (reload_cmd), and fetches through it from both replicas — one
