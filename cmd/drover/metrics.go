@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -41,6 +42,10 @@ var (
 	mEvents       = desc("drover_discovery_docker_events_total", "Docker container events received.")
 	mReconnects   = desc("drover_discovery_docker_reconnects_total", "Docker event stream reconnections.")
 	mLastPass     = desc("drover_discovery_last_pass_timestamp_seconds", "When the last sync pass completed.")
+	mCgRenders    = desc("drover_confgen_renders_total", "Renders of a confgen resource.", "resource")
+	mCgChanges    = desc("drover_confgen_changes_total", "Times a confgen resource replaced its file.", "resource")
+	mCgReloads    = desc("drover_confgen_reloads_total", "Successful reload_cmd runs of a confgen resource.", "resource")
+	mCgError      = desc("drover_confgen_error", "1 when the last render of a confgen resource failed (old file kept).", "resource")
 	mWatchContact = desc("drover_consul_watch_last_contact_timestamp_seconds", "Last successful Consul read of a watch.", "topic")
 )
 
@@ -50,7 +55,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mBuild, mPeers, mPeerUp, mPeerAge, mPeerRx, mPeerTx, mRejected, mApplies, mOverlayErr,
-		mLastApplied, mProbeUp, mProbeRTT, mRegs, mSkipped, mWrites, mPasses, mPending, mEvents, mReconnects, mLastPass, mWatchContact} {
+		mLastApplied, mProbeUp, mProbeRTT, mRegs, mSkipped, mWrites, mPasses, mPending, mEvents, mReconnects, mLastPass, mWatchContact, mCgRenders, mCgChanges, mCgReloads, mCgError} {
 		ch <- d
 	}
 }
@@ -95,6 +100,13 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	cnt(mEvents, float64(d.DockerEvents))
 	cnt(mReconnects, float64(d.Reconnects))
 	g(mLastPass, ts(d.LastPass))
+	for _, c := range r.Confgen {
+		name := filepath.Base(c.Resource)
+		ch <- prometheus.MustNewConstMetric(mCgRenders, prometheus.CounterValue, float64(c.Renders), name)
+		ch <- prometheus.MustNewConstMetric(mCgChanges, prometheus.CounterValue, float64(c.Changes), name)
+		ch <- prometheus.MustNewConstMetric(mCgReloads, prometheus.CounterValue, float64(c.Reloads), name)
+		g(mCgError, b2f(c.LastError != ""), name)
+	}
 	g(mWatchContact, ts(r.Consul.NodesLastContact), "nodes")
 	g(mWatchContact, ts(r.Consul.LeasesLastContact), "leases")
 }

@@ -304,8 +304,12 @@ func TestConfgenInAgent(t *testing.T) {
 		return nil
 	})
 	out, err := sb.Output(ctx, "h1", "drover", "status")
-	if err != nil || !strings.Contains(out, "confgen motd.toml") && !strings.Contains(out, "motd.toml") {
+	if err != nil || !strings.Contains(out, "motd.toml") {
 		t.Errorf("drover status lacks the confgen resource: %v\n%s", err, out)
+	}
+	m, err := sb.Output(ctx, "h1", "curl", "-sf", "http://127.0.0.1:9714/metrics")
+	if err != nil || !strings.Contains(m, `drover_confgen_changes_total{resource="motd.toml"} 1`) {
+		t.Errorf("metrics lack the confgen change: %v\n%s", err, grepLines(m, "confgen"))
 	}
 }
 
