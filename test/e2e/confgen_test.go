@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -81,23 +82,7 @@ keys = ["/small"]
 		t.Fatalf("tmpfs: %v %s", err, out)
 	}
 
-	cmd, err := sb.Command(ctx, "h1", "drover", "confgen", "--confdir", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logf, _ := os.Create(filepath.Join(dir, "confgen.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "confgen.log"))
-			t.Logf("confgen log:\n%s", b)
-		}
-	})
+	cmd := startConfgen(ctx, t, sb, dir)
 	app := filepath.Join(out, "app.conf")
 	read := func(p string) string { b, _ := os.ReadFile(p); return string(b) }
 	countReloads := func() int { return strings.Count(read(reloads), "reload") }
@@ -366,22 +351,11 @@ min_wait = "200ms"
 	for _, h := range []string{"h1", "h2"} {
 		runLabelled(ctx, t, sb, h, "web-"+h)
 	}
-	cmd, err := sb.Command(ctx, "h1", "drover", "confgen", "--confdir", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logf, _ := os.Create(filepath.Join(dir, "confgen.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	startConfgen(ctx, t, sb, dir)
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
 		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "confgen.log"))
 			c, _ := os.ReadFile(cfg)
-			t.Logf("confgen log:\n%s\nhaproxy.cfg:\n%s", b, c)
+			t.Logf("haproxy.cfg:\n%s", c)
 		}
 	})
 	answers := func() map[string]bool {
@@ -433,4 +407,28 @@ func runLabelled(ctx context.Context, t *testing.T, sb *sandbox.Sandbox, host, n
 		}
 		return fmt.Errorf("not passing yet")
 	})
+}
+
+// startConfgen runs `drover confgen --confdir dir` in h1 until the test
+// ends, logging to dir/confgen.log (shown when the test fails).
+func startConfgen(ctx context.Context, t *testing.T, sb *sandbox.Sandbox, dir string) *exec.Cmd {
+	t.Helper()
+	cmd, err := sb.Command(ctx, "h1", "drover", "confgen", "--confdir", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logf, _ := os.Create(filepath.Join(dir, "confgen.log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "confgen.log"))
+			t.Logf("confgen log:\n%s", b)
+		}
+	})
+	return cmd
 }
