@@ -1,0 +1,565 @@
+package lb
+
+import (
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/drover-net/drover/discovery"
+)
+
+// Options tune Desired. Zero fields take their defaults.
+type Options struct {
+	HTTPPort       int    // port of HTTP services without lb_port (default 80)
+	SlotsMin       int    // smallest server-slot pool per backend (default 4)
+	DefaultBalance string // balance of services without lb_balance (default "roundrobin")
+}
+
+func (o Options) withDefaults() Options {
+	if o.HTTPPort <= 0 {
+		o.HTTPPort = 80
+	}
+	if o.SlotsMin <= 0 {
+		o.SlotsMin = 4
+	}
+	if o.DefaultBalance == "" {
+		o.DefaultBalance = "roundrobin"
+	}
+	return o
+}
+
+// Server is one server line of a backend.
+//
+// In a State returned by Desired, Servers[i] lives in slot i and every
+// server is Enabled. In a State that describes what runs (the "old" side
+// of Diff), Servers[i] is slot i as HAProxy knows it: Name is the server
+// name written in the config (runtime operations cannot rename it), Addr
+// its current address, and Enabled is false for a drained or empty slot.
+type Server struct {
+	Name    string // HAProxy server name: the instance ID with [^A-Za-z0-9_.-] replaced by "_"
+	Addr    string // ip:port
+	Weight  int    // 0..256
+	Check   discovery.Check
+	Enabled bool
+}
+
+// Backend is one HAProxy backend: one per service.
+type Backend struct {
+	Name    string // the service name
+	Mode    string // "http" or "tcp"
+	Balance string // roundrobin, leastconn or source
+	Servers []Server
+	// Slots is the number of server lines in the config: the smallest
+	// power of two ≥ max(SlotsMin, len(Servers)). Slots beyond the
+	// servers are rendered disabled, ready for runtime operations.
+	Slots int
+}
+
+// Route sends HTTP requests whose Host is Host (any host when empty) and
+// whose path starts with PathPrefix (any path when empty) to Backend.
+type Route struct {
+	Host, PathPrefix, Backend string
+}
+
+// Frontend is one listening port.
+type Frontend struct {
+	Name           string // "http_<port>" or "tcp_<port>"
+	Mode           string // "http" or "tcp"
+	Port           int
+	Routes         []Route // http only; longer host first, then longer path first
+	DefaultBackend string  // tcp only
+}
+
+// State is the whole desired (or running) HAProxy configuration that lb
+// owns. Frontends are sorted by Port, Backends by Name.
+type State struct {
+	Frontends []Frontend
+	Backends  []Backend
+}
+
+// Problem is one reason an instance or a whole service was left out or
+// given a default. Instance is empty for service-level problems.
+type Problem struct {
+	Service, Instance, Reason string
+}
+
+func (p Problem) String() string {
+	if p.Instance == "" {
+		return fmt.Sprintf("service %s: %s", p.Service, p.Reason)
+	}
+	return fmt.Sprintf("service %s instance %s: %s", p.Service, p.Instance, p.Reason)
+}
+
+// Equal reports whether s and o describe the same configuration. A nil and
+// an empty slice are equal.
+func (s State) Equal(o State) bool {
+	return reflect.DeepEqual(s.normal(), o.normal())
+}
+
+// Clone returns a deep copy of s.
+func (s State) Clone() State {
+	var c State
+	for _, f := range s.Frontends {
+		f.Routes = append([]Route(nil), f.Routes...)
+		c.Frontends = append(c.Frontends, f)
+	}
+	for _, b := range s.Backends {
+		b.Servers = append([]Server(nil), b.Servers...)
+		c.Backends = append(c.Backends, b)
+	}
+	return c
+}
+
+// normal returns a copy with empty slices as nil.
+func (s State) normal() State {
+	c := s.Clone()
+	if len(c.Frontends) == 0 {
+		c.Frontends = nil
+	}
+	if len(c.Backends) == 0 {
+		c.Backends = nil
+	}
+	for i := range c.Frontends {
+		if len(c.Frontends[i].Routes) == 0 {
+			c.Frontends[i].Routes = nil
+		}
+	}
+	for i := range c.Backends {
+		if len(c.Backends[i].Servers) == 0 {
+			c.Backends[i].Servers = nil
+		}
+	}
+	return c
+}
+
+// DefaultCheck is the check of a server whose instance carries no check_*
+// Meta.
+var DefaultCheck = discovery.Check{Kind: "tcp", Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3}
+
+const maxWeight = 256
+
+// svcSettings are the settings all instances of a service must agree on.
+type svcSettings struct {
+	Mode, Host, Path, Balance string
+	Port                      int
+	CheckKind, CheckPath      string
+}
+
+// Desired computes the HAProxy state for the given services (service name →
+// its instances, in any order). It is pure and deterministic.
+//
+// Only passing instances with Meta lb_mode take part. A service whose
+// instances disagree on a service-level setting (mode, port, host, path,
+// balance, check kind and path) or carry an invalid one is left out whole
+// with a Problem. An invalid weight or check value takes its default with a
+// Problem. Conflicting claims on a port or route refuse every service
+// involved; a tcp service on the port of an http frontend is refused (the
+// http services keep the port).
+func Desired(opt Options, services map[string][]discovery.Instance) (State, []Problem) {
+	opt = opt.withDefaults()
+	var probs []Problem
+	type svc struct {
+		name    string
+		set     svcSettings
+		servers []Server
+	}
+	var svcs []*svc
+	usedBackend := map[string]string{} // backend name → service
+
+	names := make([]string, 0, len(services))
+	for n := range services {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+
+	for _, name := range names {
+		insts := append([]discovery.Instance(nil), services[name]...)
+		sort.Slice(insts, func(i, j int) bool { return insts[i].ID < insts[j].ID })
+		var (
+			s        *svc
+			refused  bool
+			firstID  string
+			srvNames = map[string]bool{}
+			addrs    = map[string]bool{}
+		)
+		for _, in := range insts {
+			if in.Health != "passing" {
+				continue
+			}
+			if _, ok := in.Meta["lb_mode"]; !ok {
+				continue
+			}
+			set, reason := settingsOf(opt, in.Meta)
+			if reason != "" {
+				probs = append(probs, Problem{name, in.ID, reason + "; service left out"})
+				refused = true
+				continue
+			}
+			if s == nil {
+				s = &svc{name: name, set: set}
+				firstID = in.ID
+			} else if s.set != set {
+				probs = append(probs, Problem{name, in.ID, fmt.Sprintf("lb settings %s disagree with instance %s (%s); service left out", set, firstID, s.set)})
+				refused = true
+				continue
+			}
+			srv, ps := serverOf(name, in)
+			probs = append(probs, ps...)
+			if srv.Addr == "" {
+				continue
+			}
+			if addrs[srv.Addr] {
+				probs = append(probs, Problem{name, in.ID, "address " + srv.Addr + " is already used by another instance; instance left out"})
+				continue
+			}
+			if srvNames[srv.Name] || isSlotName(srv.Name) {
+				srv.Name = srv.Name + "_" + shortHash(in.ID)
+				if srvNames[srv.Name] {
+					probs = append(probs, Problem{name, in.ID, "server name " + srv.Name + " collides; instance left out"})
+					continue
+				}
+			}
+			srvNames[srv.Name] = true
+			addrs[srv.Addr] = true
+			s.servers = append(s.servers, srv)
+		}
+		if s == nil || refused || len(s.servers) == 0 {
+			continue
+		}
+		be := sanitize(name)
+		if other, ok := usedBackend[be]; ok {
+			probs = append(probs, Problem{name, "", fmt.Sprintf("backend name %s collides with service %s; service left out", be, other)})
+			continue
+		}
+		usedBackend[be] = name
+		svcs = append(svcs, s)
+	}
+
+	// Ports and routes. Every conflict refuses all services involved.
+	type portUse struct {
+		http []*svc
+		tcp  []*svc
+	}
+	ports := map[int]*portUse{}
+	for _, s := range svcs {
+		pu := ports[s.set.Port]
+		if pu == nil {
+			pu = &portUse{}
+			ports[s.set.Port] = pu
+		}
+		if s.set.Mode == "http" {
+			pu.http = append(pu.http, s)
+		} else {
+			pu.tcp = append(pu.tcp, s)
+		}
+	}
+	refused := map[*svc]bool{}
+	for port, pu := range ports {
+		if len(pu.tcp) > 1 {
+			for _, s := range pu.tcp {
+				refused[s] = true
+				probs = append(probs, Problem{s.name, "", fmt.Sprintf("tcp port %d is claimed by %d services; service left out", port, len(pu.tcp))})
+			}
+		}
+		if len(pu.tcp) > 0 && len(pu.http) > 0 {
+			for _, s := range pu.tcp {
+				if !refused[s] {
+					refused[s] = true
+					probs = append(probs, Problem{s.name, "", fmt.Sprintf("port %d is an http frontend; tcp service left out", port)})
+				}
+			}
+		}
+		routes := map[[2]string][]*svc{}
+		for _, s := range pu.http {
+			k := [2]string{s.set.Host, s.set.Path}
+			routes[k] = append(routes[k], s)
+		}
+		for k, ss := range routes {
+			if len(ss) < 2 {
+				continue
+			}
+			for _, s := range ss {
+				refused[s] = true
+				probs = append(probs, Problem{s.name, "", fmt.Sprintf("route host %q path %q on port %d is claimed by %d services; service left out", k[0], k[1], port, len(ss))})
+			}
+		}
+	}
+
+	var st State
+	fes := map[int]*Frontend{}
+	for _, s := range svcs {
+		if refused[s] {
+			continue
+		}
+		be := sanitize(s.name)
+		sort.Slice(s.servers, func(i, j int) bool { return s.servers[i].Name < s.servers[j].Name })
+		st.Backends = append(st.Backends, Backend{
+			Name: be, Mode: s.set.Mode, Balance: s.set.Balance,
+			Servers: s.servers, Slots: slotsFor(opt.SlotsMin, len(s.servers)),
+		})
+		fe := fes[s.set.Port]
+		if fe == nil {
+			fe = &Frontend{Name: fmt.Sprintf("%s_%d", s.set.Mode, s.set.Port), Mode: s.set.Mode, Port: s.set.Port}
+			fes[s.set.Port] = fe
+		}
+		if s.set.Mode == "tcp" {
+			fe.DefaultBackend = be
+		} else {
+			fe.Routes = append(fe.Routes, Route{Host: s.set.Host, PathPrefix: s.set.Path, Backend: be})
+		}
+	}
+	for _, fe := range fes {
+		sortRoutes(fe.Routes)
+		st.Frontends = append(st.Frontends, *fe)
+	}
+	sort.Slice(st.Frontends, func(i, j int) bool { return st.Frontends[i].Port < st.Frontends[j].Port })
+	sort.Slice(st.Backends, func(i, j int) bool { return st.Backends[i].Name < st.Backends[j].Name })
+	sort.SliceStable(probs, func(i, j int) bool {
+		a, b := probs[i], probs[j]
+		if a.Service != b.Service {
+			return a.Service < b.Service
+		}
+		if a.Instance != b.Instance {
+			return a.Instance < b.Instance
+		}
+		return a.Reason < b.Reason
+	})
+	return st, probs
+}
+
+func (s svcSettings) String() string {
+	return fmt.Sprintf("mode=%s port=%d host=%q path=%q balance=%s check=%s %q", s.Mode, s.Port, s.Host, s.Path, s.Balance, s.CheckKind, s.CheckPath)
+}
+
+// sortRoutes orders routes most specific first: longer host, then longer
+// path, then host and path in byte order.
+func sortRoutes(rs []Route) {
+	sort.Slice(rs, func(i, j int) bool {
+		a, b := rs[i], rs[j]
+		if len(a.Host) != len(b.Host) {
+			return len(a.Host) > len(b.Host)
+		}
+		if len(a.PathPrefix) != len(b.PathPrefix) {
+			return len(a.PathPrefix) > len(b.PathPrefix)
+		}
+		if a.Host != b.Host {
+			return a.Host < b.Host
+		}
+		return a.PathPrefix < b.PathPrefix
+	})
+}
+
+// slotsFor is the smallest power of two ≥ max(min, n).
+func slotsFor(min, n int) int {
+	want := max(min, n, 1)
+	s := 1
+	for s < want {
+		s <<= 1
+	}
+	return s
+}
+
+// settingsOf parses the service-level settings of one instance.
+func settingsOf(opt Options, m map[string]string) (svcSettings, string) {
+	var s svcSettings
+	s.Mode = m["lb_mode"]
+	if s.Mode != "http" && s.Mode != "tcp" {
+		return s, fmt.Sprintf("lb_mode %q: want http or tcp", s.Mode)
+	}
+	if v, ok := m["lb_port"]; ok {
+		p, err := strconv.Atoi(v)
+		if err != nil || p < 1 || p > 65535 {
+			return s, fmt.Sprintf("lb_port %q: want a port 1-65535", v)
+		}
+		s.Port = p
+	} else if s.Mode == "http" {
+		s.Port = opt.HTTPPort
+	} else {
+		return s, "lb_mode tcp needs lb_port"
+	}
+	s.Host, s.Path = m["lb_host"], m["lb_path"]
+	if s.Mode == "tcp" && (s.Host != "" || s.Path != "") {
+		return s, "lb_host and lb_path need lb_mode http"
+	}
+	if _, ok := m["lb_host"]; ok && !validHost(s.Host) {
+		return s, fmt.Sprintf("lb_host %q: want a lower-case DNS name", s.Host)
+	}
+	if _, ok := m["lb_path"]; ok && !validPath(s.Path) {
+		return s, fmt.Sprintf("lb_path %q: want a path starting with \"/\" without spaces, quotes, '\\' or '#'", s.Path)
+	}
+	s.Balance = opt.DefaultBalance
+	if v, ok := m["lb_balance"]; ok {
+		s.Balance = v
+	}
+	switch s.Balance {
+	case "roundrobin", "leastconn", "source":
+	default:
+		return s, fmt.Sprintf("lb_balance %q: want roundrobin, leastconn or source", s.Balance)
+	}
+	// Check kind and path are per backend in HAProxy (option httpchk).
+	s.CheckKind, s.CheckPath = DefaultCheck.Kind, ""
+	if v, ok := m["check_kind"]; ok {
+		switch v {
+		case "http", "tcp", "none":
+			s.CheckKind = v
+		default:
+			return s, fmt.Sprintf("check_kind %q: want http, tcp or none", v)
+		}
+	}
+	if s.CheckKind == "http" {
+		s.CheckPath = "/"
+		if v, ok := m["check_path"]; ok {
+			if !validPath(v) {
+				return s, fmt.Sprintf("check_path %q: want a path starting with \"/\" without spaces, quotes, '\\' or '#'", v)
+			}
+			s.CheckPath = v
+		}
+	}
+	return s, ""
+}
+
+// serverOf builds the server of one instance. Its Addr is empty when the
+// instance has no usable address (with a Problem).
+func serverOf(service string, in discovery.Instance) (Server, []Problem) {
+	var probs []Problem
+	bad := func(f string, a ...any) {
+		probs = append(probs, Problem{service, in.ID, fmt.Sprintf(f, a...)})
+	}
+	srv := Server{Name: sanitize(in.ID), Weight: 100, Enabled: true}
+	ip, err := netip.ParseAddr(in.Address)
+	if err != nil || ip.Zone() != "" || in.Port < 1 || in.Port > 65535 {
+		bad("address %q port %d: want an IP address and a port 1-65535; instance left out", in.Address, in.Port)
+		return Server{}, probs
+	}
+	srv.Addr = netip.AddrPortFrom(ip.Unmap(), uint16(in.Port)).String()
+	if v, ok := in.Meta["weight"]; ok {
+		w, err := strconv.Atoi(v)
+		if err != nil || w < 0 || w > maxWeight {
+			bad("weight %q: want 0-%d; using 100", v, maxWeight)
+		} else {
+			srv.Weight = w
+		}
+	}
+	c := DefaultCheck
+	if v, ok := in.Meta["check_kind"]; ok {
+		c.Kind = v // validated by settingsOf
+	}
+	if c.Kind == "http" {
+		c.Path = "/"
+		if v, ok := in.Meta["check_path"]; ok {
+			c.Path = v
+		}
+	}
+	dur := func(key string, d *time.Duration) {
+		v, ok := in.Meta[key]
+		if !ok {
+			return
+		}
+		x, err := time.ParseDuration(v)
+		if err != nil || x < time.Millisecond || x > time.Hour || x%time.Millisecond != 0 {
+			bad("%s %q: want a duration of whole milliseconds, 1ms to 1h; using %s", key, v, fmtDur(*d))
+			return
+		}
+		*d = x
+	}
+	num := func(key string, n *int) {
+		v, ok := in.Meta[key]
+		if !ok {
+			return
+		}
+		x, err := strconv.Atoi(v)
+		if err != nil || x < 1 || x > 1000 {
+			bad("%s %q: want 1-1000; using %d", key, v, *n)
+			return
+		}
+		*n = x
+	}
+	dur("check_interval", &c.Interval)
+	dur("check_timeout", &c.Timeout)
+	num("check_rise", &c.Rise)
+	num("check_fall", &c.Fall)
+	if c.Timeout > c.Interval {
+		bad("check_timeout %s exceeds check_interval %s; using %s", fmtDur(c.Timeout), fmtDur(c.Interval), fmtDur(c.Interval))
+		c.Timeout = c.Interval
+	}
+	srv.Check = c
+	return srv, probs
+}
+
+// sanitize replaces every character outside [A-Za-z0-9_.-] by "_".
+func sanitize(s string) string {
+	if s == "" {
+		return "_"
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// isSlotName reports whether n has the form of an empty slot's name
+// ("slot<i>"), which a server must not take.
+func isSlotName(n string) bool {
+	d, ok := strings.CutPrefix(n, "slot")
+	if !ok || d == "" {
+		return false
+	}
+	for i := 0; i < len(d); i++ {
+		if d[i] < '0' || d[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func shortHash(s string) string {
+	h := fnv.New32a()
+	h.Write([]byte(s))
+	return fmt.Sprintf("%08x", h.Sum32())
+}
+
+func validHost(h string) bool {
+	if len(h) < 1 || len(h) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(h, ".") {
+		if len(l) < 1 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			if c := l[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// validPath accepts a path that is safe to write unquoted into haproxy.cfg.
+func validPath(p string) bool {
+	if !strings.HasPrefix(p, "/") || len(p) > 1024 {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c <= ' ' || c >= 0x7f || c == '"' || c == '\'' || c == '\\' || c == '#' {
+			return false
+		}
+	}
+	return true
+}
+
+// fmtDur writes a duration the way haproxy.cfg takes it.
+func fmtDur(d time.Duration) string {
+	if d%time.Second == 0 {
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+	return fmt.Sprintf("%dms", d/time.Millisecond)
+}

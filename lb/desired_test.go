@@ -1,0 +1,270 @@
+package lb
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/drover-net/drover/discovery"
+)
+
+// inst builds a passing instance; kv are Meta key/value pairs.
+func inst(id, addr string, port int, kv ...string) discovery.Instance {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return discovery.Instance{ID: id, Address: addr, Port: port, Meta: m, Health: "passing"}
+}
+
+func srv(name, addr string) Server {
+	return Server{Name: name, Addr: addr, Weight: 100, Check: DefaultCheck, Enabled: true}
+}
+
+func TestDesired(t *testing.T) {
+	httpCheck := DefaultCheck
+	httpCheck.Kind, httpCheck.Path = "http", "/healthz"
+	critical := inst("web-3", "10.42.0.3", 8080, "lb_mode", "http")
+	critical.Health = "critical"
+
+	tests := []struct {
+		name     string
+		opt      Options
+		services map[string][]discovery.Instance
+		want     State
+		probs    []Problem
+	}{
+		{
+			name: "empty",
+		},
+		{
+			name: "http default port, unhealthy and non-lb instances left out",
+			services: map[string][]discovery.Instance{
+				"web": {
+					inst("web-2", "10.42.0.2", 8080, "lb_mode", "http"),
+					inst("web-1", "10.42.0.1", 8080, "lb_mode", "http", "weight", "50"),
+					critical,
+				},
+				"db": {inst("db-1", "10.42.0.9", 5432)},
+			},
+			want: State{
+				Frontends: []Frontend{{Name: "http_80", Mode: "http", Port: 80, Routes: []Route{{Backend: "web"}}}},
+				Backends: []Backend{{Name: "web", Mode: "http", Balance: "roundrobin", Slots: 4, Servers: []Server{
+					{Name: "web-1", Addr: "10.42.0.1:8080", Weight: 50, Check: DefaultCheck, Enabled: true},
+					srv("web-2", "10.42.0.2:8080"),
+				}}},
+			},
+		},
+		{
+			name: "routes sorted most specific first",
+			opt:  Options{HTTPPort: 8000, DefaultBalance: "leastconn"},
+			services: map[string][]discovery.Instance{
+				"api":  {inst("a", "10.0.0.1", 1, "lb_mode", "http", "lb_host", "web.example", "lb_path", "/api")},
+				"web":  {inst("w", "10.0.0.2", 1, "lb_mode", "http", "lb_host", "web.example")},
+				"all":  {inst("c", "10.0.0.3", 1, "lb_mode", "http")},
+				"img":  {inst("i", "10.0.0.4", 1, "lb_mode", "http", "lb_path", "/img")},
+				"long": {inst("l", "10.0.0.5", 1, "lb_mode", "http", "lb_host", "static.web.example")},
+			},
+			want: State{
+				Frontends: []Frontend{{Name: "http_8000", Mode: "http", Port: 8000, Routes: []Route{
+					{Host: "static.web.example", Backend: "long"},
+					{Host: "web.example", PathPrefix: "/api", Backend: "api"},
+					{Host: "web.example", Backend: "web"},
+					{PathPrefix: "/img", Backend: "img"},
+					{Backend: "all"},
+				}}},
+				Backends: []Backend{
+					{Name: "all", Mode: "http", Balance: "leastconn", Slots: 4, Servers: []Server{srv("c", "10.0.0.3:1")}},
+					{Name: "api", Mode: "http", Balance: "leastconn", Slots: 4, Servers: []Server{srv("a", "10.0.0.1:1")}},
+					{Name: "img", Mode: "http", Balance: "leastconn", Slots: 4, Servers: []Server{srv("i", "10.0.0.4:1")}},
+					{Name: "long", Mode: "http", Balance: "leastconn", Slots: 4, Servers: []Server{srv("l", "10.0.0.5:1")}},
+					{Name: "web", Mode: "http", Balance: "leastconn", Slots: 4, Servers: []Server{srv("w", "10.0.0.2:1")}},
+				},
+			},
+		},
+		{
+			name: "tcp frontend and slots grow to a power of two",
+			opt:  Options{SlotsMin: 2},
+			services: map[string][]discovery.Instance{
+				"pg": {
+					inst("drover:h1:abc:5432", "10.42.1.2", 5432, "lb_mode", "tcp", "lb_port", "5432", "lb_balance", "source"),
+					inst("drover:h2:def:5432", "10.42.2.2", 5432, "lb_mode", "tcp", "lb_port", "5432", "lb_balance", "source"),
+					inst("drover:h3:123:5432", "10.42.3.2", 5432, "lb_mode", "tcp", "lb_port", "5432", "lb_balance", "source"),
+				},
+			},
+			want: State{
+				Frontends: []Frontend{{Name: "tcp_5432", Mode: "tcp", Port: 5432, DefaultBackend: "pg"}},
+				Backends: []Backend{{Name: "pg", Mode: "tcp", Balance: "source", Slots: 4, Servers: []Server{
+					srv("drover_h1_abc_5432", "10.42.1.2:5432"),
+					srv("drover_h2_def_5432", "10.42.2.2:5432"),
+					srv("drover_h3_123_5432", "10.42.3.2:5432"),
+				}}},
+			},
+		},
+		{
+			name: "disagreeing instances refuse the whole service",
+			services: map[string][]discovery.Instance{
+				"web": {
+					inst("web-1", "10.0.0.1", 80, "lb_mode", "http", "lb_path", "/a"),
+					inst("web-2", "10.0.0.2", 80, "lb_mode", "http", "lb_path", "/b"),
+				},
+				"ok": {inst("ok-1", "10.0.0.3", 80, "lb_mode", "http")},
+			},
+			want: State{
+				Frontends: []Frontend{{Name: "http_80", Mode: "http", Port: 80, Routes: []Route{{Backend: "ok"}}}},
+				Backends:  []Backend{{Name: "ok", Mode: "http", Balance: "roundrobin", Slots: 4, Servers: []Server{srv("ok-1", "10.0.0.3:80")}}},
+			},
+			probs: []Problem{{"web", "web-2", `lb settings mode=http port=80 host="" path="/b" balance=roundrobin check=tcp "" disagree with instance web-1 (mode=http port=80 host="" path="/a" balance=roundrobin check=tcp ""); service left out`}},
+		},
+		{
+			name: "invalid service settings refuse the service",
+			services: map[string][]discovery.Instance{
+				"a": {inst("a1", "10.0.0.1", 80, "lb_mode", "udp")},
+				"b": {inst("b1", "10.0.0.1", 80, "lb_mode", "tcp")},
+				"c": {inst("c1", "10.0.0.1", 80, "lb_mode", "http", "lb_port", "70000")},
+				"d": {inst("d1", "10.0.0.1", 80, "lb_mode", "http", "lb_host", "Web Example")},
+				"e": {inst("e1", "10.0.0.1", 80, "lb_mode", "http", "lb_path", "/a#b")},
+				"f": {inst("f1", "10.0.0.1", 80, "lb_mode", "http", "lb_balance", "random")},
+				"g": {inst("g1", "10.0.0.1", 80, "lb_mode", "tcp", "lb_port", "9000", "lb_host", "x.example")},
+				"h": {inst("h1", "10.0.0.1", 80, "lb_mode", "http", "check_kind", "udp")},
+			},
+			probs: []Problem{
+				{"a", "a1", `lb_mode "udp": want http or tcp; service left out`},
+				{"b", "b1", "lb_mode tcp needs lb_port; service left out"},
+				{"c", "c1", `lb_port "70000": want a port 1-65535; service left out`},
+				{"d", "d1", `lb_host "Web Example": want a lower-case DNS name; service left out`},
+				{"e", "e1", `lb_path "/a#b": want a path starting with "/" without spaces, quotes, '\' or '#'; service left out`},
+				{"f", "f1", `lb_balance "random": want roundrobin, leastconn or source; service left out`},
+				{"g", "g1", "lb_host and lb_path need lb_mode http; service left out"},
+				{"h", "h1", `check_kind "udp": want http, tcp or none; service left out`},
+			},
+		},
+		{
+			name: "two tcp services on one port refuse both",
+			services: map[string][]discovery.Instance{
+				"a": {inst("a1", "10.0.0.1", 1, "lb_mode", "tcp", "lb_port", "9000")},
+				"b": {inst("b1", "10.0.0.2", 1, "lb_mode", "tcp", "lb_port", "9000")},
+			},
+			probs: []Problem{
+				{"a", "", "tcp port 9000 is claimed by 2 services; service left out"},
+				{"b", "", "tcp port 9000 is claimed by 2 services; service left out"},
+			},
+		},
+		{
+			name: "tcp service on an http port is refused, http keeps it",
+			services: map[string][]discovery.Instance{
+				"t": {inst("t1", "10.0.0.1", 1, "lb_mode", "tcp", "lb_port", "80")},
+				"w": {inst("w1", "10.0.0.2", 1, "lb_mode", "http")},
+			},
+			want: State{
+				Frontends: []Frontend{{Name: "http_80", Mode: "http", Port: 80, Routes: []Route{{Backend: "w"}}}},
+				Backends:  []Backend{{Name: "w", Mode: "http", Balance: "roundrobin", Slots: 4, Servers: []Server{srv("w1", "10.0.0.2:1")}}},
+			},
+			probs: []Problem{{"t", "", "port 80 is an http frontend; tcp service left out"}},
+		},
+		{
+			name: "same route for two services refuses both",
+			services: map[string][]discovery.Instance{
+				"a": {inst("a1", "10.0.0.1", 1, "lb_mode", "http", "lb_host", "x.example")},
+				"b": {inst("b1", "10.0.0.2", 1, "lb_mode", "http", "lb_host", "x.example")},
+			},
+			probs: []Problem{
+				{"a", "", `route host "x.example" path "" on port 80 is claimed by 2 services; service left out`},
+				{"b", "", `route host "x.example" path "" on port 80 is claimed by 2 services; service left out`},
+			},
+		},
+		{
+			name: "check from meta, bad values default",
+			services: map[string][]discovery.Instance{
+				"web": {
+					inst("w1", "10.0.0.1", 80, "lb_mode", "http", "check_kind", "http", "check_path", "/healthz"),
+					inst("w2", "10.0.0.2", 80, "lb_mode", "http", "check_kind", "http", "check_path", "/healthz",
+						"check_interval", "5s", "check_timeout", "500ms", "check_rise", "1", "check_fall", "5"),
+					inst("w3", "10.0.0.3", 80, "lb_mode", "http", "check_kind", "http", "check_path", "/healthz",
+						"check_interval", "soon", "check_rise", "0", "weight", "300"),
+				},
+			},
+			want: State{
+				Frontends: []Frontend{{Name: "http_80", Mode: "http", Port: 80, Routes: []Route{{Backend: "web"}}}},
+				Backends: []Backend{{Name: "web", Mode: "http", Balance: "roundrobin", Slots: 4, Servers: []Server{
+					{Name: "w1", Addr: "10.0.0.1:80", Weight: 100, Check: httpCheck, Enabled: true},
+					{Name: "w2", Addr: "10.0.0.2:80", Weight: 100, Enabled: true, Check: discovery.Check{
+						Kind: "http", Path: "/healthz", Interval: 5 * time.Second, Timeout: 500 * time.Millisecond, Rise: 1, Fall: 5}},
+					{Name: "w3", Addr: "10.0.0.3:80", Weight: 100, Check: httpCheck, Enabled: true},
+				}}},
+			},
+			probs: []Problem{
+				{"web", "w3", `check_interval "soon": want a duration of whole milliseconds, 1ms to 1h; using 2s`},
+				{"web", "w3", `check_rise "0": want 1-1000; using 2`},
+				{"web", "w3", `weight "300": want 0-256; using 100`},
+			},
+		},
+		{
+			name: "bad address, duplicate address and colliding names",
+			services: map[string][]discovery.Instance{
+				"web": {
+					inst("a:1", "10.0.0.1", 80, "lb_mode", "http"),
+					inst("a_1", "10.0.0.2", 80, "lb_mode", "http"),
+					inst("b", "10.0.0.1", 80, "lb_mode", "http"),
+					inst("c", "not-an-ip", 80, "lb_mode", "http"),
+					inst("slot1", "10.0.0.4", 80, "lb_mode", "http"),
+				},
+			},
+			want: State{
+				Frontends: []Frontend{{Name: "http_80", Mode: "http", Port: 80, Routes: []Route{{Backend: "web"}}}},
+				Backends: []Backend{{Name: "web", Mode: "http", Balance: "roundrobin", Slots: 4, Servers: []Server{
+					srv("a_1", "10.0.0.1:80"),
+					srv("a_1_"+shortHash("a_1"), "10.0.0.2:80"),
+					srv("slot1_"+shortHash("slot1"), "10.0.0.4:80"),
+				}}},
+			},
+			probs: []Problem{
+				{"web", "b", "address 10.0.0.1:80 is already used by another instance; instance left out"},
+				{"web", "c", `address "not-an-ip" port 80: want an IP address and a port 1-65535; instance left out`},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, probs := Desired(tt.opt, tt.services)
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("state (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.probs, probs); diff != "" {
+				t.Errorf("problems (-want +got):\n%s", diff)
+			}
+			again, _ := Desired(tt.opt, tt.services)
+			if !got.Equal(again) {
+				t.Errorf("not deterministic")
+			}
+		})
+	}
+}
+
+func TestSlotsFor(t *testing.T) {
+	for _, c := range []struct{ min, n, want int }{{4, 0, 4}, {4, 4, 4}, {4, 5, 8}, {5, 1, 8}, {1, 17, 32}} {
+		if got := slotsFor(c.min, c.n); got != c.want {
+			t.Errorf("slotsFor(%d, %d) = %d, want %d", c.min, c.n, got, c.want)
+		}
+	}
+}
+
+func TestStateEqualClone(t *testing.T) {
+	s, _ := Desired(Options{}, map[string][]discovery.Instance{"web": {inst("w1", "10.0.0.1", 80, "lb_mode", "http")}})
+	c := s.Clone()
+	if !s.Equal(c) {
+		t.Fatal("clone not equal")
+	}
+	c.Backends[0].Servers[0].Weight = 1
+	if s.Equal(c) || s.Backends[0].Servers[0].Weight != 100 {
+		t.Fatal("clone shares servers")
+	}
+	if !(State{}).Equal(State{Frontends: []Frontend{}, Backends: []Backend{}}) {
+		t.Error("nil and empty slices should be equal")
+	}
+	a := State{Backends: []Backend{{Name: "x", Servers: []Server{}}}}
+	if !a.Equal(State{Backends: []Backend{{Name: "x"}}}) {
+		t.Error("nil and empty servers should be equal")
+	}
+}
