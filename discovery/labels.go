@@ -454,11 +454,11 @@ func checkValue(key string, s setting) *fault {
 			f = badf(s, "want a port between 1 and 65535")
 		}
 	case "lb.host":
-		if !validHost(s.value) {
+		if !ValidHost(s.value) {
 			f = badf(s, "want a lower-case DNS name (labels of a-z, 0-9 and '-' separated by dots, at most 253 characters)")
 		}
 	case "lb.path":
-		if !validPath(s.value) {
+		if !ValidPath(s.value) {
 			f = badf(s, `want a path starting with "/" without spaces`)
 		}
 	case "lb.balance":
@@ -563,22 +563,26 @@ func parseTags(s setting) ([]string, *fault) {
 	return sortedKeys(set), nil
 }
 
-// validPath: starts with "/", no spaces or control characters.
-func validPath(p string) bool {
-	if !strings.HasPrefix(p, "/") {
+// ValidPath reports whether p is a URL path drover accepts in labels: it
+// starts with "/", is at most 1024 bytes, and has no spaces, control or
+// non-ASCII bytes, quotes, backslashes or '#', so that it is safe to write
+// unquoted into generated configuration (HAProxy's included).
+func ValidPath(p string) bool {
+	if !strings.HasPrefix(p, "/") || len(p) > 1024 {
 		return false
 	}
 	for i := 0; i < len(p); i++ {
-		if p[i] <= ' ' || p[i] == 0x7f {
+		if c := p[i]; c <= ' ' || c >= 0x7f || c == '"' || c == '\'' || c == '\\' || c == '#' {
 			return false
 		}
 	}
 	return true
 }
 
-// validHost: lower-case DNS name, labels of [a-z0-9-] not starting or
-// ending with '-', 1 to 63 characters each, at most 253 in all.
-func validHost(h string) bool {
+// ValidHost reports whether h is a lower-case DNS name: labels of [a-z0-9-]
+// not starting or ending with '-', 1 to 63 characters each, at most 253 in
+// all.
+func ValidHost(h string) bool {
 	if len(h) < 1 || len(h) > maxHostLen {
 		return false
 	}
@@ -604,7 +608,7 @@ func parseCheckKind(s setting) (kind, path string, f *fault) {
 		return v, "", nil
 	case strings.HasPrefix(v, "http:"):
 		p := strings.TrimPrefix(v, "http:")
-		if !validPath(p) {
+		if !ValidPath(p) {
 			return "", "", badf(s, `want http:/path with a path starting with "/" without spaces`)
 		}
 		return "http", p, nil
@@ -748,7 +752,7 @@ func (r *labelReader) check(port int, faults []fault) (Check, []fault) {
 	if s, ok := r.lookup(port, "check"); ok {
 		ck.Kind, ck.Path, _ = parseCheckKind(s)
 	} else if s, ok := r.registrator(envCheckHTTP); ok {
-		if validPath(s.value) {
+		if ValidPath(s.value) {
 			ck.Kind, ck.Path = "http", s.value
 		} else {
 			add(badf(s, `want a path starting with "/" without spaces`))

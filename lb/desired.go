@@ -386,10 +386,10 @@ func settingsOf(opt Options, m map[string]string) (svcSettings, string) {
 	if s.Mode == "tcp" && (s.Host != "" || s.Path != "") {
 		return s, "lb_host and lb_path need lb_mode http"
 	}
-	if _, ok := m["lb_host"]; ok && !validHost(s.Host) {
+	if _, ok := m["lb_host"]; ok && !discovery.ValidHost(s.Host) {
 		return s, fmt.Sprintf("lb_host %q: want a lower-case DNS name", s.Host)
 	}
-	if _, ok := m["lb_path"]; ok && !validPath(s.Path) {
+	if _, ok := m["lb_path"]; ok && !discovery.ValidPath(s.Path) {
 		return s, fmt.Sprintf("lb_path %q: want a path starting with \"/\" without spaces, quotes, '\\' or '#'", s.Path)
 	}
 	s.Balance = opt.DefaultBalance
@@ -414,7 +414,7 @@ func settingsOf(opt Options, m map[string]string) (svcSettings, string) {
 	if s.CheckKind == "http" {
 		s.CheckPath = "/"
 		if v, ok := m["check_path"]; ok {
-			if !validPath(v) {
+			if !discovery.ValidPath(v) {
 				return s, fmt.Sprintf("check_path %q: want a path starting with \"/\" without spaces, quotes, '\\' or '#'", v)
 			}
 			s.CheckPath = v
@@ -524,36 +524,6 @@ func shortHash(s string) string {
 	h := fnv.New32a()
 	h.Write([]byte(s))
 	return fmt.Sprintf("%08x", h.Sum32())
-}
-
-func validHost(h string) bool {
-	if len(h) < 1 || len(h) > 253 {
-		return false
-	}
-	for _, l := range strings.Split(h, ".") {
-		if len(l) < 1 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(l); i++ {
-			if c := l[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// validPath accepts a path that is safe to write unquoted into haproxy.cfg.
-func validPath(p string) bool {
-	if !strings.HasPrefix(p, "/") || len(p) > 1024 {
-		return false
-	}
-	for i := 0; i < len(p); i++ {
-		if c := p[i]; c <= ' ' || c >= 0x7f || c == '"' || c == '\'' || c == '\\' || c == '#' {
-			return false
-		}
-	}
-	return true
 }
 
 // fmtDur writes a duration the way haproxy.cfg takes it.
