@@ -16,7 +16,7 @@ import (
 // Options tune Desired. Zero fields take their defaults.
 type Options struct {
 	HTTPPort       int    // port of HTTP services without lb_port (default 80)
-	SlotsMin       int    // smallest server-slot pool per backend (default 4)
+	SlotsMin       int    // smallest server-slot pool per backend (default 8)
 	DefaultBalance string // balance of services without lb_balance (default "roundrobin")
 }
 
@@ -25,7 +25,7 @@ func (o Options) withDefaults() Options {
 		o.HTTPPort = 80
 	}
 	if o.SlotsMin <= 0 {
-		o.SlotsMin = 4
+		o.SlotsMin = 8
 	}
 	if o.DefaultBalance == "" {
 		o.DefaultBalance = "roundrobin"

@@ -227,6 +227,9 @@ func TestDesired(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.opt.SlotsMin == 0 {
+				tt.opt.SlotsMin = 4 // the cases were written for pools of 4
+			}
 			got, probs := Desired(tt.opt, tt.services)
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("state (-want +got):\n%s", diff)

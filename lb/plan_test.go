@@ -17,7 +17,7 @@ func webState(t *testing.T, ids ...string) State {
 	for i := 0; i+1 < len(ids); i += 2 {
 		ins = append(ins, inst(ids[i], ids[i+1], 8080, "lb_mode", "http"))
 	}
-	s, probs := Desired(Options{}, map[string][]discovery.Instance{"web": ins})
+	s, probs := Desired(Options{SlotsMin: 4}, map[string][]discovery.Instance{"web": ins})
 	if len(probs) > 0 {
 		t.Fatalf("problems: %v", probs)
 	}
@@ -197,8 +197,8 @@ func TestAfterRendersSlots(t *testing.T) {
 	nw := webState(t, "w1", "10.0.0.1", "w2", "10.0.0.2")
 	p := Diff(old, nw)
 	after := After(old, nw, p)
-	got := string(Render(after))
-	want := string(Render(old))
+	got := string(Render(after, DefaultGlobals))
+	want := string(Render(old, DefaultGlobals))
 	want = replaceOnce(want, "server slot1 127.0.0.1:1 weight 100 check inter 2s fall 3 rise 2 disabled",
 		"server slot1 10.0.0.2:8080 weight 100 check inter 2s fall 3 rise 2")
 	if diff := cmp.Diff(want, got); diff != "" {

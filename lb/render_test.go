@@ -50,12 +50,12 @@ func TestRenderGolden(t *testing.T) {
 			for _, p := range probs {
 				t.Logf("problem: %s", p)
 			}
-			got := Render(st)
-			if again := Render(st); !bytes.Equal(got, again) {
+			got := Render(st, DefaultGlobals)
+			if again := Render(st, DefaultGlobals); !bytes.Equal(got, again) {
 				t.Fatal("two renders of one state differ")
 			}
 			st2, _ := Desired(Options{}, services)
-			if again := Render(st2); !bytes.Equal(got, again) {
+			if again := Render(st2, DefaultGlobals); !bytes.Equal(got, again) {
 				t.Fatal("renders of two Desired calls differ")
 			}
 			golden := filepath.Join("testdata", c+".golden")
@@ -92,14 +92,14 @@ func TestRenderHAProxyCheck(t *testing.T) {
 			}
 			dir := t.TempDir()
 			s := string(cfg)
-			for _, p := range []string{StatsSocket, ServerStateFile} {
+			for _, p := range []string{DefaultGlobals.StatsSocket, DefaultGlobals.StateFile} {
 				if !strings.Contains(s, p) {
 					t.Fatalf("golden does not contain %s", p)
 				}
 				s = strings.ReplaceAll(s, p, filepath.Join(dir, filepath.Base(p)))
 			}
 			// drover keeps the state file; one with only a version line stands in.
-			if err := os.WriteFile(filepath.Join(dir, filepath.Base(ServerStateFile)), []byte("1\n"), 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, filepath.Base(DefaultGlobals.StateFile)), []byte("1\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			f := filepath.Join(dir, "haproxy.cfg")
