@@ -15,6 +15,7 @@ import (
 type Catalog interface {
 	HealthService(ctx context.Context, service string, index uint64) ([]*api.ServiceEntry, uint64, error)
 	KVList(ctx context.Context, prefix string, index uint64) (api.KVPairs, uint64, error)
+	WatchServiceNames(ctx context.Context, filter string, index uint64) (map[string][]string, uint64, error)
 }
 
 // Instance is one service instance with its aggregated health.
@@ -65,6 +66,7 @@ type Watches struct {
 	mu       sync.Mutex // guards the maps
 	services map[string]*topic[[]Instance]
 	kvs      map[string]*topic[map[string]KVPair]
+	catalogs map[string]*topic[[]string]
 }
 
 // KVPair is one key's value and modify index.
@@ -83,14 +85,15 @@ type topic[T any] struct {
 // NewWatches returns a registry whose watches run until ctx ends.
 func NewWatches(ctx context.Context, c Catalog, log *slog.Logger) *Watches {
 	return &Watches{ctx: ctx, catalog: c, log: log, minWait: 100 * time.Millisecond,
-		services: map[string]*topic[[]Instance]{}, kvs: map[string]*topic[map[string]KVPair]{}}
+		services: map[string]*topic[[]Instance]{}, kvs: map[string]*topic[map[string]KVPair]{},
+		catalogs: map[string]*topic[[]string]{}}
 }
 
 // Topics returns how many watches run (one Consul connection each).
 func (w *Watches) Topics() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.services) + len(w.kvs)
+	return len(w.services) + len(w.kvs) + len(w.catalogs)
 }
 
 // Service returns the latest instances of service name (all health states)
@@ -125,6 +128,30 @@ func (w *Watches) KV(prefix string) (*Latest[map[string]KVPair], <-chan struct{}
 				out[p.Key] = KVPair{Value: p.Value, Index: p.ModifyIndex}
 			}
 			return out, i, err
+		}, t.latest, w.minWait)
+	}
+	w.mu.Unlock()
+	return t.latest, t.subscribe()
+}
+
+// ServiceNames returns the sorted names of the catalog's services that have
+// an instance matching filter (Consul's filter language over a service
+// instance, e.g. `"lb_mode" in ServiceMeta`) and a channel kicked on every
+// change.
+func (w *Watches) ServiceNames(filter string) (*Latest[[]string], <-chan struct{}) {
+	w.mu.Lock()
+	t, ok := w.catalogs[filter]
+	if !ok {
+		t = newTopic[[]string](w.ctx)
+		w.catalogs[filter] = t
+		go Watch(w.ctx, w.log, "services:"+filter, func(ctx context.Context, idx uint64) ([]string, uint64, error) {
+			m, i, err := w.catalog.WatchServiceNames(ctx, filter, idx)
+			names := make([]string, 0, len(m))
+			for n := range m {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			return names, i, err
 		}, t.latest, w.minWait)
 	}
 	w.mu.Unlock()

@@ -57,6 +57,14 @@ func (f *fakeCatalog) KVList(ctx context.Context, prefix string, index uint64) (
 	return api.KVPairs{{Key: prefix + "a", Value: []byte("1"), ModifyIndex: 3}}, f.index, ctx.Err()
 }
 
+func (f *fakeCatalog) WatchServiceNames(ctx context.Context, filter string, index uint64) (map[string][]string, uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls["services:"+filter]++
+	f.wait(ctx, index)
+	return map[string][]string{"web": nil, "api": nil}, f.index, ctx.Err()
+}
+
 func svcEntry(id string) *api.ServiceEntry {
 	return &api.ServiceEntry{Node: &api.Node{Node: "h1"}, Service: &api.AgentService{ID: id, Service: "web", Address: "10.42.0.2", Port: 8080},
 		Checks: api.HealthChecks{&api.HealthCheck{Status: api.HealthPassing}}}

@@ -23,6 +23,8 @@ import (
 	"github.com/drover-net/drover/healthcheck"
 	"github.com/drover-net/drover/internal/buildinfo"
 	"github.com/drover-net/drover/internal/execcmd"
+	"github.com/drover-net/drover/lb"
+	"github.com/drover-net/drover/lb/haproxy"
 	"github.com/drover-net/drover/overlay"
 	"github.com/drover-net/drover/overlay/nat"
 	"github.com/drover-net/drover/overlay/netlink"
@@ -84,6 +86,9 @@ type agent struct {
 	sync    *discovery.Sync
 	mesh    *healthcheck.Mesh
 	confgen *confgen.Watcher // nil unless --confdir
+	lb      *lb.Controller   // nil unless --lb
+	haproxy *haproxy.HAProxy // nil unless --lb
+	ctx     context.Context
 	watches *discovery.Watches
 	nodes   *discovery.Latest[[]discovery.Instance]
 	leases  *discovery.Latest[map[string]discovery.KVPair]
@@ -100,6 +105,7 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer a.docker.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	a.ctx = ctx
 	a.watches = discovery.NewWatches(ctx, a.consul, log.With("component", "watch"))
 	var nodesKick, leasesKick <-chan struct{}
 	a.nodes, nodesKick = a.watches.Service(discovery.NodeService)
@@ -137,6 +143,16 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 		opt.Services = confgen.NewWatchedServices(gctx, a.watches, a.catalogNames, func() { a.confgen.KickAll() })
 		a.confgen = confgen.NewWatcher(confgen.NewProcessor(opt), rs, a.watches)
 		g.Go(func() error { return a.confgen.Run(gctx) })
+	}
+	if a.cfg.LB {
+		c, err := a.startLB()
+		if err != nil {
+			cancel()
+			_ = g.Wait()
+			return err
+		}
+		a.lb = c
+		g.Go(func() error { return a.lb.Run(gctx) })
 	}
 	g.Go(func() error { return a.serveStatus(gctx) })
 	g.Go(func() error { return a.serveMetrics(gctx, a.cfg.MetricsAddr) })

@@ -36,6 +36,16 @@ type Config struct {
 	MetricsAddr  string        // Prometheus /metrics, /healthz, /readyz; empty disables
 	Confdir      string        // confgen: directory with conf.d/ and templates/; empty: no confgen in the agent
 	Prefix       string        // confgen: KV prefix joined before every resource's prefix
+	LB           bool          // run the HAProxy load balancer on this host
+	HAProxyMode  string        // managed (drover runs HAProxy) or external (drover drives one run by someone else)
+	HAProxyBin   string        // haproxy binary (validation; managed mode's process)
+	LBDir        string        // lb state: haproxy.cfg (managed), last-known-good, server state; default DATA_DIR/lb
+	HAProxyCfg   string        // config file HAProxy reads; default LB_DIR/haproxy.cfg
+	HAProxySock  string        // HAProxy master CLI socket; default LB_DIR/master.sock
+	LBSlots      int           // smallest server-slot pool per backend (a power of two)
+	LBHTTPPort   int           // port of http services without drover.lb.port
+	LBReloadMin  time.Duration // at most one reload per this interval; changes in between coalesce
+	LBConfirm    time.Duration // a backend losing all or most servers at once waits this long for confirmation
 	LogFormat    string        // text or json
 	LogLevel     string        // debug, info, warn or error
 }
@@ -56,6 +66,12 @@ func DefaultConfig() Config {
 		Bridge:       "drover-br",
 		StatusSocket: "/run/drover/drover.sock",
 		MetricsAddr:  "127.0.0.1:9714",
+		HAProxyMode:  "managed",
+		HAProxyBin:   "haproxy",
+		LBSlots:      8,
+		LBHTTPPort:   80,
+		LBReloadMin:  2 * time.Second,
+		LBConfirm:    3 * time.Second,
 		LogFormat:    "text",
 		LogLevel:     "info",
 	}
@@ -84,6 +100,16 @@ func agentFlags(fs *flag.FlagSet, cfg *Config) *string {
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "address of the Prometheus /metrics, /healthz and /readyz endpoints (empty: off)")
 	fs.StringVar(&cfg.Confdir, "confdir", cfg.Confdir, "run confgen in the agent over this directory's conf.d/ and templates/ (empty: off)")
 	fs.StringVar(&cfg.Prefix, "prefix", cfg.Prefix, "confgen: KV prefix joined before every resource's prefix")
+	fs.BoolVar(&cfg.LB, "lb", cfg.LB, "run the HAProxy load balancer on this host for services with drover.lb.* labels")
+	fs.StringVar(&cfg.HAProxyMode, "haproxy-mode", cfg.HAProxyMode, "managed: drover starts and supervises HAProxy; external: drover writes --haproxy-config and drives an HAProxy started by someone else through --haproxy-master-socket")
+	fs.StringVar(&cfg.HAProxyBin, "haproxy-bin", cfg.HAProxyBin, "haproxy binary, used to validate every config (and run it in managed mode)")
+	fs.StringVar(&cfg.LBDir, "lb-dir", cfg.LBDir, "directory for the lb's config, last-known-good config and server state (default: DATA_DIR/lb)")
+	fs.StringVar(&cfg.HAProxyCfg, "haproxy-config", cfg.HAProxyCfg, "config file HAProxy runs from (default: LB_DIR/haproxy.cfg)")
+	fs.StringVar(&cfg.HAProxySock, "haproxy-master-socket", cfg.HAProxySock, "HAProxy master CLI socket (default: LB_DIR/master.sock)")
+	fs.IntVar(&cfg.LBSlots, "lb-slots", cfg.LBSlots, "smallest pool of server slots per backend, a power of two: scaling within it never reloads HAProxy")
+	fs.IntVar(&cfg.LBHTTPPort, "lb-http-port", cfg.LBHTTPPort, "port of http services without drover.lb.port")
+	fs.DurationVar(&cfg.LBReloadMin, "lb-reload-interval", cfg.LBReloadMin, "at most one HAProxy reload per interval; structural changes in between coalesce")
+	fs.DurationVar(&cfg.LBConfirm, "lb-confirm", cfg.LBConfirm, "a backend losing all or most of its servers in one Consul read waits this long for the same answer before it is applied")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log format: text or json")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn or error")
 	return file
@@ -178,6 +204,23 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
 			bad("--metrics-addr %q: want host:port or empty", c.MetricsAddr)
 		}
+	}
+	switch c.HAProxyMode {
+	case "managed", "external":
+	default:
+		bad("--haproxy-mode %q: want managed or external", c.HAProxyMode)
+	}
+	if c.LBSlots < 1 || c.LBSlots > 1024 || c.LBSlots&(c.LBSlots-1) != 0 {
+		bad("--lb-slots %d: want a power of two in 1..1024", c.LBSlots)
+	}
+	if c.LBHTTPPort < 1 || c.LBHTTPPort > 65535 {
+		bad("--lb-http-port %d: want 1..65535", c.LBHTTPPort)
+	}
+	if c.LBReloadMin < 0 || c.LBConfirm < 0 {
+		bad("--lb-reload-interval and --lb-confirm must be ≥ 0")
+	}
+	if c.LB && c.HAProxyBin == "" {
+		bad("--haproxy-bin is empty")
 	}
 	switch c.LogFormat {
 	case "text", "json":

@@ -46,6 +46,16 @@ var (
 	mCgChanges    = desc("drover_confgen_changes_total", "Times a confgen resource replaced its file.", "resource")
 	mCgReloads    = desc("drover_confgen_reloads_total", "Successful reload_cmd runs of a confgen resource.", "resource")
 	mCgError      = desc("drover_confgen_error", "1 when the last render of a confgen resource failed (old file kept).", "resource")
+	mLBServers    = desc("drover_lb_servers", "Servers in use per backend and HAProxy status (UP, DOWN, MAINT, ...).", "backend", "status")
+	mLBOps        = desc("drover_lb_runtime_ops_total", "Server changes applied through the HAProxy runtime API (no reload).")
+	mLBReloads    = desc("drover_lb_reloads_total", "Successful HAProxy reloads.")
+	mLBFailed     = desc("drover_lb_failed_reloads_total", "HAProxy reloads that failed (last-known-good config restored).")
+	mLBInvalid    = desc("drover_lb_validation_failures_total", "Configs refused by haproxy -c (never installed).")
+	mLBStale      = desc("drover_lb_stale", "1 while the Consul view is not trusted and HAProxy is kept as it is.")
+	mLBStaleSecs  = desc("drover_lb_stale_seconds", "How long the Consul view has been untrusted (0 when fresh).")
+	mLBHolding    = desc("drover_lb_holding_shrinks", "Suspicious backend shrinks waiting for confirmation.")
+	mLBApplyDur   = desc("drover_lb_last_apply_duration_seconds", "Duration of the last applied lb change (runtime ops or reload).")
+	mLBLastApply  = desc("drover_lb_last_apply_timestamp_seconds", "When the lb last changed HAProxy.")
 	mWatchContact = desc("drover_consul_watch_last_contact_timestamp_seconds", "Last successful Consul read of a watch.", "topic")
 )
 
@@ -55,7 +65,8 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mBuild, mPeers, mPeerUp, mPeerAge, mPeerRx, mPeerTx, mRejected, mApplies, mOverlayErr,
-		mLastApplied, mProbeUp, mProbeRTT, mRegs, mSkipped, mWrites, mPasses, mPending, mEvents, mReconnects, mLastPass, mWatchContact, mCgRenders, mCgChanges, mCgReloads, mCgError} {
+		mLastApplied, mProbeUp, mProbeRTT, mRegs, mSkipped, mWrites, mPasses, mPending, mEvents, mReconnects, mLastPass, mWatchContact, mCgRenders, mCgChanges, mCgReloads, mCgError,
+		mLBServers, mLBOps, mLBReloads, mLBFailed, mLBInvalid, mLBStale, mLBStaleSecs, mLBHolding, mLBApplyDur, mLBLastApply} {
 		ch <- d
 	}
 }
@@ -106,6 +117,30 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(mCgChanges, prometheus.CounterValue, float64(c.Changes), name)
 		ch <- prometheus.MustNewConstMetric(mCgReloads, prometheus.CounterValue, float64(c.Reloads), name)
 		g(mCgError, b2f(c.LastError != ""), name)
+	}
+	if l := r.LB; l != nil {
+		for _, b := range l.Backends {
+			by := map[string]int{}
+			for _, s := range b.Servers {
+				by[s.Status]++
+			}
+			for st, n := range by {
+				g(mLBServers, float64(n), b.Name, st)
+			}
+		}
+		cnt(mLBOps, float64(l.RuntimeOps))
+		cnt(mLBReloads, float64(l.Reloads))
+		cnt(mLBFailed, float64(l.FailedReloads))
+		cnt(mLBInvalid, float64(l.ValidationFails))
+		g(mLBStale, b2f(l.Stale))
+		stale := 0.0
+		if l.Stale {
+			stale = time.Since(l.StaleSince).Seconds()
+		}
+		g(mLBStaleSecs, stale)
+		g(mLBHolding, float64(len(l.Holding)))
+		g(mLBApplyDur, l.LastApplyDur.Seconds())
+		g(mLBLastApply, ts(l.LastApply))
 	}
 	g(mWatchContact, ts(r.Consul.NodesLastContact), "nodes")
 	g(mWatchContact, ts(r.Consul.LeasesLastContact), "leases")

@@ -31,6 +31,7 @@ type StatusReport struct {
 	Sync    discovery.SyncStatus     `json:"discovery"`
 	Mesh    []healthcheck.PeerProbe  `json:"mesh_probes"`
 	Confgen []confgen.ResourceStatus `json:"confgen,omitempty"`
+	LB      *LBStatus                `json:"lb,omitempty"`
 	Consul  WatchStatus              `json:"consul"`
 }
 
@@ -52,7 +53,7 @@ func (a *agent) report() StatusReport {
 	if a.confgen != nil {
 		cg = a.confgen.Status()
 	}
-	return StatusReport{Confgen: cg, Version: buildinfo.String(), Node: a.cfg.NodeName, Uptime: time.Since(a.started).Round(time.Second).String(),
+	return StatusReport{Confgen: cg, LB: a.lbStatus(context.Background()), Version: buildinfo.String(), Node: a.cfg.NodeName, Uptime: time.Since(a.started).Round(time.Second).String(),
 		WGMode: a.link.Mode(), Overlay: a.overlay.Status(), Sync: a.sync.Status(), Mesh: a.mesh.Status(), Consul: ws}
 }
 
@@ -198,6 +199,7 @@ func printStatus(w io.Writer, r StatusReport) {
 		}
 		fmt.Fprintln(w)
 	}
+	printLB(w, r.LB)
 	if r.Consul.Error != "" {
 		fmt.Fprintf(w, "consul: %s\n", r.Consul.Error)
 	}

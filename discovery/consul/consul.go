@@ -61,6 +61,18 @@ func (c *Client) HealthService(ctx context.Context, service string, index uint64
 	return es, meta.LastIndex, nil
 }
 
+// WatchServiceNames runs a blocking query on the service names (with their
+// tags) of the catalog, keeping only services one of whose instances
+// matches filter (Consul's filter language; empty keeps all).
+func (c *Client) WatchServiceNames(ctx context.Context, filter string, index uint64) (map[string][]string, uint64, error) {
+	q := (&api.QueryOptions{WaitIndex: index, WaitTime: c.WaitTime, Filter: filter}).WithContext(ctx)
+	m, meta, err := c.api.Catalog().Services(q)
+	if err != nil {
+		return nil, 0, fmt.Errorf("watching catalog services: %w", err)
+	}
+	return m, meta.LastIndex, nil
+}
+
 // KVList runs a blocking query on a KV prefix.
 func (c *Client) KVList(ctx context.Context, prefix string, index uint64) (api.KVPairs, uint64, error) {
 	q := (&api.QueryOptions{WaitIndex: index, WaitTime: c.WaitTime}).WithContext(ctx)

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/drover-net/drover/discovery"
+	"github.com/drover-net/drover/lb"
+	"github.com/drover-net/drover/lb/haproxy"
+)
+
+// lbFilter selects, in Consul's filter language, the service instances
+// that ask for a load balancer (their drover.lb.mode label became meta).
+const lbFilter = `"lb_mode" in ServiceMeta`
+
+// lbSource is lb.Source over the shared Consul watches: the names of the
+// services with lb meta, then one watch per such service.
+type lbSource struct {
+	ctx   context.Context
+	w     *discovery.Watches
+	names *discovery.Latest[[]string]
+	kick  chan struct{}
+
+	mu       sync.Mutex
+	services map[string]*discovery.Latest[[]discovery.Instance]
+}
+
+func newLBSource(ctx context.Context, w *discovery.Watches) *lbSource {
+	s := &lbSource{ctx: ctx, w: w, kick: make(chan struct{}, 1), services: map[string]*discovery.Latest[[]discovery.Instance]{}}
+	var k <-chan struct{}
+	s.names, k = w.ServiceNames(lbFilter)
+	s.forward(k)
+	return s
+}
+
+func (s *lbSource) forward(k <-chan struct{}) {
+	go func() {
+		for {
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-k:
+				select {
+				case s.kick <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+}
+
+func (s *lbSource) Changed() <-chan struct{} { return s.kick }
+
+// Snapshot fails unless the service list and every listed service have
+// been read and their last read succeeded.
+func (s *lbSource) Snapshot() (map[string][]discovery.Instance, error) {
+	names, ok, _ := s.names.Get()
+	if err := s.names.Err(); err != nil {
+		return nil, fmt.Errorf("listing lb services: %w", err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("lb services not read yet")
+	}
+	out := map[string][]discovery.Instance{}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range names {
+		l, ok := s.services[n]
+		if !ok {
+			var k <-chan struct{}
+			l, k = s.w.Service(n)
+			s.services[n] = l
+			s.forward(k)
+		}
+		ins, ok, _ := l.Get()
+		if err := l.Err(); err != nil {
+			return nil, fmt.Errorf("reading service %s: %w", n, err)
+		}
+		if !ok {
+			return nil, fmt.Errorf("service %s not read yet", n)
+		}
+		out[n] = ins
+	}
+	return out, nil
+}
+
+// startLB builds the lb controller and its HAProxy.
+func (a *agent) startLB() (*lb.Controller, error) {
+	dir := a.cfg.LBDir
+	if dir == "" {
+		dir = filepath.Join(a.cfg.DataDir, "lb")
+	}
+	h, err := haproxy.New(haproxy.Options{
+		Mode: a.cfg.HAProxyMode, Bin: a.cfg.HAProxyBin, Dir: dir,
+		ConfigPath: a.cfg.HAProxyCfg, MasterSocket: a.cfg.HAProxySock,
+		Log: a.log.With("component", "haproxy"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.haproxy = h
+	return lb.NewController(lb.ControllerOptions{
+		Desired:           lb.Options{HTTPPort: a.cfg.LBHTTPPort, SlotsMin: a.cfg.LBSlots},
+		MinReloadInterval: a.cfg.LBReloadMin,
+		Confirm:           a.cfg.LBConfirm,
+		Log:               a.log.With("component", "lb"),
+	}, newLBSource(a.ctx, a.watches), h), nil
+}
+
+// LBStatus is the lb part of `drover status`.
+type LBStatus struct {
+	Mode            string         `json:"mode"`
+	Config          string         `json:"config"`
+	Frontends       []lb.Frontend  `json:"frontends"`
+	Backends        []LBBackend    `json:"backends"`
+	Problems        []string       `json:"problems,omitempty"`
+	Stale           bool           `json:"stale"`
+	StaleSince      time.Time      `json:"stale_since,omitzero"`
+	StaleReason     string         `json:"stale_reason,omitempty"`
+	Holding         []string       `json:"holding,omitempty"`
+	PendingReload   bool           `json:"pending_reload"`
+	RuntimeOps      int64          `json:"runtime_ops"`
+	Reloads         int64          `json:"reloads"`
+	FailedReloads   int64          `json:"failed_reloads"`
+	ValidationFails int64          `json:"validation_failures"`
+	ApplyErrors     int64          `json:"apply_errors"`
+	LastApply       time.Time      `json:"last_apply,omitzero"`
+	LastApplyDur    time.Duration  `json:"last_apply_duration_ns"`
+	LastError       string         `json:"last_error,omitempty"`
+	Procs           *haproxy.Procs `json:"processes,omitempty"`
+	ProcsError      string         `json:"processes_error,omitempty"`
+}
+
+// LBBackend is one backend with its servers as HAProxy reports them.
+type LBBackend struct {
+	Name    string     `json:"name"`
+	Mode    string     `json:"mode"`
+	Balance string     `json:"balance"`
+	Slots   int        `json:"slots"`
+	Servers []LBServer `json:"servers"`
+}
+
+// LBServer is one server slot in use.
+type LBServer struct {
+	Slot     string `json:"slot"`
+	Addr     string `json:"addr"`
+	Weight   int    `json:"weight"`
+	Enabled  bool   `json:"enabled"`
+	Status   string `json:"status"` // HAProxy's: UP, DOWN, MAINT, DRAIN, ...
+	Sessions int    `json:"sessions"`
+	Total    int    `json:"total_sessions"`
+}
+
+func (a *agent) lbStatus(ctx context.Context) *LBStatus {
+	if a.lb == nil {
+		return nil
+	}
+	cs := a.lb.Status()
+	st := &LBStatus{
+		Mode: a.cfg.HAProxyMode, Config: a.haproxy.ConfigPath(), Frontends: cs.Running.Frontends,
+		Problems: cs.Problems, Stale: cs.Stale, StaleSince: cs.StaleSince, StaleReason: cs.StaleReason,
+		Holding: cs.Holding, PendingReload: cs.PendingReload, RuntimeOps: cs.RuntimeOps, Reloads: cs.Reloads,
+		FailedReloads: cs.FailedReloads, ValidationFails: cs.ValidationFails, ApplyErrors: cs.ApplyErrors,
+		LastApply: cs.LastApply, LastApplyDur: cs.LastApplyDur, LastError: cs.LastError,
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	live := map[[2]string]haproxy.ServerStatus{}
+	if ss, err := a.haproxy.Servers(ctx); err == nil {
+		for _, s := range ss {
+			live[[2]string{s.Backend, s.Server}] = s
+		}
+	}
+	if p, err := a.haproxy.Procs(ctx); err == nil {
+		st.Procs = &p
+	} else {
+		st.ProcsError = err.Error()
+	}
+	for _, b := range cs.Running.Backends {
+		lbb := LBBackend{Name: b.Name, Mode: b.Mode, Balance: b.Balance, Slots: b.Slots}
+		for _, s := range b.Servers {
+			if !s.Enabled {
+				continue
+			}
+			l := live[[2]string{b.Name, s.Name}]
+			lbb.Servers = append(lbb.Servers, LBServer{Slot: s.Name, Addr: s.Addr, Weight: s.Weight, Enabled: s.Enabled,
+				Status: l.Status, Sessions: l.Sessions, Total: l.Total})
+		}
+		sort.Slice(lbb.Servers, func(i, j int) bool { return lbb.Servers[i].Addr < lbb.Servers[j].Addr })
+		st.Backends = append(st.Backends, lbb)
+	}
+	return st
+}
+
+func printLB(w io.Writer, s *LBStatus) {
+	if s == nil {
+		return
+	}
+	state := "in step with Consul"
+	switch {
+	case s.Stale:
+		state = fmt.Sprintf("STALE since %s (%s): HAProxy kept as it is", s.StaleSince.Format(time.RFC3339), s.StaleReason)
+	case len(s.Holding) > 0:
+		state = "holding unconfirmed shrink"
+	case s.PendingReload:
+		state = "reload pending (coalescing)"
+	}
+	fmt.Fprintf(w, "\nlb (%s haproxy, %s): %s; runtime ops %d, reloads %d, failed reloads %d, validation failures %d\n",
+		s.Mode, s.Config, state, s.RuntimeOps, s.Reloads, s.FailedReloads, s.ValidationFails)
+	if s.Procs != nil {
+		fmt.Fprintf(w, "haproxy master %d, worker %d, old workers %d\n", s.Procs.Master, s.Procs.Worker, len(s.Procs.OldWorkers))
+	} else if s.ProcsError != "" {
+		fmt.Fprintf(w, "haproxy: %s\n", s.ProcsError)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FRONTEND\tMODE\tPORT\tROUTES")
+	for _, f := range s.Frontends {
+		routes := ""
+		for _, r := range f.Routes {
+			h := r.Host
+			if h == "" {
+				h = "*"
+			}
+			routes += fmt.Sprintf("%s%s→%s ", h, r.PathPrefix, r.Backend)
+		}
+		if f.DefaultBackend != "" {
+			routes = "→" + f.DefaultBackend
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", f.Name, f.Mode, f.Port, routes)
+	}
+	tw.Flush()
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BACKEND\tSERVER\tADDR\tWEIGHT\tSTATUS\tSESSIONS\tTOTAL")
+	for _, b := range s.Backends {
+		if len(b.Servers) == 0 {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\tno servers\t-\t-\n", b.Name)
+		}
+		for _, sv := range b.Servers {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%d\n", b.Name, sv.Slot, sv.Addr, sv.Weight, sv.Status, sv.Sessions, sv.Total)
+		}
+	}
+	tw.Flush()
+	for _, p := range s.Problems {
+		fmt.Fprintf(w, "REFUSED %s\n", p)
+	}
+	if s.LastError != "" {
+		fmt.Fprintf(w, "lb last error: %s\n", s.LastError)
+	}
+}

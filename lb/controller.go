@@ -1,0 +1,290 @@
+package lb
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drover-net/drover/discovery"
+)
+
+// Source gives the controller the instances of every service that asks for
+// a load balancer. Snapshot fails when the view is not complete and fresh
+// (Consul unreachable, leaderless, a service not read yet): the controller
+// then keeps HAProxy as it is.
+type Source interface {
+	Snapshot() (map[string][]discovery.Instance, error)
+	Changed() <-chan struct{}
+}
+
+// Proxy is the HAProxy the controller drives (lb/haproxy in production,
+// a fake in unit tests).
+type Proxy interface {
+	Running() (State, bool)
+	Start(ctx context.Context, initial State) error
+	Ensure(ctx context.Context) error
+	Apply(ctx context.Context, ops []Op, after State) error
+	Reload(ctx context.Context, next State) error
+}
+
+// ControllerOptions tune the controller. Zero fields take defaults.
+type ControllerOptions struct {
+	Desired           Options
+	MinReloadInterval time.Duration // at most one reload per interval; changes meanwhile coalesce (default 2s)
+	Confirm           time.Duration // how long a suspicious shrink must persist before it is applied (default 3s)
+	Check             time.Duration // how often the process is checked (default 2s)
+	Log               *slog.Logger
+}
+
+// Controller keeps HAProxy equal to the desired state of the services in
+// Consul: runtime operations for server changes, one coalesced reload for
+// structural ones, nothing at all while Consul cannot be trusted.
+type Controller struct {
+	opt   ControllerOptions
+	src   Source
+	proxy Proxy
+
+	mu sync.Mutex
+	st ControllerStatus
+}
+
+// ControllerStatus is what status and metrics show.
+type ControllerStatus struct {
+	Running         State
+	Problems        []string
+	Stale           bool      // Consul view not trusted: HAProxy kept as it is
+	StaleSince      time.Time // zero when not stale
+	StaleReason     string
+	Holding         []string // suspicious shrinks waiting for confirmation
+	RuntimeOps      int64
+	Reloads         int64
+	FailedReloads   int64
+	ValidationFails int64
+	ApplyErrors     int64
+	LastError       string
+	LastErrorAt     time.Time
+	LastApply       time.Time
+	LastApplyDur    time.Duration
+	PendingReload   bool
+}
+
+// NewController returns a controller; Run starts it.
+func NewController(opt ControllerOptions, src Source, proxy Proxy) *Controller {
+	if opt.MinReloadInterval <= 0 {
+		opt.MinReloadInterval = 2 * time.Second
+	}
+	if opt.Confirm <= 0 {
+		opt.Confirm = 3 * time.Second
+	}
+	if opt.Check <= 0 {
+		opt.Check = 2 * time.Second
+	}
+	if opt.Log == nil {
+		opt.Log = slog.Default()
+	}
+	return &Controller{opt: opt, src: src, proxy: proxy}
+}
+
+// Status returns a copy of the controller's status.
+func (c *Controller) Status() ControllerStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.st
+	s.Running = c.st.Running.Clone()
+	s.Problems = append([]string(nil), c.st.Problems...)
+	s.Holding = append([]string(nil), c.st.Holding...)
+	return s
+}
+
+func (c *Controller) update(f func(*ControllerStatus)) {
+	c.mu.Lock()
+	f(&c.st)
+	c.mu.Unlock()
+}
+
+// Run starts (or attaches to) HAProxy from the state it last ran and then
+// reconciles until ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	running, known := c.proxy.Running()
+	if err := c.proxy.Start(ctx, running); err != nil {
+		return fmt.Errorf("starting haproxy: %w", err)
+	}
+	c.update(func(s *ControllerStatus) { s.Running = running.Clone() })
+	forceReload := !known
+	var lastReload time.Time
+	var held State
+	var heldSince time.Time
+	var lastProblems string
+	check := time.NewTicker(c.opt.Check)
+	defer check.Stop()
+	wake := time.NewTimer(0)
+	defer wake.Stop()
+	later := func(d time.Duration) {
+		if d < 10*time.Millisecond {
+			d = 10 * time.Millisecond
+		}
+		wake.Reset(d)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.src.Changed():
+		case <-wake.C:
+		case <-check.C:
+			if err := c.proxy.Ensure(ctx); err != nil {
+				c.fail("haproxy process", err)
+			}
+		}
+		snap, err := c.src.Snapshot()
+		if err != nil {
+			c.update(func(s *ControllerStatus) {
+				if !s.Stale {
+					s.StaleSince = time.Now()
+					c.opt.Log.Warn("consul view not trusted; keeping haproxy as it is", "err", err)
+				}
+				s.Stale, s.StaleReason = true, err.Error()
+			})
+			continue
+		}
+		c.update(func(s *ControllerStatus) {
+			if s.Stale {
+				c.opt.Log.Info("consul view trusted again", "stale_for", time.Since(s.StaleSince).Round(time.Millisecond))
+			}
+			s.Stale, s.StaleSince, s.StaleReason = false, time.Time{}, ""
+		})
+		desired, probs := Desired(c.opt.Desired, snap)
+		ps := make([]string, len(probs))
+		for i, p := range probs {
+			ps[i] = p.String()
+		}
+		if j := strings.Join(ps, "\n"); j != lastProblems {
+			for _, p := range ps {
+				c.opt.Log.Warn("lb refused a setting", "problem", p)
+			}
+			lastProblems = j
+		}
+		c.update(func(s *ControllerStatus) { s.Problems = ps })
+
+		plan := Diff(running, desired)
+		if forceReload && !plan.Reload {
+			plan = Plan{Reload: true, Reasons: []string{"running config unknown or out of step"}}
+		}
+		if plan.Empty() {
+			held, heldSince = State{}, time.Time{}
+			c.update(func(s *ControllerStatus) { s.Holding, s.PendingReload = nil, false })
+			continue
+		}
+		if shrinks := SuspiciousShrinks(running, desired); len(shrinks) > 0 {
+			if heldSince.IsZero() || !held.Equal(desired) {
+				held, heldSince = desired.Clone(), time.Now()
+				c.opt.Log.Warn("holding a suspicious shrink until it is confirmed", "shrinks", strings.Join(shrinks, "; "), "confirm_after", c.opt.Confirm)
+			}
+			if wait := c.opt.Confirm - time.Since(heldSince); wait > 0 {
+				c.update(func(s *ControllerStatus) { s.Holding = shrinks })
+				later(wait)
+				continue
+			}
+			c.opt.Log.Info("suspicious shrink confirmed", "shrinks", strings.Join(shrinks, "; "))
+		}
+		held, heldSince = State{}, time.Time{}
+		c.update(func(s *ControllerStatus) { s.Holding = nil })
+
+		begin := time.Now()
+		if plan.Reload {
+			if wait := c.opt.MinReloadInterval - time.Since(lastReload); wait > 0 {
+				c.update(func(s *ControllerStatus) { s.PendingReload = true })
+				later(wait)
+				continue
+			}
+			lastReload = time.Now()
+			if err := c.proxy.Reload(ctx, desired); err != nil {
+				c.update(func(s *ControllerStatus) {
+					s.FailedReloads++
+					if strings.Contains(err.Error(), "validating") {
+						s.ValidationFails++
+					}
+				})
+				c.fail("reload", err)
+				later(c.opt.MinReloadInterval)
+				continue
+			}
+			running, forceReload = desired.Clone(), false
+			d := time.Since(begin)
+			c.update(func(s *ControllerStatus) {
+				s.Reloads++
+				s.PendingReload = false
+				s.LastApply, s.LastApplyDur, s.Running = time.Now(), d, running.Clone()
+			})
+			c.opt.Log.Info("haproxy reloaded", "reasons", strings.Join(plan.Reasons, "; "), "took", d.Round(time.Millisecond))
+			continue
+		}
+		after := After(running, desired, plan)
+		if err := c.proxy.Apply(ctx, plan.Ops, after); err != nil {
+			c.update(func(s *ControllerStatus) { s.ApplyErrors++ })
+			c.fail("runtime api", err)
+			// What runs is now uncertain: the next pass reloads the
+			// desired config.
+			forceReload = true
+			later(0)
+			continue
+		}
+		running = after
+		d := time.Since(begin)
+		c.update(func(s *ControllerStatus) {
+			s.RuntimeOps += int64(len(plan.Ops))
+			s.LastApply, s.LastApplyDur, s.Running = time.Now(), d, running.Clone()
+		})
+		ops := make([]string, len(plan.Ops))
+		for i, o := range plan.Ops {
+			ops[i] = o.String()
+		}
+		c.opt.Log.Info("haproxy servers changed", "ops", strings.Join(ops, "; "), "took", d.Round(time.Millisecond))
+	}
+}
+
+func (c *Controller) fail(phase string, err error) {
+	c.opt.Log.Error("lb "+phase+" failed", "err", err)
+	c.update(func(s *ControllerStatus) {
+		s.LastError, s.LastErrorAt = phase+": "+err.Error(), time.Now()
+	})
+}
+
+// SuspiciousShrinks lists the backends that would lose all their enabled
+// servers, or more than half of at least three, going from old to new. A
+// single read that says so is not trusted (a Consul agent that restarted
+// with an empty catalog, a partial answer); the controller waits for the
+// same answer to persist. It is pure.
+func SuspiciousShrinks(old, new State) []string {
+	n := map[string]int{}
+	for _, b := range new.Backends {
+		n[b.Name] = enabledCount(b)
+	}
+	var out []string
+	for _, b := range old.Backends {
+		before := enabledCount(b)
+		after := n[b.Name]
+		if before == 0 {
+			continue
+		}
+		if after == 0 || (before >= 3 && after*2 < before) {
+			out = append(out, fmt.Sprintf("backend %s %d → %d servers", b.Name, before, after))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func enabledCount(b Backend) int {
+	n := 0
+	for _, s := range b.Servers {
+		if s.Enabled {
+			n++
+		}
+	}
+	return n
+}
