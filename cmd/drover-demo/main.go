@@ -14,6 +14,17 @@
 //	    accept TCP connections and discard what they send (throughput tests).
 //	drover-demo blast [-seconds 5] [-streams 1] ADDR
 //	    send as fast as possible to a sink and print "gbit_per_s=X".
+//	drover-demo load [-rate 200] [-duration 10s] [-concurrency 8] [-timeout 5s]
+//	                 [-host NAME] [-report 0] [-stop-file PATH] URL
+//	    send GET requests to URL at a bounded rate over keep-alive
+//	    connections for the duration (or until SIGINT/SIGTERM or until the
+//	    stop file exists), then print one line to stdout:
+//	        load ok=N failed=N p50_ms=X p99_ms=X max_ms=X by=HOST:N,...
+//	    A request is ok when it got status 200 and its whole body; the
+//	    latencies are those of ok requests; by= counts ok replies per host=
+//	    field of a serve reply ("-" when the body has none), sorted by host.
+//	    Up to 20 distinct errors with counts go to stderr. It exits 0 even
+//	    when requests failed; 1 only on bad usage.
 //
 // It is a test fixture, not part of the agent: it knows nothing of drover.
 package main
@@ -24,13 +35,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -52,8 +67,10 @@ func main() {
 		err = sink(args)
 	case "blast":
 		err = blast(args, os.Stdout)
+	case "load":
+		err = load(args, os.Stdout, os.Stderr)
 	default:
-		err = fmt.Errorf("unknown mode %q (want serve or get)", mode)
+		err = fmt.Errorf("unknown mode %q (want serve, get, sink, blast or load)", mode)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "drover-demo:", err)
@@ -252,3 +269,303 @@ func blast(args []string, out io.Writer) error {
 	fmt.Fprintf(out, "gbit_per_s=%.3f bytes=%d seconds=%.2f\n", float64(total.Load())*8/el/1e9, total.Load(), el)
 	return nil
 }
+
+// Bounds of load's flags: enough for a reload test, small enough that a
+// mistyped flag cannot flood a test network.
+const (
+	maxLoadRate     = 5000
+	maxLoadDuration = 10 * time.Minute
+	maxLoadWorkers  = 1000
+	loadErrsShown   = 20   // distinct errors printed to stderr
+	loadErrsKept    = 1000 // distinct errors counted; the rest count as "other errors"
+)
+
+// loadConfig is load's parsed and validated flags.
+type loadConfig struct {
+	url, host, stopFile       string
+	rate                      float64 // requests per second
+	duration, timeout, report time.Duration
+	workers                   int
+}
+
+// load runs the load generator (see the package comment). It returns an
+// error only for bad usage: failed requests are counted, not returned.
+func load(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c loadConfig
+	fs.Float64Var(&c.rate, "rate", 200, "requests per second, all workers together (0 < rate ≤ 5000)")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to send (at most 10m)")
+	fs.IntVar(&c.workers, "concurrency", 8, "keep-alive workers, each with at most one request in flight")
+	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "per-request timeout, body included")
+	fs.StringVar(&c.host, "host", "", "Host header (default: the URL's host)")
+	fs.DurationVar(&c.report, "report", 0, "interval of a progress line to stderr (0: none)")
+	fs.StringVar(&c.stopFile, "stop-file", "", "stop early once this file exists")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var bad []string
+	if !(c.rate > 0 && c.rate <= maxLoadRate) { // also refuses NaN
+		bad = append(bad, fmt.Sprintf("-rate %v: want 0 < rate ≤ %d", c.rate, maxLoadRate))
+	}
+	if c.duration <= 0 || c.duration > maxLoadDuration {
+		bad = append(bad, fmt.Sprintf("-duration %s: want 0 < duration ≤ %s", c.duration, maxLoadDuration))
+	}
+	if c.workers < 1 || c.workers > maxLoadWorkers {
+		bad = append(bad, fmt.Sprintf("-concurrency %d: want 1 to %d", c.workers, maxLoadWorkers))
+	}
+	if c.timeout <= 0 {
+		bad = append(bad, fmt.Sprintf("-timeout %s: want > 0", c.timeout))
+	}
+	if c.report < 0 {
+		bad = append(bad, fmt.Sprintf("-report %s: want ≥ 0", c.report))
+	}
+	if fs.NArg() != 1 {
+		bad = append(bad, "load needs exactly one URL")
+	} else if u, err := url.Parse(fs.Arg(0)); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad = append(bad, fmt.Sprintf("URL %q: want http://host[:port]/path", fs.Arg(0)))
+	} else {
+		c.url = u.String()
+	}
+	if len(bad) > 0 {
+		return errors.New(strings.Join(bad, "; "))
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	st, dropped := runLoad(ctx, c, stderr)
+	fmt.Fprintln(stdout, st.line())
+	if dropped > 0 {
+		fmt.Fprintf(stderr, "load: %d requests not sent: all %d workers were busy\n", dropped, c.workers)
+	}
+	st.printErrors(stderr)
+	return nil
+}
+
+// runLoad sends the requests and waits for the last one to finish. It
+// returns the results and the number of requests dropped because every
+// worker was busy.
+func runLoad(ctx context.Context, c loadConfig, progress io.Writer) (*loadStats, int) {
+	tr := &http.Transport{
+		Proxy:               nil, // never a proxy from the environment: the target is on a test network
+		DialContext:         (&net.Dialer{Timeout: c.timeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        c.workers,
+		MaxIdleConnsPerHost: c.workers,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{
+		Transport: tr,
+		Timeout:   c.timeout,
+		// A redirect is an answer other than 200, hence a failure.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	st := &loadStats{by: map[string]int{}, errs: map[string]int{}}
+	tokens := make(chan struct{}, c.workers)
+	var wg sync.WaitGroup
+	for range c.workers {
+		wg.Go(func() {
+			for range tokens {
+				st.record(fetch(client, c.url, c.host))
+			}
+		})
+	}
+	dropped := pace(ctx, c, tokens, st, progress)
+	close(tokens)
+	// In-flight requests finish (each within c.timeout): cutting them
+	// short would count as failures that the target did not cause.
+	wg.Wait()
+	return st, dropped
+}
+
+// pace hands out c.rate tokens per second until c.duration has passed,
+// ctx is done or the stop file exists. A token that finds every worker
+// busy is dropped rather than queued, so that a server that stalled does
+// not get a burst when it recovers; pace returns how many were dropped.
+func pace(ctx context.Context, c loadConfig, tokens chan<- struct{}, st *loadStats, progress io.Writer) (dropped int) {
+	total := max(int(c.duration.Seconds()*c.rate), 1)
+	step := min(max(time.Duration(float64(time.Second)/c.rate), time.Millisecond), 100*time.Millisecond)
+	tick := time.NewTicker(step)
+	defer tick.Stop()
+	var reportC <-chan time.Time
+	if c.report > 0 {
+		r := time.NewTicker(c.report)
+		defer r.Stop()
+		reportC = r.C
+	}
+	begin := time.Now()
+	end := begin.Add(c.duration)
+	var nextStat time.Time // when to look for the stop file again
+	sent := 0
+	for {
+		if ctx.Err() != nil {
+			return dropped
+		}
+		now := time.Now()
+		if c.stopFile != "" && !now.Before(nextStat) {
+			nextStat = now.Add(100 * time.Millisecond)
+			if _, err := os.Stat(c.stopFile); err == nil {
+				return dropped
+			}
+		}
+		// The first request goes at once, then one every 1/rate.
+		due := min(int(now.Sub(begin).Seconds()*c.rate)+1, total)
+		for ; sent < due; sent++ {
+			select {
+			case tokens <- struct{}{}:
+			default:
+				dropped++
+			}
+		}
+		if sent >= total || !now.Before(end) {
+			return dropped
+		}
+		select {
+		case <-ctx.Done():
+			return dropped
+		case t := <-reportC:
+			fmt.Fprintf(progress, "load t=%.1fs %s\n", t.Sub(begin).Seconds(), st.counts())
+		case <-tick.C:
+		}
+	}
+}
+
+// loadResult is the outcome of one request: err is empty when it is ok.
+type loadResult struct {
+	lat  time.Duration
+	host string // the host= field of the reply, "-" when it has none
+	err  string
+}
+
+// fetch sends one GET. It is ok only with status 200 and the whole body
+// read without error.
+func fetch(client *http.Client, target, host string) loadResult {
+	req, err := http.NewRequest(http.MethodGet, target, nil)
+	if err != nil {
+		return loadResult{err: err.Error()}
+	}
+	if host != "" {
+		req.Host = host
+	}
+	begin := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		return loadResult{err: errText(err)}
+	}
+	defer resp.Body.Close()
+	head, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+	}
+	switch {
+	case resp.StatusCode != http.StatusOK:
+		return loadResult{err: "status " + resp.Status}
+	case err != nil:
+		return loadResult{err: "reading body: " + errText(err)}
+	}
+	return loadResult{lat: time.Since(begin), host: replyHost(head)}
+}
+
+// errText is err without the parts that differ from request to request
+// (the URL, local and remote addresses), so that equal failures count
+// together.
+func errText(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return fmt.Sprintf("%s %s: %v", oe.Op, oe.Net, oe.Err)
+	}
+	return err.Error()
+}
+
+// replyHost returns the host= field of a serve reply, or "-".
+func replyHost(body []byte) string {
+	for _, f := range strings.Fields(string(body)) {
+		if h, ok := strings.CutPrefix(f, "host="); ok && h != "" {
+			return h
+		}
+	}
+	return "-"
+}
+
+// loadStats is what load's workers record.
+type loadStats struct {
+	mu     sync.Mutex // guards the fields below
+	ok     int
+	failed int
+	lat    []time.Duration // of ok requests
+	by     map[string]int  // ok requests per replying host
+	errs   map[string]int  // failed requests per error text
+}
+
+func (s *loadStats) record(r loadResult) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.err == "" {
+		s.ok++
+		s.lat = append(s.lat, r.lat)
+		s.by[r.host]++
+		return
+	}
+	s.failed++
+	if _, ok := s.errs[r.err]; !ok && len(s.errs) >= loadErrsKept {
+		r.err = "other errors"
+	}
+	s.errs[r.err]++
+}
+
+func (s *loadStats) counts() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return fmt.Sprintf("ok=%d failed=%d", s.ok, s.failed)
+}
+
+// line is the result line: "load ok=N failed=N p50_ms=X p99_ms=X max_ms=X
+// by=HOST:N,...", hosts sorted by name.
+func (s *loadStats) line() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lat := slices.Sorted(slices.Values(s.lat))
+	var by []string
+	for _, h := range slices.Sorted(maps.Keys(s.by)) {
+		by = append(by, fmt.Sprintf("%s:%d", h, s.by[h]))
+	}
+	return fmt.Sprintf("load ok=%d failed=%d p50_ms=%.2f p99_ms=%.2f max_ms=%.2f by=%s",
+		s.ok, s.failed, ms(rank(lat, 50)), ms(rank(lat, 99)), ms(rank(lat, 100)), strings.Join(by, ","))
+}
+
+// printErrors writes the most frequent error texts with their counts.
+func (s *loadStats) printErrors(w io.Writer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.errs) == 0 {
+		return
+	}
+	texts := slices.SortedFunc(maps.Keys(s.errs), func(a, b string) int {
+		if c := s.errs[b] - s.errs[a]; c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	fmt.Fprintf(w, "load: %d failed requests, %d distinct errors:\n", s.failed, len(texts))
+	for _, t := range texts[:min(len(texts), loadErrsShown)] {
+		fmt.Fprintf(w, "  %7d %s\n", s.errs[t], t)
+	}
+	if len(texts) > loadErrsShown {
+		fmt.Fprintf(w, "  (%d more distinct errors)\n", len(texts)-loadErrsShown)
+	}
+}
+
+// rank is the nearest-rank percentile p (1-100) of sorted, 0 when empty.
+func rank(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := (len(sorted)*p+99)/100 - 1
+	return sorted[max(i, 0)]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
