@@ -23,7 +23,7 @@ Consul servers run in namespaces of their own. The root namespace gets no
 route into any of it. Needs root.
 
 Subcommands:
-  up [--hosts N] [--consul-servers 1|3] [--agents=false]
+  up [--hosts N] [--consul-servers 1|3] [--agents=false] [--lb HOST]
                                            create or converge the sandbox (with a
                                            drover agent on every host by default)
   down                                     remove everything the sandbox made
@@ -148,10 +148,11 @@ func (c *cli) withSandbox(opt sandbox.Options, f func(*sandbox.Sandbox) error) i
 }
 
 func (c *cli) sandboxUp(ctx context.Context, opt sandbox.Options, args []string) int {
-	fs := c.flagSet("sandbox up", "drover sandbox up [--hosts N] [--consul-servers 1|3]\n\nCreates the sandbox, or converges an existing one (restarting dead daemons).\nRemains of an earlier or killed run with the same prefix are removed first.")
+	fs := c.flagSet("sandbox up", "drover sandbox up [--hosts N] [--consul-servers 1|3] [--lb HOST]\n\nCreates the sandbox, or converges an existing one (restarting dead daemons).\nRemains of an earlier or killed run with the same prefix are removed first.")
 	fs.IntVar(&opt.Hosts, "hosts", 0, "number of hosts (default: as the sandbox that is up, else 3)")
 	fs.IntVar(&opt.ConsulServers, "consul-servers", 0, "Consul servers, 1 or 3 (default: as the sandbox that is up, else 1)")
 	fs.BoolVar(&opt.Agents, "agents", true, "start a drover agent on every host")
+	fs.StringVar(&opt.LB, "lb", "h1", "host whose agent runs the HAProxy load balancer (none: no load balancer)")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}

@@ -449,8 +449,13 @@ func (h *HAProxy) master(ctx context.Context, cmd string) (string, error) {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Write([]byte(cmd + "\n")); err != nil {
+	// The master CLI keeps a connection open for more commands: quit and
+	// half-close so that it answers and closes at once.
+	if _, err := c.Write([]byte(cmd + ";quit\n")); err != nil {
 		return "", err
+	}
+	if uc, ok := c.(*net.UnixConn); ok {
+		_ = uc.CloseWrite()
 	}
 	var b bytes.Buffer
 	_, err = b.ReadFrom(c)

@@ -144,6 +144,15 @@ func ensure(d daemon, match string) error {
 // Start starts one daemon of a host again (after Kill, say). It is a no-op
 // when the daemon runs. extra arguments go to the agent.
 func (s *Sandbox) Start(ctx context.Context, host, proc string, extra ...string) error {
+	if sv, ok := s.serverByName(host); ok {
+		if proc != ProcConsul {
+			return fmt.Errorf("sandbox start: server %s runs only consul", host)
+		}
+		if err := s.ensureServer(sv); err != nil {
+			return err
+		}
+		return s.waitConsul(ctx)
+	}
 	h, err := s.HostByName(host)
 	if err != nil {
 		return err
@@ -166,13 +175,39 @@ func (s *Sandbox) Start(ctx context.Context, host, proc string, extra ...string)
 
 // AgentArgs returns the command line of host h's drover agent.
 func (s *Sandbox) AgentArgs(h Host) []string {
-	return []string{s.bin("drover"), "agent",
+	args := []string{s.bin("drover"), "agent",
 		"--node-name", h.Name,
 		"--data-dir", filepath.Join(h.Dir, "drover"),
 		"--consul-addr", h.ConsulHTTP,
 		"--docker-host", "unix://" + h.DockerSock,
 		"--status-socket", h.StatusSocket(),
 	}
+	if s.opt.LB == h.Name {
+		args = append(args, "--lb", "--lb-dir", s.LBDir(h))
+	}
+	return args
+}
+
+// serverByName finds Consul server name (c1..cN).
+func (s *Sandbox) serverByName(name string) (Server, bool) {
+	for _, sv := range s.Servers() {
+		if sv.Name == name {
+			return sv, true
+		}
+	}
+	return Server{}, false
+}
+
+// LBDir is the lb directory of host h's agent (haproxy.cfg, haproxy.pid,
+// master.sock, haproxy.log).
+func (s *Sandbox) LBDir(h Host) string { return filepath.Join(h.Dir, "lb") }
+
+// procPIDFile is where a host's daemon records its PID.
+func (s *Sandbox) procPIDFile(h Host, proc string) string {
+	if proc == ProcHAProxy {
+		return filepath.Join(s.LBDir(h), "haproxy.pid")
+	}
+	return pidFile(h.Run, proc)
 }
 
 // ensureAgent starts host h's drover agent unless it runs.
@@ -207,6 +242,20 @@ func (s *Sandbox) waitAgent(ctx context.Context, h Host) error {
 
 // Kill sends SIGKILL to one daemon of a host, found by its pid file.
 func (s *Sandbox) Kill(host, proc string) (int, error) {
+	if sv, ok := s.serverByName(host); ok {
+		if proc != ProcConsul {
+			return 0, fmt.Errorf("sandbox kill: server %s runs only consul", host)
+		}
+		pid := pidOf(pidFile(sv.Run, ProcConsul), "consul")
+		if pid == 0 {
+			return 0, fmt.Errorf("sandbox kill: consul is not running on %s", host)
+		}
+		if err := killPID(pid); err != nil {
+			return 0, fmt.Errorf("killing consul on %s: %w", host, err)
+		}
+		waitGone(pid, 5*time.Second)
+		return pid, nil
+	}
 	h, err := s.HostByName(host)
 	if err != nil {
 		return 0, err
@@ -215,7 +264,7 @@ func (s *Sandbox) Kill(host, proc string) (int, error) {
 	if match == "" {
 		return 0, fmt.Errorf("sandbox kill: unknown process %q (want one of %s)", proc, strings.Join(Processes, ", "))
 	}
-	pid := pidOf(pidFile(h.Run, proc), match)
+	pid := pidOf(s.procPIDFile(h, proc), match)
 	if pid == 0 {
 		return 0, fmt.Errorf("sandbox kill: %s is not running on %s", proc, host)
 	}
@@ -229,7 +278,7 @@ func (s *Sandbox) Kill(host, proc string) (int, error) {
 // ProcessPID returns the PID of a host's daemon, or 0 when it is not running.
 func (s *Sandbox) ProcessPID(h Host, proc string) int {
 	match := map[string]string{ProcConsul: "consul", ProcDockerd: "dockerd", ProcAgent: "drover", ProcHAProxy: "haproxy"}[proc]
-	return pidOf(pidFile(h.Run, proc), match)
+	return pidOf(s.procPIDFile(h, proc), match)
 }
 
 // waitServers waits until the Consul servers have a leader and every

@@ -62,6 +62,10 @@ type Options struct {
 	BinDir string
 	// Agents starts a drover agent on every host (after Consul and dockerd).
 	Agents bool
+	// LB names the host whose agent runs the load balancer (--lb, managed
+	// HAProxy, lb dir <host dir>/lb). Empty: that of the sandbox that is
+	// up, else none; "none": none.
+	LB string
 	// Log receives progress; default discards.
 	Log *slog.Logger
 }
@@ -92,6 +96,12 @@ func New(opt Options) (*Sandbox, error) {
 		if opt.ConsulServers == 0 {
 			opt.ConsulServers = st.ConsulServers
 		}
+		if opt.LB == "" {
+			opt.LB = st.LB
+		}
+	}
+	if opt.LB == "none" {
+		opt.LB = ""
 	}
 	if opt.Hosts == 0 {
 		opt.Hosts = 3

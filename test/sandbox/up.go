@@ -16,6 +16,7 @@ type state struct {
 	Prefix        string    `json:"prefix"`
 	Hosts         int       `json:"hosts"`
 	ConsulServers int       `json:"consul_servers"`
+	LB            string    `json:"lb,omitempty"`
 	Created       time.Time `json:"created"`
 }
 
@@ -63,7 +64,7 @@ func (s *Sandbox) Up(ctx context.Context) error {
 	if err := s.startAll(ctx); err != nil {
 		return err
 	}
-	st := state{Prefix: s.opt.Prefix, Hosts: s.opt.Hosts, ConsulServers: s.opt.ConsulServers, Created: time.Now().UTC()}
+	st := state{Prefix: s.opt.Prefix, Hosts: s.opt.Hosts, ConsulServers: s.opt.ConsulServers, LB: s.opt.LB, Created: time.Now().UTC()}
 	if old, ok := s.readState(); ok && s.canGrow(old) {
 		st.Created = old.Created
 	}
