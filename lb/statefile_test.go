@@ -16,8 +16,8 @@ func TestKeepServerState(t *testing.T) {
 4 gone 1 g-1 10.42.1.9 2 0 100 100 5 15 3 4 6 0 0 0 - 80 - 0 0 - - 0
 `
 	next := State{Backends: []Backend{{Name: "web", Slots: 4, Servers: []Server{
-		{Name: "web-1", Addr: "10.42.1.2:8080", Enabled: true}, // kept
-		{Name: "web-2", Addr: "10.42.2.3:8080", Enabled: true}, // moved: dropped
+		{Name: "web-1", Addr: "10.42.1.2:8080", Enabled: true},  // kept
+		{Name: "web-2", Addr: "10.42.2.3:8080", Enabled: true},  // moved: dropped
 		{Name: "slot2", Addr: "10.42.3.2:8080", Enabled: false}, // disabled: dropped
 	}}}}
 	want := `1
