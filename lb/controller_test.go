@@ -1,0 +1,254 @@
+package lb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/drover-net/drover/discovery"
+)
+
+type fakeSource struct {
+	mu   sync.Mutex
+	snap map[string][]discovery.Instance
+	err  error
+	kick chan struct{}
+}
+
+func newFakeSource() *fakeSource { return &fakeSource{kick: make(chan struct{}, 1)} }
+
+func (f *fakeSource) Snapshot() (map[string][]discovery.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	out := map[string][]discovery.Instance{}
+	for k, v := range f.snap {
+		out[k] = append([]discovery.Instance(nil), v...)
+	}
+	return out, nil
+}
+
+func (f *fakeSource) Changed() <-chan struct{} { return f.kick }
+
+func (f *fakeSource) set(snap map[string][]discovery.Instance, err error) {
+	f.mu.Lock()
+	f.snap, f.err = snap, err
+	f.mu.Unlock()
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+type fakeProxy struct {
+	mu       sync.Mutex
+	running  State
+	known    bool
+	reloads  int
+	ops      []Op
+	applyErr error
+	started  bool
+}
+
+func (p *fakeProxy) Running() (State, bool) { return p.running, p.known }
+func (p *fakeProxy) Start(context.Context, State) error {
+	p.mu.Lock()
+	p.started = true
+	p.mu.Unlock()
+	return nil
+}
+func (p *fakeProxy) Ensure(context.Context) error { return nil }
+func (p *fakeProxy) Apply(_ context.Context, ops []Op, after State) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.applyErr != nil {
+		err := p.applyErr
+		p.applyErr = nil
+		return err
+	}
+	p.ops = append(p.ops, ops...)
+	p.running = after
+	return nil
+}
+func (p *fakeProxy) Reload(_ context.Context, next State) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.reloads++
+	p.running = next
+	return nil
+}
+
+func (p *fakeProxy) counts() (int, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.reloads, len(p.ops)
+}
+
+func webInstances(n int) map[string][]discovery.Instance {
+	var ins []discovery.Instance
+	for i := 1; i <= n; i++ {
+		ins = append(ins, inst(fmt.Sprintf("w%d", i), fmt.Sprintf("10.42.0.%d", i), 8080, "lb_mode", "http"))
+	}
+	return map[string][]discovery.Instance{"web": ins}
+}
+
+func startController(t *testing.T, src *fakeSource, px *fakeProxy, opt ControllerOptions) *Controller {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c := NewController(opt, src, px)
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return c
+}
+
+func eventually(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestControllerServerChangesUseRuntimeOps(t *testing.T) {
+	src, px := newFakeSource(), &fakeProxy{}
+	src.set(webInstances(2), nil)
+	c := startController(t, src, px, ControllerOptions{MinReloadInterval: 10 * time.Millisecond})
+	eventually(t, "first reload (running state unknown)", func() bool { r, _ := px.counts(); return r == 1 })
+	src.set(webInstances(3), nil)
+	eventually(t, "runtime ops for the third server", func() bool { _, o := px.counts(); return o > 0 })
+	src.set(webInstances(2), nil)
+	eventually(t, "drain of the third server", func() bool { _, o := px.counts(); return o >= 3 })
+	if r, _ := px.counts(); r != 1 {
+		t.Errorf("server-only changes reloaded: %d reloads, want 1 (the first)", r)
+	}
+	if s := c.Status(); s.RuntimeOps == 0 || s.Reloads != 1 {
+		t.Errorf("status runtime ops %d reloads %d", s.RuntimeOps, s.Reloads)
+	}
+}
+
+func TestControllerKnownRunningStateDoesNotReload(t *testing.T) {
+	want, _ := Desired(Options{}, webInstances(2))
+	src, px := newFakeSource(), &fakeProxy{running: want, known: true}
+	src.set(webInstances(2), nil)
+	startController(t, src, px, ControllerOptions{})
+	time.Sleep(100 * time.Millisecond)
+	if r, o := px.counts(); r != 0 || o != 0 {
+		t.Errorf("restart with nothing changed: %d reloads, %d ops; want none", r, o)
+	}
+}
+
+func TestControllerFailsStatic(t *testing.T) {
+	src, px := newFakeSource(), &fakeProxy{}
+	src.set(webInstances(2), nil)
+	c := startController(t, src, px, ControllerOptions{MinReloadInterval: 10 * time.Millisecond})
+	eventually(t, "first reload", func() bool { r, _ := px.counts(); return r == 1 })
+	src.set(nil, errors.New("No cluster leader"))
+	eventually(t, "stale status", func() bool { return c.Status().Stale })
+	time.Sleep(50 * time.Millisecond)
+	if r, o := px.counts(); r != 1 || o != 0 {
+		t.Errorf("changed haproxy while stale: %d reloads, %d ops", r, o)
+	}
+	if s := c.Status(); s.StaleSince.IsZero() || s.StaleReason == "" {
+		t.Errorf("stale status without since/reason: %+v", s)
+	}
+	src.set(webInstances(2), nil)
+	eventually(t, "fresh again", func() bool { return !c.Status().Stale })
+	if r, o := px.counts(); r != 1 || o != 0 {
+		t.Errorf("recovery with nothing changed: %d reloads, %d ops", r, o)
+	}
+}
+
+func TestControllerConfirmsSuspiciousShrink(t *testing.T) {
+	src, px := newFakeSource(), &fakeProxy{}
+	src.set(webInstances(4), nil)
+	confirm := 200 * time.Millisecond
+	c := startController(t, src, px, ControllerOptions{MinReloadInterval: 10 * time.Millisecond, Confirm: confirm})
+	eventually(t, "first reload", func() bool { r, _ := px.counts(); return r == 1 })
+	// One read with all servers gone: held.
+	src.set(map[string][]discovery.Instance{"web": nil}, nil)
+	eventually(t, "holding", func() bool { return len(c.Status().Holding) == 1 })
+	if _, o := px.counts(); o != 0 {
+		t.Fatalf("applied an unconfirmed shrink")
+	}
+	// The next read brings them back: nothing was ever dropped.
+	src.set(webInstances(4), nil)
+	eventually(t, "hold released", func() bool { return len(c.Status().Holding) == 0 })
+	if r, o := px.counts(); r != 1 || o != 0 {
+		t.Fatalf("after a transient shrink: %d reloads %d ops, want nothing", r, o)
+	}
+	// A shrink that persists is applied after Confirm.
+	begin := time.Now()
+	src.set(webInstances(1), nil)
+	eventually(t, "confirmed shrink applied", func() bool { _, o := px.counts(); return o == 3 })
+	if d := time.Since(begin); d < confirm {
+		t.Errorf("shrink applied after %s, before the %s confirmation", d, confirm)
+	}
+}
+
+func TestControllerCoalescesReloads(t *testing.T) {
+	src, px := newFakeSource(), &fakeProxy{}
+	src.set(webInstances(1), nil)
+	interval := 300 * time.Millisecond
+	startController(t, src, px, ControllerOptions{MinReloadInterval: interval})
+	eventually(t, "first reload", func() bool { r, _ := px.counts(); return r == 1 })
+	// Three structural changes in a row: new services, each a new backend.
+	for i, name := range []string{"a", "b", "c"} {
+		snap := webInstances(1)
+		for _, n := range []string{"a", "b", "c"}[:i+1] {
+			snap[n] = []discovery.Instance{inst(n+"1", "10.42.1.1", 9000, "lb_mode", "http", "lb_host", n+".example")}
+		}
+		src.set(snap, nil)
+		_ = name
+		time.Sleep(20 * time.Millisecond)
+	}
+	eventually(t, "coalesced reload", func() bool { r, _ := px.counts(); return r == 2 })
+	time.Sleep(interval + 100*time.Millisecond)
+	if r, _ := px.counts(); r != 2 {
+		t.Errorf("three changes within the interval gave %d reloads after the first, want 1", r-1)
+	}
+	px.mu.Lock()
+	n := len(px.running.Backends)
+	px.mu.Unlock()
+	if n != 4 {
+		t.Errorf("running has %d backends, want 4 (web, a, b, c)", n)
+	}
+}
+
+func TestControllerApplyFailureReloads(t *testing.T) {
+	src, px := newFakeSource(), &fakeProxy{}
+	src.set(webInstances(1), nil)
+	startController(t, src, px, ControllerOptions{MinReloadInterval: 10 * time.Millisecond})
+	eventually(t, "first reload", func() bool { r, _ := px.counts(); return r == 1 })
+	px.mu.Lock()
+	px.applyErr = errors.New("runtime socket gone")
+	px.mu.Unlock()
+	src.set(webInstances(2), nil)
+	eventually(t, "reload after a failed runtime apply", func() bool { r, _ := px.counts(); return r == 2 })
+}
+
+func TestSuspiciousShrinks(t *testing.T) {
+	st := func(n int) State { s, _ := Desired(Options{}, webInstances(n)); return s }
+	for _, tc := range []struct {
+		from, to int
+		want     bool
+	}{
+		{1, 0, true}, {2, 0, true}, {2, 1, false}, {3, 1, true}, {4, 2, false}, {5, 2, true}, {5, 4, false}, {0, 0, false}, {1, 3, false},
+	} {
+		got := len(SuspiciousShrinks(st(tc.from), st(tc.to))) > 0
+		if tc.from == 0 {
+			got = len(SuspiciousShrinks(State{}, st(tc.to))) > 0
+		}
+		if got != tc.want {
+			t.Errorf("%d → %d servers: suspicious %v, want %v", tc.from, tc.to, got, tc.want)
+		}
+	}
+}
