@@ -86,6 +86,26 @@ sed 's/^/    /' "$cg/out/demo.conf"
 echo "  Change the key and watch it re-render (and its reload_cmd run):"
 echo "  \$ $drover sandbox exec h1 -- consul kv put demo/message 'changed!' && sleep 1 && cat $cg/out/demo.conf $cg/reloads"
 
+# lb: HAProxy on h1 (run by h1's agent) in front of replicas on h2 and h3.
+for h in h2 h3; do
+  "$drover" sandbox docker "$h" -- rm -f shop >/dev/null 2>&1 || true
+  "$drover" sandbox docker "$h" -- run -d --name shop --hostname "shop-$h" --network drover \
+    -l drover.service=shop -l drover.lb.mode=http -l drover.check=http:/healthz -l drover.check.interval=1s \
+    drover-demo:latest >/dev/null
+done
+for _ in $(seq 1 100); do
+  [[ $("$drover" sandbox exec h1 -- drover status --json | grep -c '"status": "UP"') -ge 2 ]] && break
+  sleep 0.1
+done
+echo
+echo "One URL on h1, served by HAProxy (run by drover) from the replicas on h2 and h3:"
+echo "  \$ $drover sandbox exec h1 -- curl -s http://127.0.0.1/"
+for _ in 1 2 3 4; do "$drover" sandbox exec h1 -- curl -s -m 2 http://127.0.0.1/ | sed 's/^/    /'; done
+echo "  Watch it under load (one line per second, replies by replica) while you scale in another terminal:"
+echo "  \$ $drover sandbox exec h1 -- drover-demo load -rate 50 -duration 120s -report 1s http://127.0.0.1/"
+echo "  \$ $drover sandbox docker h3 -- run -d --network drover -l drover.service=shop -l drover.lb.mode=http -l drover.check=http:/healthz -l drover.check.interval=1s drover-demo:latest"
+echo "  \$ $drover sandbox docker h2 -- stop shop         # graceful: no request fails, no HAProxy reload"
+
 echo
 echo "The mesh as h1 sees it:"
 echo "  \$ $drover sandbox exec h1 -- drover status"
