@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(haproxy docker.io wireguard-tools iproute2 nftables tcpdump iperf3 iputils-ping
+pkgs=(haproxy docker.io docker-compose wireguard-tools iproute2 nftables tcpdump iperf3 iputils-ping
       util-linux procps curl ca-certificates kmod systemd)
 missing=()
 for p in "${pkgs[@]}"; do

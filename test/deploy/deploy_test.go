@@ -56,3 +56,42 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Errorf("example config: %s", out)
 	}
 }
+
+// TestComposeFileValidates checks deploy/docker-compose.yml with
+// docker-compose's own validator, with the variables it requires set and,
+// separately, without them (which must fail with the documented message).
+func TestComposeFileValidates(t *testing.T) {
+	bin, err := exec.LookPath("docker-compose")
+	if err != nil {
+		t.Skip("docker-compose not installed (make deps installs it)")
+	}
+	file := filepath.Join(root(), "deploy", "docker-compose.yml")
+	cmd := exec.Command(bin, "-f", file, "config", "-q")
+	cmd.Env = append(os.Environ(), "HOST_IP=10.0.0.11", "CONSUL_RETRY_JOIN=10.0.0.2")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("docker-compose config: %v\n%s", err, out)
+	}
+	cmd = exec.Command(bin, "-f", file, "config", "-q")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "HOST_IP") {
+		t.Errorf("without HOST_IP: err %v, output %s; want a clear error naming HOST_IP", err, out)
+	}
+	// The compose file drives drover through DROVER_* variables: each must
+	// be a real agent flag.
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	help, _ := exec.Command(filepath.Join(root(), "bin", "drover"), "agent", "--help").CombinedOutput()
+	for _, line := range strings.Split(string(b), "\n") {
+		k, _, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || !strings.HasPrefix(k, "DROVER_") {
+			continue
+		}
+		flag := "-" + strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(k, "DROVER_")), "_", "-")
+		if len(help) > 0 && !strings.Contains(string(help), flag+" ") && !strings.Contains(string(help), flag+"\n") {
+			t.Errorf("%s in the compose file is not an agent flag (%s)", k, flag)
+		}
+	}
+}
