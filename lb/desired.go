@@ -436,6 +436,12 @@ func serverOf(service string, in discovery.Instance) (Server, []Problem) {
 		bad("address %q port %d: want an IP address and a port 1-65535; instance left out", in.Address, in.Port)
 		return Server{}, probs
 	}
+	// HAProxy reads a server at 0.0.0.0 or :: as "connect to the client
+	// connection's destination": the load balancer itself.
+	if ip.Unmap().IsUnspecified() {
+		bad("address %q: an unspecified address would make HAProxy connect back to itself; instance left out", in.Address)
+		return Server{}, probs
+	}
 	srv.Addr = netip.AddrPortFrom(ip.Unmap(), uint16(in.Port)).String()
 	if v, ok := in.Meta["weight"]; ok {
 		w, err := strconv.Atoi(v)

@@ -201,7 +201,7 @@ func TestDesired(t *testing.T) {
 			},
 		},
 		{
-			name: "bad address, duplicate address and colliding names",
+			name: "bad address, unspecified address, duplicate address and colliding names",
 			services: map[string][]discovery.Instance{
 				"web": {
 					inst("a:1", "10.0.0.1", 80, "lb_mode", "http"),
@@ -209,6 +209,9 @@ func TestDesired(t *testing.T) {
 					inst("b", "10.0.0.1", 80, "lb_mode", "http"),
 					inst("c", "not-an-ip", 80, "lb_mode", "http"),
 					inst("slot1", "10.0.0.4", 80, "lb_mode", "http"),
+					inst("d", "0.0.0.0", 80, "lb_mode", "http"),
+					inst("e", "::", 80, "lb_mode", "http"),
+					inst("f", "::ffff:0.0.0.0", 80, "lb_mode", "http"),
 				},
 			},
 			want: State{
@@ -222,6 +225,9 @@ func TestDesired(t *testing.T) {
 			probs: []Problem{
 				{"web", "b", "address 10.0.0.1:80 is already used by another instance; instance left out"},
 				{"web", "c", `address "not-an-ip" port 80: want an IP address and a port 1-65535; instance left out`},
+				{"web", "d", `address "0.0.0.0": an unspecified address would make HAProxy connect back to itself; instance left out`},
+				{"web", "e", `address "::": an unspecified address would make HAProxy connect back to itself; instance left out`},
+				{"web", "f", `address "::ffff:0.0.0.0": an unspecified address would make HAProxy connect back to itself; instance left out`},
 			},
 		},
 	}
