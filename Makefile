@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 LDFLAGS := -s -w -X github.com/drover-net/drover/internal/buildinfo.Version=$(VERSION)
 export CGO_ENABLED := 0
 
-.PHONY: all deps build vet unit e2e test demo demo-down bench-overlay bench-confgen clean
+.PHONY: all deps build vet unit e2e test demo demo-down bench-overlay bench-confgen bench-lb clean
 
 all: build
 
@@ -42,6 +42,11 @@ test: deps build vet unit e2e
 ## bench-overlay: TCP throughput through drover's mesh vs hand-configured wireguard-go vs the underlay
 bench-overlay: deps build
 	DROVER_BIN_DIR=$(BIN) $(GO) test -tags e2e -count=1 -run XXX -bench OverlayThroughput -benchtime 1x -v ./test/e2e/ 2>&1 | grep -v 'level=INFO'
+
+## bench-lb: docker start → first proxied response (p50/p99 over 100 tries); plan/render 1,000 backends × 10 servers; runtime ops/s
+bench-lb: deps build
+	$(GO) test -run XXX -bench . -benchtime 3x ./lb/
+	DROVER_BIN_DIR=$(BIN) $(GO) test -tags e2e -count=1 -run XXX -bench 'LB' -benchtime 1x -v ./test/e2e/ 2>&1 | grep -v 'level=INFO'
 
 ## bench-confgen: render time of a template over 10,000 keys and 1,000 instances
 bench-confgen:

@@ -66,8 +66,8 @@ func (l *Latest[T]) fail(err error) {
 }
 
 // Watch runs fetch in a loop following consul-template's rules until ctx
-// ends: the index it passes is the last one seen; an index that went
-// backwards resets to 0; a result deep-equal to the last one is dropped; at
+// ends: the index it passes is the last one seen (0, a read that answers
+// at once, after an error); an index that went backwards resets to 0; a result deep-equal to the last one is dropped; at
 // least minWait (plus jitter) passes between queries; errors back off
 // (capped, jittered) and any success resets the backoff.
 func Watch[T any](ctx context.Context, log *slog.Logger, topic string, fetch Fetch[T], out *Latest[T], minWait time.Duration) {
@@ -83,6 +83,10 @@ func Watch[T any](ctx context.Context, log *slog.Logger, topic string, fetch Fet
 			out.fail(err)
 			log.Warn("consul watch failed", "topic", topic, "err", err)
 			bo.Wait(ctx)
+			// The next read must not block: it answers at once when Consul
+			// is back, which is what clears the error (staleness) for
+			// consumers.
+			index = 0
 			continue
 		}
 		bo.Reset()
