@@ -497,15 +497,8 @@ func (h *HAProxy) resetRuntime() {
 // drain (no new connections) and then to maintenance; HAProxy lets the
 // requests it is serving finish.
 func (h *HAProxy) Apply(ctx context.Context, ops []lb.Op, after lb.State) error {
-	rt, err := h.runtime(ctx)
-	if err != nil {
+	if err := h.ApplyOnly(ctx, ops); err != nil {
 		return err
-	}
-	for _, op := range ops {
-		if err := applyOp(rt, op); err != nil {
-			h.resetRuntime()
-			return fmt.Errorf("runtime %s: %w", op, err)
-		}
 	}
 	cfg := lb.Render(after, h.Globals())
 	if err := h.Validate(ctx, cfg); err != nil {
@@ -517,6 +510,22 @@ func (h *HAProxy) Apply(ctx context.Context, ops []lb.Op, after lb.State) error 
 		return err
 	}
 	return h.saveRunning(after)
+}
+
+// ApplyOnly runs runtime operations without touching the file (for
+// benchmarks and one-off operator actions; the controller uses Apply).
+func (h *HAProxy) ApplyOnly(ctx context.Context, ops []lb.Op) error {
+	rt, err := h.runtime(ctx)
+	if err != nil {
+		return err
+	}
+	for _, op := range ops {
+		if err := applyOp(rt, op); err != nil {
+			h.resetRuntime()
+			return fmt.Errorf("runtime %s: %w", op, err)
+		}
+	}
+	return nil
 }
 
 func applyOp(rt cnruntime.Runtime, op lb.Op) error {
