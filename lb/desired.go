@@ -497,10 +497,19 @@ func serverOf(service string, in discovery.Instance) (Server, []Problem) {
 	return srv, probs
 }
 
-// sanitize replaces every character outside [A-Za-z0-9_.-] by "_".
+// maxName bounds backend and server names: HAProxy's server-state-file
+// lines and runtime-API commands are read into bounded buffers.
+const maxName = 100
+
+// sanitize replaces every character outside [A-Za-z0-9_.-] by "_"; a name
+// longer than maxName keeps its first part and ends with a hash of the
+// whole, so distinct long names stay distinct.
 func sanitize(s string) string {
 	if s == "" {
 		return "_"
+	}
+	if len(s) > maxName {
+		s = s[:maxName-9] + "_" + shortHash(s)
 	}
 	b := []byte(s)
 	for i, c := range b {

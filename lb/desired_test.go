@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -275,5 +276,16 @@ func TestStateEqualClone(t *testing.T) {
 	a := State{Backends: []Backend{{Name: "x", Servers: []Server{}}}}
 	if !a.Equal(State{Backends: []Backend{{Name: "x"}}}) {
 		t.Error("nil and empty servers should be equal")
+	}
+}
+
+func TestSanitizeBoundsLength(t *testing.T) {
+	long := strings.Repeat("a", 5000)
+	a, b := sanitize(long), sanitize(long+"b")
+	if len(a) != maxName || len(b) != maxName || a == b {
+		t.Errorf("sanitize of long names: %d and %d bytes, equal %v; want %d bytes each, distinct", len(a), len(b), a == b, maxName)
+	}
+	if got := sanitize("web-1"); got != "web-1" {
+		t.Errorf("sanitize(web-1) = %q", got)
 	}
 }
