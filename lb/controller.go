@@ -116,6 +116,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.update(func(s *ControllerStatus) { s.Running = running.Clone() })
 	forceReload := !known
 	var lastReload time.Time
+	// reloadGap grows after failed reloads (a config HAProxy refuses, say
+	// a port taken by another process), up to a minute, so that a broken
+	// change is retried without churning workers.
+	reloadGap := c.opt.MinReloadInterval
 	var held State
 	var heldSince time.Time
 	var lastProblems string
@@ -196,7 +200,7 @@ func (c *Controller) Run(ctx context.Context) error {
 
 		begin := time.Now()
 		if plan.Reload {
-			if wait := c.opt.MinReloadInterval - time.Since(lastReload); wait > 0 {
+			if wait := reloadGap - time.Since(lastReload); wait > 0 {
 				c.update(func(s *ControllerStatus) { s.PendingReload = true })
 				later(wait)
 				continue
@@ -210,9 +214,29 @@ func (c *Controller) Run(ctx context.Context) error {
 					}
 				})
 				c.fail("reload", err)
-				later(c.opt.MinReloadInterval)
+				reloadGap = min(2*reloadGap, max(time.Minute, c.opt.MinReloadInterval))
+				// The structure stays at the last good config; server
+				// changes of the backends it has still go through.
+				if part := KeepStructure(running, desired); !forceReload {
+					if p := Diff(running, part); !p.Reload && len(p.Ops) > 0 {
+						after := After(running, part, p)
+						if err := c.proxy.Apply(ctx, p.Ops, after); err == nil {
+							running = after
+							c.update(func(s *ControllerStatus) {
+								s.RuntimeOps += int64(len(p.Ops))
+								s.Running = running.Clone()
+							})
+							c.opt.Log.Info("haproxy servers changed while the reload is refused", "ops", len(p.Ops))
+						} else {
+							c.fail("runtime api", err)
+							forceReload = true
+						}
+					}
+				}
+				later(reloadGap)
 				continue
 			}
+			reloadGap = c.opt.MinReloadInterval
 			running, forceReload = desired.Clone(), false
 			d := time.Since(begin)
 			c.update(func(s *ControllerStatus) {
@@ -252,6 +276,32 @@ func (c *Controller) fail(phase string, err error) {
 	c.update(func(s *ControllerStatus) {
 		s.LastError, s.LastErrorAt = phase+": "+err.Error(), time.Now()
 	})
+}
+
+// KeepStructure returns running's frontends and backends with the servers
+// desired gives each backend whose structure (mode, balance, slots, check)
+// is unchanged; other backends stay as they run. When a structural change
+// cannot be installed (HAProxy refuses the reload), Diff(running,
+// KeepStructure(running, desired)) still carries the server changes as
+// runtime operations. It is pure.
+func KeepStructure(running, desired State) State {
+	want := map[string]Backend{}
+	for _, b := range desired.Backends {
+		want[b.Name] = b
+	}
+	out := State{Frontends: running.Clone().Frontends}
+	for _, b := range running.Backends {
+		nb, ok := want[b.Name]
+		if ok && nb.Mode == b.Mode && nb.Balance == b.Balance && nb.Slots == b.Slots && backendCheck(nb) == backendCheck(b) {
+			nb.Servers = append([]Server(nil), nb.Servers...)
+			out.Backends = append(out.Backends, nb)
+			continue
+		}
+		c := b
+		c.Servers = append([]Server(nil), b.Servers...)
+		out.Backends = append(out.Backends, c)
+	}
+	return out
 }
 
 // SuspiciousShrinks lists the backends that would lose all their enabled

@@ -53,6 +53,9 @@ type fakeProxy struct {
 	ops      []Op
 	applyErr error
 	started  bool
+	// reloadErr makes every reload fail (HAProxy refusing the config).
+	reloadErr error
+	failed    int
 }
 
 func (p *fakeProxy) Running() (State, bool) { return p.running, p.known }
@@ -78,6 +81,10 @@ func (p *fakeProxy) Apply(_ context.Context, ops []Op, after State) error {
 func (p *fakeProxy) Reload(_ context.Context, next State) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.reloadErr != nil {
+		p.failed++
+		return p.reloadErr
+	}
 	p.reloads++
 	p.running = next
 	return nil
@@ -250,5 +257,32 @@ func TestSuspiciousShrinks(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("%d → %d servers: suspicious %v, want %v", tc.from, tc.to, got, tc.want)
 		}
+	}
+}
+
+func TestControllerServerChangesContinueWhileReloadFails(t *testing.T) {
+	src, px := newFakeSource(), &fakeProxy{}
+	src.set(webInstances(2), nil)
+	c := startController(t, src, px, ControllerOptions{MinReloadInterval: 20 * time.Millisecond})
+	eventually(t, "first reload", func() bool { r, _ := px.counts(); return r == 1 })
+	px.mu.Lock()
+	px.reloadErr = errors.New("cannot bind :8500")
+	px.mu.Unlock()
+	// A new service whose frontend HAProxy refuses, and a third web server.
+	snap := webInstances(3)
+	snap["bad"] = []discovery.Instance{inst("b1", "10.42.1.1", 9000, "lb_mode", "tcp", "lb_port", "8500")}
+	src.set(snap, nil)
+	eventually(t, "the web server added by runtime ops despite the failing reload", func() bool { _, o := px.counts(); return o > 0 })
+	px.mu.Lock()
+	failed, running := px.failed, px.running.Clone()
+	px.mu.Unlock()
+	if failed == 0 {
+		t.Fatal("no failed reload")
+	}
+	if len(running.Frontends) != 1 || enabledCount(running.Backends[0]) != 3 {
+		t.Errorf("running %+v: want the old frontend only and 3 web servers", running)
+	}
+	if s := c.Status(); s.FailedReloads == 0 || s.LastError == "" {
+		t.Errorf("status does not show the failed reload: %+v", s)
 	}
 }
