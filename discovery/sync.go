@@ -56,17 +56,18 @@ type SyncOptions struct {
 
 // SyncStatus is the sync loop's part of `drover status`.
 type SyncStatus struct {
-	Registrations []string  `json:"registrations"` // IDs registered now
-	Problems      []Problem `json:"problems"`
-	Writes        int       `json:"consul_writes"` // registrations, deregistrations, TTL updates since start
-	Passes        int       `json:"passes"`
-	LastPass      time.Time `json:"last_pass"`
-	LastError     string    `json:"last_error,omitempty"`
-	Pending       bool      `json:"pending"` // a pass failed and is being retried
-	Owned         int       `json:"owned_in_consul"`
-	DockerEvents  int       `json:"docker_events"`
-	Reconnects    int       `json:"docker_reconnects"`
-	Applied       []string  `json:"last_changes,omitempty"`
+	Registrations []string      `json:"registrations"` // IDs registered now
+	Problems      []Problem     `json:"problems"`
+	Writes        int           `json:"consul_writes"` // registrations, deregistrations, TTL updates since start
+	Passes        int           `json:"passes"`
+	LastPass      time.Time     `json:"last_pass"`
+	LastPassDur   time.Duration `json:"last_pass_duration_ns"`
+	LastError     string        `json:"last_error,omitempty"`
+	Pending       bool          `json:"pending"` // a pass failed and is being retried
+	Owned         int           `json:"owned_in_consul"`
+	DockerEvents  int           `json:"docker_events"`
+	Reconnects    int           `json:"docker_reconnects"`
+	Applied       []string      `json:"last_changes,omitempty"`
 }
 
 // Sync keeps this node's container registrations in Consul equal to the
@@ -186,6 +187,7 @@ func interesting(m events.Message) bool {
 
 // pass is one full level-triggered sync.
 func (s *Sync) pass(ctx context.Context) error {
+	begin := time.Now()
 	inspected, err := s.docker.Containers(ctx)
 	if err != nil {
 		return s.fail(err)
@@ -248,6 +250,7 @@ func (s *Sync) pass(ctx context.Context) error {
 	s.mu.Lock()
 	s.status.Passes++
 	s.status.LastPass = time.Now()
+	s.status.LastPassDur = time.Since(begin)
 	s.status.Writes += len(changes)
 	s.status.Problems = problems
 	s.status.Owned = len(owned)

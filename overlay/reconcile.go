@@ -89,6 +89,9 @@ type Controller struct {
 	rejections   []Rejection
 	lastErr      error
 	lastApplied  time.Time
+	lastSuccess  time.Time     // end of the last reconcile pass without error
+	lastDuration time.Duration // of the last reconcile pass
+	reconciles   int           // passes since start
 	lastPlan     string
 	applies      int
 	failingSince map[string]time.Time
@@ -195,8 +198,14 @@ func (c *Controller) Run(ctx context.Context) error {
 }
 
 func (c *Controller) reconcile(ctx context.Context) {
+	begin := time.Now()
 	err := c.reconcileOnce(ctx)
 	c.mu.Lock()
+	c.reconciles++
+	c.lastDuration = time.Since(begin)
+	if err == nil {
+		c.lastSuccess = time.Now()
+	}
 	same := (err == nil) == (c.lastErr == nil) && (err == nil || err.Error() == c.lastErr.Error())
 	c.lastErr = err
 	c.mu.Unlock()

@@ -30,18 +30,21 @@ type PeerStatus struct {
 
 // Status is the overlay's part of `drover status`.
 type Status struct {
-	Node        string       `json:"node"`
-	PublicKey   string       `json:"public_key"`
-	Subnet      string       `json:"subnet"`
-	Interface   string       `json:"interface"`
-	Endpoint    string       `json:"endpoint"`
-	MTU         int          `json:"mtu"`
-	Peers       []PeerStatus `json:"peers"`
-	Rejections  []Rejection  `json:"rejections"`
-	LastError   string       `json:"last_error,omitempty"`
-	LastApplied time.Time    `json:"last_applied"`
-	LastPlan    string       `json:"last_plan"`
-	Applies     int          `json:"applies"`
+	Node        string        `json:"node"`
+	PublicKey   string        `json:"public_key"`
+	Subnet      string        `json:"subnet"`
+	Interface   string        `json:"interface"`
+	Endpoint    string        `json:"endpoint"`
+	MTU         int           `json:"mtu"`
+	Peers       []PeerStatus  `json:"peers"`
+	Rejections  []Rejection   `json:"rejections"`
+	LastError   string        `json:"last_error,omitempty"`
+	LastApplied time.Time     `json:"last_applied"`
+	LastPlan    string        `json:"last_plan"`
+	Applies     int           `json:"applies"`
+	Reconciles  int           `json:"reconciles"`
+	LastSuccess time.Time     `json:"last_success"`
+	LastPassDur time.Duration `json:"last_pass_duration_ns"`
 }
 
 // Status reports the overlay's state, joining what was desired with what
@@ -50,7 +53,8 @@ func (c *Controller) Status() Status {
 	c.mu.Lock()
 	st := Status{Node: c.self.Name, PublicKey: c.self.PublicKey.String(), Subnet: c.self.Subnet.String(),
 		Interface: c.opt.Interface, Endpoint: c.opt.Endpoint.String(), MTU: c.opt.MTU,
-		Rejections: append([]Rejection(nil), c.rejections...), LastApplied: c.lastApplied, LastPlan: c.lastPlan, Applies: c.applies}
+		Rejections: append([]Rejection(nil), c.rejections...), LastApplied: c.lastApplied, LastPlan: c.lastPlan, Applies: c.applies,
+		Reconciles: c.reconciles, LastSuccess: c.lastSuccess, LastPassDur: c.lastDuration}
 	if c.lastErr != nil {
 		st.LastError = c.lastErr.Error()
 	}

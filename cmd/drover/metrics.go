@@ -32,6 +32,10 @@ var (
 	mApplies      = desc("drover_overlay_applies_total", "Reconciles that changed the device or routes.")
 	mOverlayErr   = desc("drover_overlay_error", "1 when the last overlay reconcile failed.")
 	mLastApplied  = desc("drover_overlay_last_applied_timestamp_seconds", "When the overlay last changed something.")
+	mOvPasses     = desc("drover_overlay_reconciles_total", "Overlay reconcile passes (every change, kick and check).")
+	mOvPassDur    = desc("drover_overlay_reconcile_duration_seconds", "Duration of the last overlay reconcile pass.")
+	mOvSuccess    = desc("drover_overlay_last_success_timestamp_seconds", "End of the last overlay reconcile pass without error.")
+	mSyncDur      = desc("drover_discovery_pass_duration_seconds", "Duration of the last completed Docker→Consul sync pass.")
 	mProbeUp      = desc("drover_mesh_probe_reachable", "1 when the peer answers the end-to-end probe through the tunnel.", "peer")
 	mProbeRTT     = desc("drover_mesh_probe_rtt_seconds", "Round-trip time of the last successful end-to-end probe.", "peer")
 	mRegs         = desc("drover_discovery_registrations", "Container service instances this node has registered.")
@@ -66,6 +70,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mBuild, mPeers, mPeerUp, mPeerAge, mPeerRx, mPeerTx, mRejected, mApplies, mOverlayErr,
 		mLastApplied, mProbeUp, mProbeRTT, mRegs, mSkipped, mWrites, mPasses, mPending, mEvents, mReconnects, mLastPass, mWatchContact, mCgRenders, mCgChanges, mCgReloads, mCgError,
+		mOvPasses, mOvPassDur, mOvSuccess, mSyncDur,
 		mLBServers, mLBOps, mLBReloads, mLBFailed, mLBInvalid, mLBStale, mLBStaleSecs, mLBHolding, mLBApplyDur, mLBLastApply} {
 		ch <- d
 	}
@@ -96,6 +101,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	cnt(mApplies, float64(o.Applies))
 	g(mOverlayErr, b2f(o.LastError != ""))
 	g(mLastApplied, ts(o.LastApplied))
+	cnt(mOvPasses, float64(o.Reconciles))
+	g(mOvPassDur, o.LastPassDur.Seconds())
+	g(mOvSuccess, ts(o.LastSuccess))
 	for _, p := range r.Mesh {
 		g(mProbeUp, b2f(p.Reachable), p.Node)
 		g(mProbeRTT, p.RTT.Seconds(), p.Node)
@@ -111,6 +119,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	cnt(mEvents, float64(d.DockerEvents))
 	cnt(mReconnects, float64(d.Reconnects))
 	g(mLastPass, ts(d.LastPass))
+	g(mSyncDur, d.LastPassDur.Seconds())
 	for _, c := range r.Confgen {
 		name := filepath.Base(c.Resource)
 		ch <- prometheus.MustNewConstMetric(mCgRenders, prometheus.CounterValue, float64(c.Renders), name)
