@@ -46,7 +46,7 @@ bench-overlay: deps build
 ## bench-lb: docker start → first proxied response (p50/p99 over 100 tries); plan/render 1,000 backends × 10 servers; runtime ops/s
 bench-lb: deps build
 	$(GO) test -run XXX -bench . -benchtime 3x ./lb/
-	DROVER_BIN_DIR=$(BIN) $(GO) test -tags e2e -count=1 -run XXX -bench 'LB' -benchtime 1x -v ./test/e2e/ 2>&1 | grep -v 'level=INFO'
+	DROVER_BIN_DIR=$(BIN) $(GO) test -tags e2e -count=1 -run XXX -timeout 60m -bench 'LB' -benchtime 1x -v ./test/e2e/ 2>&1 | grep -v 'level=INFO'
 
 ## bench-confgen: render time of a template over 10,000 keys and 1,000 instances
 bench-confgen:

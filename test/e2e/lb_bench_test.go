@@ -60,8 +60,9 @@ func BenchmarkLBFirstResponse(b *testing.B) {
 		}
 		return string(body)
 	}
-	// Without a drover.check label the instance is passing in Consul as
-	// soon as it is registered (HAProxy still checks it: tcp, 2s). With
+	// Without a drover.check label (and without the image's Docker
+	// HEALTHCHECK) the instance is passing in Consul as soon as it is
+	// registered (HAProxy still checks it: tcp, 2s). With
 	// LB_BENCH_CHECK=1 it gets a Consul-run HTTP check, whose first run
 	// Consul staggers randomly within the interval (1s).
 	labels := []string{"-l", "drover.service=lat", "-l", "drover.lb.mode=http", "-l", "drover.lb.host=lat.example"}
@@ -69,7 +70,9 @@ func BenchmarkLBFirstResponse(b *testing.B) {
 		labels = append(labels, "-l", "drover.check=http:/healthz", "-l", "drover.check.interval=1s")
 	}
 	run := func(host, name string) {
-		args := append([]string{"create", "--name", name, "--hostname", name, "--network", "drover"}, labels...)
+		// --no-healthcheck: the demo image's Docker HEALTHCHECK (interval
+		// 2s) would hold the instance at "warning" until its first run.
+		args := append([]string{"create", "--no-healthcheck", "--name", name, "--hostname", name, "--network", "drover"}, labels...)
 		args = append(args, sandbox.DemoImage)
 		if out, err := sb.Docker(ctx, host, args...); err != nil {
 			b.Fatalf("docker create %s: %v %s", name, err, out)

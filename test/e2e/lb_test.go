@@ -374,3 +374,58 @@ func TestLB(t *testing.T) {
 		}
 	})
 }
+
+// TestLBExternal drives an HAProxy that drover did not start
+// (--haproxy-mode external, as in deploy/docker-compose.yml): the agent
+// writes the first config and waits for the master socket; HAProxy is then
+// started by someone else from that file; a replica on h2 answers through
+// h1, a second one joins through the runtime API, and killing the agent
+// leaves HAProxy serving.
+func TestLBExternal(t *testing.T) {
+	sb := harness.Sandbox(t, sandbox.Options{Prefix: "drve", Hosts: 2, Agents: true, LB: "none"})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	h1, _ := sb.HostByName("h1")
+	dir := filepath.Join(h1.Dir, "ext-haproxy")
+	cfg, sock := filepath.Join(dir, "haproxy.cfg"), filepath.Join(dir, "master.sock")
+	if _, err := sb.Kill("h1", sandbox.ProcAgent); err != nil {
+		t.Fatal(err)
+	}
+	agentDone := make(chan error, 1)
+	go func() {
+		agentDone <- sb.Start(ctx, "h1", sandbox.ProcAgent, "--lb", "--haproxy-mode", "external", "--lb-dir", dir,
+			"--haproxy-config", cfg, "--haproxy-master-socket", sock)
+	}()
+	harness.Eventually(t, 30*time.Second, "agent writes the first config", func() error {
+		_, err := os.Stat(cfg)
+		return err
+	})
+	hp, err := sb.Command(ctx, "h1", "haproxy", "-W", "-S", sock+",mode,600", "-f", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logf, _ := os.Create(filepath.Join(dir, "external-haproxy.log"))
+	hp.Stdout, hp.Stderr = logf, logf
+	if err := hp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = hp.Process.Kill(); _ = hp.Wait() })
+	if err := <-agentDone; err != nil {
+		t.Fatalf("agent with --haproxy-mode external: %v", err)
+	}
+	runLB(ctx, t, sb, "h2", "ext-a")
+	waitUp(ctx, t, sb, "web", 1)
+	runLB(ctx, t, sb, "h2", "ext-b")
+	waitUp(ctx, t, sb, "web", 2)
+	st := lbState(ctx, t, sb)
+	if st.LB.Procs == nil || st.LB.Procs.Worker == 0 {
+		t.Errorf("status shows no haproxy worker: %+v", st.LB)
+	}
+	if _, err := sb.Kill("h1", sandbox.ProcAgent); err != nil {
+		t.Fatal(err)
+	}
+	r := startLoad(ctx, t, sb, "http://127.0.0.1:80/", 50, 2*time.Second)()
+	if r.Failed != 0 || r.By["ext-a"] == 0 || r.By["ext-b"] == 0 {
+		t.Errorf("with the agent dead, the external HAProxy should keep serving both replicas: %s", r.Line)
+	}
+}
