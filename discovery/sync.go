@@ -47,6 +47,11 @@ type SyncOptions struct {
 	// Checks turns a registration into its Consul checks (healthcheck owns
 	// the check definitions; the wiring passes healthcheck.ConsulChecks).
 	Checks func(Registration) api.AgentServiceChecks
+	// FirstJudgment, when set, may set the initial Status of a new
+	// registration's checks (healthcheck probes the instance itself, so
+	// that a ready instance is passing at once instead of after Consul's
+	// staggered first run). Never called for an existing registration.
+	FirstJudgment func(context.Context, Registration, api.AgentServiceChecks)
 	// DockerCheck names the TTL check bridging Docker health and maps the
 	// Docker status to Consul's.
 	DockerCheckID func(serviceID string) string
@@ -221,8 +226,12 @@ func (s *Sync) pass(ctx context.Context) error {
 	for _, r := range desired {
 		want[r.ID] = true
 		reg := s.agentRegistration(r)
-		if cur, ok := owned[r.ID]; ok && cur.Meta[MetaHash] == reg.Meta[MetaHash] {
+		cur, exists := owned[r.ID]
+		if exists && cur.Meta[MetaHash] == reg.Meta[MetaHash] {
 			continue
+		}
+		if !exists && s.opt.FirstJudgment != nil {
+			s.opt.FirstJudgment(ctx, r, reg.Checks)
 		}
 		if err := s.agent.Register(ctx, reg); err != nil {
 			errs = append(errs, err)

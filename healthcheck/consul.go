@@ -1,8 +1,12 @@
 package healthcheck
 
 import (
+	"context"
+	"fmt"
 	"net"
+	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/hashicorp/consul/api"
 
@@ -73,4 +77,71 @@ func DockerStatus(s string) string {
 	default: // starting
 		return api.HealthWarning
 	}
+}
+
+// FirstJudgment probes a new instance itself before it is registered: the
+// check's kind and path against its overlay address, Rise times in a row,
+// 50 ms apart, each with the check's timeout capped at 500 ms. When every
+// probe passes, the Consul-run check starts passing; otherwise it keeps
+// Consul's default (critical until Consul's own first run, which Consul
+// staggers randomly within the interval). Consul judges it from then on,
+// with the same rise and fall.
+func FirstJudgment(ctx context.Context, r discovery.Registration, checks api.AgentServiceChecks) {
+	c := r.Check
+	if c.Kind != "http" && c.Kind != "tcp" {
+		return
+	}
+	target := net.JoinHostPort(r.Address.String(), strconv.Itoa(r.Port))
+	timeout := min(c.Timeout, 500*time.Millisecond)
+	if timeout <= 0 {
+		timeout = 500 * time.Millisecond
+	}
+	for i := 0; i < max(c.Rise, 1); i++ {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		if err := probe(ctx, c.Kind, target, c.Path, timeout); err != nil {
+			return
+		}
+	}
+	for _, ck := range checks {
+		if ck.HTTP != "" || ck.TCP != "" {
+			ck.Status = api.HealthPassing
+		}
+	}
+}
+
+// probeTransport keeps no connections and ignores proxy settings: a probe
+// goes straight to the instance, like Consul's own check.
+var probeTransport = &http.Transport{DisableKeepAlives: true}
+
+func probe(ctx context.Context, kind, target, path string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if kind == "tcp" {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", target)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+target+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := probeTransport.RoundTrip(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	// Consul's rule: 2xx passing, 429 warning, anything else critical.
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
 }

@@ -1,7 +1,12 @@
 package healthcheck
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,5 +55,52 @@ func TestDockerStatus(t *testing.T) {
 		if got := DockerStatus(in); got != want {
 			t.Errorf("DockerStatus(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestFirstJudgment(t *testing.T) {
+	var fail atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fail.Load() || r.URL.Path != "/healthz" {
+			w.WriteHeader(503)
+		}
+	}))
+	defer srv.Close()
+	ap := netip.MustParseAddrPort(strings.TrimPrefix(srv.URL, "http://"))
+	reg := func(kind string, rise int) discovery.Registration {
+		return discovery.Registration{ID: "drover:h1:abc:8080", Address: ap.Addr(), Port: int(ap.Port()),
+			Check: discovery.Check{Kind: kind, Path: "/healthz", Interval: time.Second, Timeout: time.Second, Rise: rise, Fall: 3}}
+	}
+	for _, tc := range []struct {
+		name string
+		r    discovery.Registration
+		fail bool
+		want string
+	}{
+		{"http ready", reg("http", 2), false, "passing"},
+		{"http not ready", reg("http", 2), true, ""},
+		{"tcp ready", reg("tcp", 1), false, "passing"},
+		{"no check", reg("none", 1), false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fail.Store(tc.fail)
+			checks := ConsulChecks(tc.r)
+			FirstJudgment(context.Background(), tc.r, checks)
+			for _, c := range checks {
+				if c.HTTP != "" || c.TCP != "" {
+					if c.Status != tc.want {
+						t.Errorf("initial status %q, want %q", c.Status, tc.want)
+					}
+				}
+			}
+		})
+	}
+	// A closed port: tcp fails at once, nothing set.
+	r := reg("tcp", 1)
+	r.Port = 1
+	checks := ConsulChecks(r)
+	FirstJudgment(context.Background(), r, checks)
+	if checks[0].Status != "" {
+		t.Errorf("closed port judged %q", checks[0].Status)
 	}
 }

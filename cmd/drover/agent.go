@@ -120,7 +120,8 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g.Go(func() error { return a.overlay.Run(gctx) })
 	a.sync = discovery.NewSync(discovery.SyncOptions{
 		Node: a.cfg.NodeName, Network: a.cfg.Network, Resync: a.cfg.Resync,
-		Checks: healthcheck.ConsulChecks, DockerCheckID: healthcheck.DockerCheckID, DockerStatus: healthcheck.DockerStatus,
+		Checks: healthcheck.ConsulChecks, FirstJudgment: healthcheck.FirstJudgment,
+		DockerCheckID: healthcheck.DockerCheckID, DockerStatus: healthcheck.DockerStatus,
 		Log: log.With("component", "discovery"),
 	}, a.docker, a.consul)
 	g.Go(func() error { return a.sync.Run(gctx) })
