@@ -203,8 +203,37 @@ func (h *HAProxy) Ensure(ctx context.Context) error {
 	if h.opt.Mode == ModeExternal {
 		return fmt.Errorf("external haproxy master socket %s does not answer", h.opt.MasterSocket)
 	}
+	if pid := h.masterPID(); pid != 0 {
+		// The master lives but does not answer (busy, or re-executing for
+		// a reload): never start a second one beside it.
+		return fmt.Errorf("haproxy master (pid %d) does not answer on %s", pid, h.opt.MasterSocket)
+	}
 	h.opt.Log.Warn("haproxy is not running; restarting it", "config", h.opt.ConfigPath)
 	return h.startProcess(ctx)
+}
+
+// masterPID returns the PID in the pid file when that process is alive and
+// is an haproxy, else 0.
+func (h *HAProxy) masterPID() int {
+	b, err := os.ReadFile(h.pidPath())
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return 0
+	}
+	cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !bytes.Contains(cl, []byte("haproxy")) {
+		return 0
+	}
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		// A zombie is not alive.
+		if f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:])); len(f) > 0 && f[0] == "Z" {
+			return 0
+		}
+	}
+	return pid
 }
 
 // Stop stops a managed HAProxy (used by tests and `drover leave`); running
@@ -213,11 +242,7 @@ func (h *HAProxy) Stop() {
 	if h.opt.Mode != ModeManaged {
 		return
 	}
-	b, err := os.ReadFile(h.pidPath())
-	if err != nil {
-		return
-	}
-	if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+	if pid := h.masterPID(); pid != 0 {
 		_ = syscall.Kill(pid, syscall.SIGTERM)
 	}
 }
