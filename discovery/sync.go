@@ -220,18 +220,30 @@ func (s *Sync) pass(ctx context.Context) error {
 		// Re-register with the normal fall when the first grace ends.
 		time.AfterFunc(time.Until(graceEnd)+50*time.Millisecond, s.poke)
 	}
+	regs := make([]*api.AgentServiceRegistration, len(desired))
+	var judging sync.WaitGroup
+	for i, r := range desired {
+		regs[i] = s.agentRegistration(r)
+		if _, exists := owned[r.ID]; !exists && s.opt.FirstJudgment != nil {
+			// New instances are judged side by side, so a pass waits for
+			// the slowest judgment only.
+			judging.Add(1)
+			go func() {
+				defer judging.Done()
+				s.opt.FirstJudgment(ctx, r, regs[i].Checks)
+			}()
+		}
+	}
+	judging.Wait()
 	var changes []string
 	var errs []error
 	want := map[string]bool{}
-	for _, r := range desired {
+	for i, r := range desired {
 		want[r.ID] = true
-		reg := s.agentRegistration(r)
+		reg := regs[i]
 		cur, exists := owned[r.ID]
 		if exists && cur.Meta[MetaHash] == reg.Meta[MetaHash] {
 			continue
-		}
-		if !exists && s.opt.FirstJudgment != nil {
-			s.opt.FirstJudgment(ctx, r, reg.Checks)
 		}
 		if err := s.agent.Register(ctx, reg); err != nil {
 			errs = append(errs, err)

@@ -80,32 +80,41 @@ func DockerStatus(s string) string {
 }
 
 // FirstJudgment probes a new instance itself before it is registered: the
-// check's kind and path against its overlay address, Rise times in a row,
-// 50 ms apart, each with the check's timeout capped at 500 ms. When every
-// probe passes, the Consul-run check starts passing; otherwise it keeps
-// Consul's default (critical until Consul's own first run, which Consul
-// staggers randomly within the interval). Consul judges it from then on,
-// with the same rise and fall.
+// check's kind and path against its overlay address, until Rise probes in
+// a row pass (25 ms apart, each with the check's timeout capped at 250 ms)
+// or JudgmentWindow ends. A container's process may not listen yet when
+// Docker reports it started, so refused probes are retried within the
+// window. When Rise probes pass, the Consul-run check starts passing;
+// otherwise it keeps Consul's default (critical until Consul's own first
+// run, which Consul staggers randomly within the interval). Consul judges
+// it from then on, with the same rise and fall.
 func FirstJudgment(ctx context.Context, r discovery.Registration, checks api.AgentServiceChecks) {
 	c := r.Check
 	if c.Kind != "http" && c.Kind != "tcp" {
 		return
 	}
 	target := net.JoinHostPort(r.Address.String(), strconv.Itoa(r.Port))
-	timeout := min(c.Timeout, 500*time.Millisecond)
+	timeout := min(c.Timeout, 250*time.Millisecond)
 	if timeout <= 0 {
-		timeout = 500 * time.Millisecond
+		timeout = 250 * time.Millisecond
 	}
-	for i := 0; i < max(c.Rise, 1); i++ {
-		if i > 0 {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
+	deadline := time.Now().Add(JudgmentWindow)
+	for ok := 0; ok < max(c.Rise, 1); {
+		if probe(ctx, c.Kind, target, c.Path, timeout) == nil {
+			ok++
+		} else {
+			ok = 0
 		}
-		if err := probe(ctx, c.Kind, target, c.Path, timeout); err != nil {
+		if ok >= max(c.Rise, 1) {
+			break
+		}
+		if time.Now().Add(25 * time.Millisecond).After(deadline) {
 			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(25 * time.Millisecond):
 		}
 	}
 	for _, ck := range checks {
@@ -114,6 +123,10 @@ func FirstJudgment(ctx context.Context, r discovery.Registration, checks api.Age
 		}
 	}
 }
+
+// JudgmentWindow bounds FirstJudgment: a new container is registered at
+// most this much later than without it.
+const JudgmentWindow = 500 * time.Millisecond
 
 // probeTransport keeps no connections and ignores proxy settings: a probe
 // goes straight to the instance, like Consul's own check.
