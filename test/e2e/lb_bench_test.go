@@ -111,9 +111,23 @@ func BenchmarkLBFirstResponse(b *testing.B) {
 		lat = append(lat, got.Sub(begin))
 		// The part after the container's process started (dockerd's own
 		// start-up work here takes most of a second on this VM).
-		if out, err := sb.Docker(ctx, "h2", "inspect", "-f", "{{.State.StartedAt}}", name); err == nil {
-			if at, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(out)); err == nil {
+		if out, err := sb.Docker(ctx, "h2", "inspect", "-f", "{{.State.StartedAt}} {{.Id}}", name); err == nil {
+			f := strings.Fields(out)
+			if at, err := time.Parse(time.RFC3339Nano, f[0]); err == nil {
 				fromStart = append(fromStart, got.Sub(at))
+				if got.Sub(at) > 300*time.Millisecond && len(f) > 1 {
+					// Show where a slow try spent its time.
+					b.Logf("slow try %d: started %s, answered %s (%s)", i, at.Format("15:04:05.000"), got.Format("15:04:05.000"), got.Sub(at).Round(time.Millisecond))
+					for _, h := range []string{"h2", "h1"} {
+						hh, _ := sb.HostByName(h)
+						log, _ := os.ReadFile(filepath.Join(hh.Dir, "agent.log"))
+						for _, l := range strings.Split(string(log), "\n") {
+							if strings.Contains(l, f[1][:12]) || (h == "h1" && strings.Contains(l, "component=lb") && l > "time="+at.UTC().Format("2006-01-02T15:04:05")) {
+								b.Logf("  %s: %s", h, l)
+							}
+						}
+					}
+				}
 			}
 		}
 		if out, err := sb.Docker(ctx, "h2", "rm", "-f", name); err != nil {
