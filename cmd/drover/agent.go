@@ -36,11 +36,15 @@ const agentSynopsis = `drover agent [flags]
 Runs the drover agent on this host: joins the encrypted WireGuard mesh
 (leasing this host's container subnet in Consul), creates or adopts the
 Docker network for that subnet, and keeps peers and routes in step with
-every other drover-node in Consul. Every flag can also be set with its
+every other drover-node in Consul; registers labelled containers in Consul
+with their health checks; with --lb, runs HAProxy for the services that ask
+for a load balancer; with --confdir, renders files from Consul. Every flag
+can also be set with its
 DROVER_* environment variable (--cluster-cidr → DROVER_CLUSTER_CIDR) and as a
 key of a TOML file given by --config (cluster-cidr = "10.42.0.0/16"); flags
-win over the environment, which wins over the file. Stopping the agent leaves the mesh running; ` + "`drover leave`" + ` removes
-this host from it.`
+win over the environment, which wins over the file. Stopping the agent
+leaves the mesh and HAProxy running; ` + "`drover leave`" + ` removes this host
+from the mesh.`
 
 func (c *cli) agent(args []string) int {
 	cfg := DefaultConfig()

@@ -74,7 +74,7 @@ func (c *cli) main(args []string) int {
 }
 
 func (c *cli) usage(w io.Writer) {
-	fmt.Fprintf(w, "drover %s: WireGuard mesh, service discovery, health checks and files rendered from Consul.\n\n", buildinfo.String())
+	fmt.Fprintf(w, "drover %s: WireGuard mesh, service discovery, health checks, HAProxy load balancing and files rendered from Consul.\n\n", buildinfo.String())
 	fmt.Fprintf(w, "Usage: drover COMMAND [flags]\n\nCommands:\n")
 	for _, cmd := range commands() {
 		fmt.Fprintf(w, "  %-9s %s\n", cmd.name, cmd.summary)
