@@ -320,6 +320,10 @@ func (a *agent) doLeave(ctx context.Context) error {
 	var errs []error
 	errs = append(errs, a.overlay.Leave(ctx))
 	errs = append(errs, a.link.Remove())
+	if a.haproxy != nil {
+		// Its backends are behind the mesh this host is leaving.
+		a.haproxy.Stop()
+	}
 	if err := a.docker.RemoveNetwork(ctx, a.cfg.Network); err != nil {
 		a.log.Warn("docker network kept", "network", a.cfg.Network, "err", err)
 	}

@@ -236,7 +236,7 @@ func (h *HAProxy) masterPID() int {
 	return pid
 }
 
-// Stop stops a managed HAProxy (used by tests and `drover leave`); running
+// Stop stops a managed HAProxy (`drover leave`, benchmarks); running
 // connections are closed.
 func (h *HAProxy) Stop() {
 	if h.opt.Mode != ModeManaged {
