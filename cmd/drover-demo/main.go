@@ -299,7 +299,7 @@ func load(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&c.workers, "concurrency", 8, "keep-alive workers, each with at most one request in flight")
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "per-request timeout, body included")
 	fs.StringVar(&c.host, "host", "", "Host header (default: the URL's host)")
-	fs.DurationVar(&c.report, "report", 0, "interval of a progress line to stderr (0: none)")
+	fs.DurationVar(&c.report, "report", 0, "interval of a progress line to stderr: totals and replies per host since the last line (0: none)")
 	fs.StringVar(&c.stopFile, "stop-file", "", "stop early once this file exists")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -498,6 +498,7 @@ type loadStats struct {
 	failed int
 	lat    []time.Duration // of ok requests
 	by     map[string]int  // ok requests per replying host
+	recent map[string]int  // ok requests per replying host since the last progress line
 	errs   map[string]int  // failed requests per error text
 }
 
@@ -508,6 +509,10 @@ func (s *loadStats) record(r loadResult) {
 		s.ok++
 		s.lat = append(s.lat, r.lat)
 		s.by[r.host]++
+		if s.recent == nil {
+			s.recent = map[string]int{}
+		}
+		s.recent[r.host]++
 		return
 	}
 	s.failed++
@@ -520,7 +525,12 @@ func (s *loadStats) record(r loadResult) {
 func (s *loadStats) counts() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return fmt.Sprintf("ok=%d failed=%d", s.ok, s.failed)
+	var by []string
+	for _, h := range slices.Sorted(maps.Keys(s.recent)) {
+		by = append(by, fmt.Sprintf("%s:%d", h, s.recent[h]))
+	}
+	s.recent = nil
+	return fmt.Sprintf("ok=%d failed=%d since_last=%s", s.ok, s.failed, strings.Join(by, ","))
 }
 
 // line is the result line: "load ok=N failed=N p50_ms=X p99_ms=X max_ms=X
