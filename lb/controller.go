@@ -149,7 +149,11 @@ func (c *Controller) Run(ctx context.Context) error {
 			c.update(func(s *ControllerStatus) {
 				if !s.Stale {
 					s.StaleSince = time.Now()
-					c.opt.Log.Warn("consul view not trusted; keeping haproxy as it is", "err", err)
+					if s.LastApply.IsZero() && strings.Contains(err.Error(), "not read yet") {
+						c.opt.Log.Info("waiting for the first Consul read; haproxy runs its last config", "detail", err)
+					} else {
+						c.opt.Log.Warn("consul view not trusted; keeping haproxy as it is", "err", err)
+					}
 				}
 				s.Stale, s.StaleReason = true, err.Error()
 			})
