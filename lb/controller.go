@@ -178,6 +178,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 		c.update(func(s *ControllerStatus) { s.Problems = ps })
 
+		desired = KeepPools(running, desired)
 		plan := Diff(running, desired)
 		if forceReload && !plan.Reload {
 			plan = Plan{Reload: true, Reasons: []string{"running config unknown or out of step"}}
@@ -280,6 +281,24 @@ func (c *Controller) fail(phase string, err error) {
 	c.update(func(s *ControllerStatus) {
 		s.LastError, s.LastErrorAt = phase+": "+err.Error(), time.Now()
 	})
+}
+
+// KeepPools keeps a backend's larger running pool of server slots while
+// its servers still fill more than a quarter of it, so that scaling back
+// down after a pool grew does not cost a second reload (and scaling around
+// a power of two does not reload on every step). It is pure.
+func KeepPools(running, desired State) State {
+	slots := map[string]int{}
+	for _, b := range running.Backends {
+		slots[b.Name] = b.Slots
+	}
+	out := desired.Clone()
+	for i, b := range out.Backends {
+		if r := slots[b.Name]; r > b.Slots && len(b.Servers)*4 > r {
+			out.Backends[i].Slots = r
+		}
+	}
+	return out
 }
 
 // KeepStructure returns running's frontends and backends with the servers

@@ -286,3 +286,27 @@ func TestControllerServerChangesContinueWhileReloadFails(t *testing.T) {
 		t.Errorf("status does not show the failed reload: %+v", s)
 	}
 }
+
+func TestKeepPools(t *testing.T) {
+	st := func(n int) State { s, _ := Desired(Options{SlotsMin: 4}, webInstances(n)); return s }
+	for _, tc := range []struct {
+		running, desired, wantSlots int
+	}{
+		{9, 8, 16}, // grew to 16 at 9; back to 8 keeps 16: no reload
+		{9, 5, 16}, // 5 > 16/4
+		{9, 4, 4},  // 4 servers fill a quarter: the pool shrinks (one reload)
+		{3, 5, 8},  // growing is Desired's business
+		{5, 5, 8},  // unchanged
+	} {
+		got := KeepPools(st(tc.running), st(tc.desired))
+		if s := got.Backends[0].Slots; s != tc.wantSlots {
+			t.Errorf("running %d servers, desired %d: slots %d, want %d", tc.running, tc.desired, s, tc.wantSlots)
+		}
+	}
+	// Scaling 9 → 8 after the pool grew is runtime ops only.
+	run := st(9)
+	want := KeepPools(run, st(8))
+	if p := Diff(run, want); p.Reload {
+		t.Errorf("9 → 8 servers reloads: %v", p.Reasons)
+	}
+}
