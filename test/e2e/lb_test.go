@@ -355,6 +355,33 @@ func TestLB(t *testing.T) {
 		}
 	})
 
+	t.Run("agent restart under load: HAProxy keeps running, nothing reloaded", func(t *testing.T) {
+		before := lbState(ctx, t, sb)
+		if before.LB.Procs == nil {
+			t.Fatal("no haproxy processes in status")
+		}
+		wait := startLoad(ctx, t, sb, url, 100, 8*time.Second)
+		time.Sleep(time.Second)
+		if _, err := sb.Kill("h1", sandbox.ProcAgent); err != nil {
+			t.Fatal(err)
+		}
+		if err := sb.Start(ctx, "h1", sandbox.ProcAgent); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * time.Second)
+		after := lbState(ctx, t, sb)
+		r := wait()
+		if r.Failed != 0 {
+			t.Errorf("failed requests across an agent restart: %s", r.Line)
+		}
+		if after.LB.Procs == nil || after.LB.Procs.Worker != before.LB.Procs.Worker {
+			t.Errorf("haproxy worker changed across an agent restart: %+v → %+v", before.LB.Procs, after.LB.Procs)
+		}
+		if after.LB.Reloads != 0 || after.LB.RuntimeOps != 0 {
+			t.Errorf("restarted agent with nothing changed: %d reloads, %d runtime ops; want none", after.LB.Reloads, after.LB.RuntimeOps)
+		}
+	})
+
 	t.Run("metrics report the lb", func(t *testing.T) {
 		out, err := sb.Output(ctx, "h1", "curl", "-sf", "http://127.0.0.1:9714/metrics")
 		if err != nil {
