@@ -99,39 +99,23 @@ func (w *Watches) Topics() int {
 // Service returns the latest instances of service name (all health states)
 // and a channel kicked on every change.
 func (w *Watches) Service(name string) (*Latest[[]Instance], <-chan struct{}) {
-	w.mu.Lock()
-	t, ok := w.services[name]
-	if !ok {
-		t = newTopic[[]Instance](w.ctx)
-		w.services[name] = t
-		go Watch(w.ctx, w.log, "service:"+name, func(ctx context.Context, idx uint64) ([]Instance, uint64, error) {
-			es, i, err := w.catalog.HealthService(ctx, name, idx)
-			return InstancesFromEntries(es), i, err
-		}, t.latest, w.minWait)
-	}
-	w.mu.Unlock()
-	return t.latest, t.subscribe()
+	return watchTopic(w, w.services, name, "service:"+name, func(ctx context.Context, idx uint64) ([]Instance, uint64, error) {
+		es, i, err := w.catalog.HealthService(ctx, name, idx)
+		return InstancesFromEntries(es), i, err
+	})
 }
 
 // KV returns the latest content of a KV prefix and a channel kicked on every
 // change.
 func (w *Watches) KV(prefix string) (*Latest[map[string]KVPair], <-chan struct{}) {
-	w.mu.Lock()
-	t, ok := w.kvs[prefix]
-	if !ok {
-		t = newTopic[map[string]KVPair](w.ctx)
-		w.kvs[prefix] = t
-		go Watch(w.ctx, w.log, "kv:"+prefix, func(ctx context.Context, idx uint64) (map[string]KVPair, uint64, error) {
-			ps, i, err := w.catalog.KVList(ctx, prefix, idx)
-			out := make(map[string]KVPair, len(ps))
-			for _, p := range ps {
-				out[p.Key] = KVPair{Value: p.Value, Index: p.ModifyIndex}
-			}
-			return out, i, err
-		}, t.latest, w.minWait)
-	}
-	w.mu.Unlock()
-	return t.latest, t.subscribe()
+	return watchTopic(w, w.kvs, prefix, "kv:"+prefix, func(ctx context.Context, idx uint64) (map[string]KVPair, uint64, error) {
+		ps, i, err := w.catalog.KVList(ctx, prefix, idx)
+		out := make(map[string]KVPair, len(ps))
+		for _, p := range ps {
+			out[p.Key] = KVPair{Value: p.Value, Index: p.ModifyIndex}
+		}
+		return out, i, err
+	})
 }
 
 // ServiceNames returns the sorted names of the catalog's services that have
@@ -139,20 +123,26 @@ func (w *Watches) KV(prefix string) (*Latest[map[string]KVPair], <-chan struct{}
 // instance, e.g. `"lb_mode" in ServiceMeta`) and a channel kicked on every
 // change.
 func (w *Watches) ServiceNames(filter string) (*Latest[[]string], <-chan struct{}) {
+	return watchTopic(w, w.catalogs, filter, "services:"+filter, func(ctx context.Context, idx uint64) ([]string, uint64, error) {
+		m, i, err := w.catalog.WatchServiceNames(ctx, filter, idx)
+		names := make([]string, 0, len(m))
+		for n := range m {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return names, i, err
+	})
+}
+
+// watchTopic returns the topic of key in topics, starting its one watch on
+// first use, and subscribes a new consumer to it.
+func watchTopic[T any](w *Watches, topics map[string]*topic[T], key, name string, fetch Fetch[T]) (*Latest[T], <-chan struct{}) {
 	w.mu.Lock()
-	t, ok := w.catalogs[filter]
+	t, ok := topics[key]
 	if !ok {
-		t = newTopic[[]string](w.ctx)
-		w.catalogs[filter] = t
-		go Watch(w.ctx, w.log, "services:"+filter, func(ctx context.Context, idx uint64) ([]string, uint64, error) {
-			m, i, err := w.catalog.WatchServiceNames(ctx, filter, idx)
-			names := make([]string, 0, len(m))
-			for n := range m {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			return names, i, err
-		}, t.latest, w.minWait)
+		t = newTopic[T](w.ctx)
+		topics[key] = t
+		go Watch(w.ctx, w.log, name, fetch, t.latest, w.minWait)
 	}
 	w.mu.Unlock()
 	return t.latest, t.subscribe()

@@ -260,21 +260,25 @@ func persistNodeName(dir, flag, def string) (string, error) {
 func merge(ctx context.Context, ins ...<-chan struct{}) <-chan struct{} {
 	out := make(chan struct{}, 1)
 	for _, in := range ins {
-		go func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-in:
-					select {
-					case out <- struct{}{}:
-					default:
-					}
-				}
-			}
-		}()
+		go forward(ctx, in, out)
 	}
 	return out
+}
+
+// forward passes every kick on in to out (dropped when out already holds
+// one) until ctx ends.
+func forward(ctx context.Context, in <-chan struct{}, out chan<- struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-in:
+			select {
+			case out <- struct{}{}:
+			default:
+			}
+		}
+	}
 }
 
 func (a *agent) startOverlay(ctx context.Context, kick <-chan struct{}) error {

@@ -39,21 +39,7 @@ func newLBSource(ctx context.Context, w *discovery.Watches) *lbSource {
 	return s
 }
 
-func (s *lbSource) forward(k <-chan struct{}) {
-	go func() {
-		for {
-			select {
-			case <-s.ctx.Done():
-				return
-			case <-k:
-				select {
-				case s.kick <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
-}
+func (s *lbSource) forward(k <-chan struct{}) { go forward(s.ctx, k, s.kick) }
 
 func (s *lbSource) Changed() <-chan struct{} { return s.kick }
 
