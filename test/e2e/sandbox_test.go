@@ -145,7 +145,7 @@ func TestSandbox(t *testing.T) {
 // builds a working one.
 func TestSandboxRecoversFromKilledRun(t *testing.T) {
 	harness.Skip(t)
-	opt := sandbox.Options{Prefix: "drvk", Hosts: 1, BinDir: harness.BinDir(t)}
+	opt := sandbox.Options{Prefix: "drvk" + os.Getenv("DROVER_E2E_PREFIX_SUFFIX"), Hosts: 1, BinDir: harness.BinDir(t)}
 	sb, err := sandbox.New(opt)
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +179,7 @@ func TestSandboxRecoversFromKilledRun(t *testing.T) {
 // container, by looking at the machine rather than at the sandbox's view.
 func TestSandboxDownLeavesNothing(t *testing.T) {
 	harness.Skip(t)
-	opt := sandbox.Options{Prefix: "drvd", Hosts: 2, BinDir: harness.BinDir(t)}
+	opt := sandbox.Options{Prefix: "drvd" + os.Getenv("DROVER_E2E_PREFIX_SUFFIX"), Hosts: 2, BinDir: harness.BinDir(t)}
 	sb, err := sandbox.New(opt)
 	if err != nil {
 		t.Fatal(err)

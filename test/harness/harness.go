@@ -62,6 +62,10 @@ func Sandbox(t testing.TB, opt sandbox.Options) *sandbox.Sandbox {
 	if opt.Prefix == "" {
 		opt.Prefix = "drvt"
 	}
+	// Two checkouts may run their end-to-end tests side by side: each sets
+	// its own DROVER_E2E_PREFIX_SUFFIX so that their sandboxes never share a
+	// name.
+	opt.Prefix += os.Getenv("DROVER_E2E_PREFIX_SUFFIX")
 	if opt.BinDir == "" {
 		opt.BinDir = BinDir(t)
 	}
