@@ -39,10 +39,14 @@ type Bridge interface {
 	EnsureNetwork(ctx context.Context, subnet netip.Prefix, gateway netip.Addr, mtu int) (string, error)
 }
 
-// NAT masquerades container traffic that leaves the cluster (never traffic
-// to other hosts' subnets). Ensure is idempotent.
-type NAT interface {
-	Ensure(ctx context.Context, subnet, cluster netip.Prefix) error
+// Firewall keeps drover's host rules: masquerade for container traffic that
+// leaves the cluster (never traffic to other hosts' subnets), cluster
+// traffic through the tunnel accepted on a host whose FORWARD policy is
+// DROP, and container addresses reachable only through the tunnel. Ensure
+// compares before it writes and returns what it wrote (nil when nothing
+// drifted); it is called every few seconds.
+type Firewall interface {
+	Ensure(ctx context.Context, subnet, cluster netip.Prefix) ([]string, error)
 	Remove(ctx context.Context) error
 }
 
@@ -77,7 +81,7 @@ type Controller struct {
 	kern   Kernel
 	bridge Bridge
 	ann    Announcer
-	nat    NAT
+	fw     Firewall
 	kv     KV
 	nodes  *discovery.Latest[[]discovery.Instance]
 	leases *discovery.Latest[map[string]KVEntry]
@@ -95,20 +99,21 @@ type Controller struct {
 	lastPlan     string
 	applies      int
 	failingSince map[string]time.Time
-	leaving      bool // set by Leave: reconcile must not recreate anything
+	leaving      bool      // set by Leave: reconcile must not recreate anything
+	host         HostState // container network and firewall checks
 }
 
 // Deps are the controller's collaborators.
 type Deps struct {
-	WG     WG
-	Kernel Kernel
-	Bridge Bridge
-	Ann    Announcer
-	NAT    NAT // may be nil: no masquerade
-	KV     KV
-	Nodes  *discovery.Latest[[]discovery.Instance] // drover-node instances
-	Leases *discovery.Latest[map[string]KVEntry]
-	Kick   <-chan struct{} // kicked when either changes
+	WG       WG
+	Kernel   Kernel
+	Bridge   Bridge
+	Ann      Announcer
+	Firewall Firewall // may be nil: no host rules
+	KV       KV
+	Nodes    *discovery.Latest[[]discovery.Instance] // drover-node instances
+	Leases   *discovery.Latest[map[string]KVEntry]
+	Kick     <-chan struct{} // kicked when either changes
 }
 
 // New returns a controller; it changes nothing yet.
@@ -119,7 +124,7 @@ func New(opt Options, d Deps) *Controller {
 	if opt.Resync == 0 {
 		opt.Resync = 30 * time.Second
 	}
-	return &Controller{opt: opt, wg: d.WG, kern: d.Kernel, bridge: d.Bridge, ann: d.Ann, nat: d.NAT, kv: d.KV,
+	return &Controller{opt: opt, wg: d.WG, kern: d.Kernel, bridge: d.Bridge, ann: d.Ann, fw: d.Firewall, kv: d.KV,
 		nodes: d.Nodes, leases: d.Leases, kick: d.Kick, failingSince: map[string]time.Time{}}
 }
 
@@ -156,8 +161,8 @@ func (c *Controller) Start(ctx context.Context) (Self, error) {
 		}
 		c.opt.Log.Info("container network ready", "subnet", subnet, "gateway", Gateway(subnet), "action", what)
 	}
-	if c.nat != nil {
-		if err := c.nat.Ensure(ctx, subnet, c.opt.ClusterCIDR); err != nil {
+	if c.fw != nil {
+		if _, err := c.fw.Ensure(ctx, subnet, c.opt.ClusterCIDR); err != nil {
 			return Self{}, err
 		}
 	}
@@ -199,6 +204,7 @@ func (c *Controller) Run(ctx context.Context) error {
 
 func (c *Controller) reconcile(ctx context.Context) {
 	begin := time.Now()
+	c.repairHost(ctx)
 	err := c.reconcileOnce(ctx)
 	c.mu.Lock()
 	c.reconciles++

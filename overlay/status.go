@@ -45,6 +45,7 @@ type Status struct {
 	Reconciles  int           `json:"reconciles"`
 	LastSuccess time.Time     `json:"last_success"`
 	LastPassDur time.Duration `json:"last_pass_duration_ns"`
+	Host        HostState     `json:"host"`
 }
 
 // Status reports the overlay's state, joining what was desired with what
@@ -54,7 +55,7 @@ func (c *Controller) Status() Status {
 	st := Status{Node: c.self.Name, PublicKey: c.self.PublicKey.String(), Subnet: c.self.Subnet.String(),
 		Interface: c.opt.Interface, Endpoint: c.opt.Endpoint.String(), MTU: c.opt.MTU,
 		Rejections: append([]Rejection(nil), c.rejections...), LastApplied: c.lastApplied, LastPlan: c.lastPlan, Applies: c.applies,
-		Reconciles: c.reconciles, LastSuccess: c.lastSuccess, LastPassDur: c.lastDuration}
+		Reconciles: c.reconciles, LastSuccess: c.lastSuccess, LastPassDur: c.lastDuration, Host: c.host}
 	if c.lastErr != nil {
 		st.LastError = c.lastErr.Error()
 	}
@@ -106,8 +107,8 @@ func (c *Controller) Leave(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	if c.nat != nil {
-		if err := c.nat.Remove(ctx); err != nil {
+	if c.fw != nil {
+		if err := c.fw.Remove(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -26,7 +26,7 @@ import (
 	"github.com/drover-net/drover/lb"
 	"github.com/drover-net/drover/lb/haproxy"
 	"github.com/drover-net/drover/overlay"
-	"github.com/drover-net/drover/overlay/nat"
+	"github.com/drover-net/drover/overlay/firewall"
 	"github.com/drover-net/drover/overlay/netlink"
 	"github.com/drover-net/drover/overlay/wg"
 )
@@ -299,8 +299,8 @@ func (a *agent) startOverlay(ctx context.Context, kick <-chan struct{}) error {
 	}, overlay.Deps{
 		WG: a.link, Kernel: kernelShim{netlink.Routes{Interface: a.cfg.Interface}},
 		Bridge: bridgeShim{a.docker, a.cfg}, Ann: announcer{a.consul, a.log}, KV: kvShim{a.consul},
-		NAT:   nat.Masquerade{Bridge: a.cfg.Bridge},
-		Nodes: a.nodes, Leases: a.leases, Kick: kick,
+		Firewall: firewall.Host{Interface: a.cfg.Interface, Bridge: a.cfg.Bridge},
+		Nodes:    a.nodes, Leases: a.leases, Kick: kick,
 	})
 	for delay := 250 * time.Millisecond; ; delay = min(delay*2, 10*time.Second) {
 		_, err := a.overlay.Start(ctx)

@@ -33,7 +33,7 @@ func deps(t *testing.T, pkg string) []string {
 
 func TestCoreImports(t *testing.T) {
 	peers := []string{"overlay", "lb", "confgen", "healthcheck"}
-	adapters := []string{"discovery/consul", "discovery/docker", "overlay/wg", "overlay/netlink", "overlay/nat", "lb/haproxy"}
+	adapters := []string{"discovery/consul", "discovery/docker", "overlay/wg", "overlay/netlink", "overlay/firewall", "lb/haproxy"}
 	core := append([]string{"discovery"}, peers...)
 	for _, pkg := range core {
 		for _, d := range deps(t, pkg) {
@@ -64,7 +64,7 @@ func TestCoreImports(t *testing.T) {
 }
 
 func TestAdapterImports(t *testing.T) {
-	for _, a := range []string{"discovery/consul", "discovery/docker", "overlay/wg", "overlay/netlink", "overlay/nat"} {
+	for _, a := range []string{"discovery/consul", "discovery/docker", "overlay/wg", "overlay/netlink", "overlay/firewall"} {
 		for _, d := range deps(t, a) {
 			if strings.HasPrefix(d, mod) && !strings.HasPrefix(d, mod+"internal/") && d != mod+a {
 				t.Errorf("adapter %s imports %s: adapters import only internal/*", a, d)
