@@ -72,9 +72,11 @@ func (s *Sandbox) consulDaemon(node, netns, mnt, addr, dir, runDir string, serve
 
 // dockerDaemon describes host h's dockerd. It runs in the host's network
 // namespace only (its own mount namespace would hide cgroup mounts), with
-// its own data and exec roots, socket and pid file, no default bridge and no
-// iptables rules, and a cgroup parent named after the host so that every
-// container process can be found, and killed, by cgroup.
+// its own data and exec roots, socket and pid file, and a cgroup parent
+// named after the host so that every container process can be found, and
+// killed, by cgroup. Everything else is Docker's default, as on a fresh
+// production host: iptables rules on (its FORWARD chains, policy DROP), IP
+// masquerade, the default docker0 bridge, the userland proxy.
 func (s *Sandbox) dockerDaemon(h Host) (daemon, error) {
 	cfg := filepath.Join(h.Dir, "daemon.json")
 	if err := os.MkdirAll(h.Dir, 0o755); err != nil {
@@ -92,10 +94,6 @@ func (s *Sandbox) dockerDaemon(h Host) (daemon, error) {
 			"--exec-root", filepath.Join(h.Run, "dx"),
 			"-H", "unix://" + h.DockerSock,
 			"--pidfile", filepath.Join(h.Run, "dockerd.self.pid"),
-			"--bridge", "none",
-			"--iptables=false",
-			"--ip-masq=false",
-			"--userland-proxy=false",
 			"--cgroup-parent", "/" + s.cgroupName(h),
 			"--log-level", "warn",
 		},

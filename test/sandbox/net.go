@@ -64,10 +64,8 @@ func (s *Sandbox) attach(ctx context.Context, ns, port string, addr string) erro
 			return fmt.Errorf("attaching %s to the underlay: %w", ns, err)
 		}
 	}
-	// Containers on a host's bridges reach other hosts only through it.
-	if _, err := run(ctx, "nsenter", append(nsArgs(ns, ""), "sysctl", "-qw", "net.ipv4.ip_forward=1")...); err != nil {
-		return fmt.Errorf("enabling forwarding in %s: %w", ns, err)
-	}
+	// Forwarding stays off: dockerd turns it on, and then sets the FORWARD
+	// policy to DROP, as it does on a fresh host.
 	return nil
 }
 

@@ -129,6 +129,9 @@ func (s *Sandbox) build(ctx context.Context) error {
 		if err := s.attach(ctx, sv.NetNS, sv.Name, sv.Addr.String()); err != nil {
 			return err
 		}
+		if err := s.firewallNS(ctx, sv.NetNS, true, false); err != nil {
+			return err
+		}
 	}
 	for _, h := range s.Hosts() {
 		if err := s.buildHost(ctx, h); err != nil {
@@ -144,6 +147,9 @@ func (s *Sandbox) buildHost(ctx context.Context, h Host) error {
 		return fmt.Errorf("creating %s: %w", h.Run, err)
 	}
 	if err := s.attach(ctx, h.NetNS, h.Name, h.Addr.String()); err != nil {
+		return err
+	}
+	if err := s.firewallNS(ctx, h.NetNS, false, s.opt.LB == h.Name); err != nil {
 		return err
 	}
 	return s.buildMountNS(ctx, h)
