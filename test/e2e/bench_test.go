@@ -31,6 +31,16 @@ func BenchmarkOverlayThroughput(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	secs := 5
+	// The hosts' input firewalls let in only drover's ports: open the
+	// benchmark's own (the host-side sink, the hand-made tunnel).
+	for _, o := range []struct {
+		host, proto string
+		port        int
+	}{{"h2", "tcp", 5202}, {"h1", "udp", 51821}, {"h2", "udp", 51821}} {
+		if err := sb.OpenPort(ctx, o.host, o.proto, o.port); err != nil {
+			b.Fatal(err)
+		}
+	}
 
 	// Drover: containers on both hosts.
 	ip2 := runSink(ctx, b, sb, "h2")
