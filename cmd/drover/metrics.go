@@ -35,6 +35,8 @@ var (
 	mOvPasses     = desc("drover_overlay_reconciles_total", "Overlay reconcile passes (every change, kick and check).")
 	mOvPassDur    = desc("drover_overlay_reconcile_duration_seconds", "Duration of the last overlay reconcile pass.")
 	mOvSuccess    = desc("drover_overlay_last_success_timestamp_seconds", "End of the last overlay reconcile pass without error.")
+	mHostRepairs  = desc("drover_overlay_host_repairs_total", "Times the container network or firewall rules were put back after someone else removed them.")
+	mHostErr      = desc("drover_overlay_host_error", "1 when the last check of the container network and firewall rules failed.")
 	mSyncDur      = desc("drover_discovery_pass_duration_seconds", "Duration of the last completed Docker→Consul sync pass.")
 	mProbeUp      = desc("drover_mesh_probe_reachable", "1 when the peer answers the end-to-end probe through the tunnel.", "peer")
 	mProbeRTT     = desc("drover_mesh_probe_rtt_seconds", "Round-trip time of the last successful end-to-end probe.", "peer")
@@ -70,7 +72,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mBuild, mPeers, mPeerUp, mPeerAge, mPeerRx, mPeerTx, mRejected, mApplies, mOverlayErr,
 		mLastApplied, mProbeUp, mProbeRTT, mRegs, mSkipped, mWrites, mPasses, mPending, mEvents, mReconnects, mLastPass, mWatchContact, mCgRenders, mCgChanges, mCgReloads, mCgError,
-		mOvPasses, mOvPassDur, mOvSuccess, mSyncDur,
+		mOvPasses, mOvPassDur, mOvSuccess, mHostRepairs, mHostErr, mSyncDur,
 		mLBServers, mLBOps, mLBReloads, mLBFailed, mLBInvalid, mLBStale, mLBStaleSecs, mLBHolding, mLBApplyDur, mLBLastApply} {
 		ch <- d
 	}
@@ -104,6 +106,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	cnt(mOvPasses, float64(o.Reconciles))
 	g(mOvPassDur, o.LastPassDur.Seconds())
 	g(mOvSuccess, ts(o.LastSuccess))
+	cnt(mHostRepairs, float64(o.Host.Repairs))
+	g(mHostErr, b2f(o.Host.LastError != ""))
 	for _, p := range r.Mesh {
 		g(mProbeUp, b2f(p.Reachable), p.Node)
 		g(mProbeRTT, p.RTT.Seconds(), p.Node)

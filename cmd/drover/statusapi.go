@@ -181,6 +181,16 @@ func printStatus(w io.Writer, r StatusReport) {
 	if o.LastError != "" {
 		fmt.Fprintf(w, "last error: %s\n", o.LastError)
 	}
+	if h := o.Host; h.Repairs > 0 || h.LastError != "" {
+		fmt.Fprintf(w, "host state (container network, firewall rules): %d repairs", h.Repairs)
+		if h.Repairs > 0 {
+			fmt.Fprintf(w, ", last %s ago: %s", time.Since(h.RepairedAt).Round(time.Second), h.LastRepair)
+		}
+		fmt.Fprintln(w)
+		if h.LastError != "" {
+			fmt.Fprintf(w, "host state check failed: %s\n", h.LastError)
+		}
+	}
 	d := r.Sync
 	fmt.Fprintf(w, "\nservices registered by this node: %d (consul writes %d, passes %d)\n", len(d.Registrations), d.Writes, d.Passes)
 	for _, id := range d.Registrations {
