@@ -50,6 +50,12 @@ func LoadOrCreateKey(dir string) (wgtypes.Key, error) {
 		return wgtypes.Key{}, fmt.Errorf("generating WireGuard key: %w", err)
 	}
 	tmp := path + ".tmp"
+	// A leftover of a start that died before its rename never became the
+	// key (the key file does not exist): remove it, or O_EXCL below would
+	// refuse every later start.
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return wgtypes.Key{}, fmt.Errorf("removing a stale %s: %w", tmp, err)
+	}
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return wgtypes.Key{}, fmt.Errorf("writing WireGuard key: %w", err)
