@@ -234,7 +234,6 @@ func (c *Controller) reconcileOnce(ctx context.Context) error {
 	leases, problems := ParseLeases(kv)
 	c.mu.Lock()
 	self, prev := c.self, c.prev
-	expired := c.expiredLocked(nodes, time.Now())
 	c.mu.Unlock()
 	if !holds(leases, self) {
 		// The snapshot may predate our own lease write: ask Consul again
@@ -247,11 +246,6 @@ func (c *Controller) reconcileOnce(ctx context.Context) error {
 			return c.relost(ctx, self, leases)
 		}
 	}
-	desired, rej := Desired(Input{Self: self, ClusterCIDR: c.opt.ClusterCIDR, Nodes: nodes, Leases: leases,
-		Expired: expired, Keepalive: c.opt.Keepalive})
-	for _, p := range problems {
-		rej = append(rej, Rejection{Reason: p})
-	}
 	// Interface present, up, right MTU: adopted untouched when it is, so
 	// this is a read; recreated (its wireguard-go died, or someone deleted
 	// it) or set up again when it is not.
@@ -261,6 +255,11 @@ func (c *Controller) reconcileOnce(ctx context.Context) error {
 	dev, err := c.wg.Device(c.opt.Interface)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", c.opt.Interface, err)
+	}
+	in := c.desiredInput(self, prev, dev, nodes, leases)
+	desired, rej := Desired(in)
+	for _, p := range problems {
+		rej = append(rej, Rejection{Reason: p})
 	}
 	routes, err := c.kern.Routes()
 	if err != nil {
@@ -329,11 +328,34 @@ func (c *Controller) relost(ctx context.Context, self Self, leases Leases) error
 	return err
 }
 
+// desiredInput gathers Desired's input: the remembered peers (prev and the
+// device) and the nodes failing or absent for longer than the timeout.
+func (c *Controller) desiredInput(self Self, prev State, dev *wgtypes.Device, nodes []discovery.Node, leases Leases) Input {
+	remembered := Remembered(prev, dev, leases, c.opt.Keepalive)
+	c.mu.Lock()
+	expired := c.expiredLocked(nodes, absentNames(remembered, nodes), time.Now())
+	c.mu.Unlock()
+	return Input{Self: self, ClusterCIDR: c.opt.ClusterCIDR, Nodes: nodes, Leases: leases,
+		Expired: expired, Keepalive: c.opt.Keepalive, Remembered: remembered}
+}
+
 // expiredLocked tracks, on this host's monotonic clock, how long each node
-// has been failing and returns those failing for longer than the timeout.
-func (c *Controller) expiredLocked(nodes []discovery.Node, now time.Time) map[string]bool {
+// has been failing (or, for remembered peers, absent from Consul) and
+// returns those failing for longer than the timeout.
+func (c *Controller) expiredLocked(nodes []discovery.Node, absent map[string]bool, now time.Time) map[string]bool {
 	out := map[string]bool{}
 	seen := map[string]bool{}
+	for name := range absent {
+		seen[name] = true
+		since, ok := c.failingSince[name]
+		if !ok {
+			c.failingSince[name] = now
+			continue
+		}
+		if c.opt.PeerTimeout > 0 && now.Sub(since) > c.opt.PeerTimeout {
+			out[name] = true
+		}
+	}
 	for _, n := range nodes {
 		seen[n.Name] = true
 		if n.Health != "critical" {
