@@ -47,8 +47,10 @@ type NAT interface {
 }
 
 // Announcer publishes this host's drover-node record (and removes it).
+// Announce writes only when the agent's record differs and reports whether
+// it wrote.
 type Announcer interface {
-	Announce(ctx context.Context, self Self, endpoint netip.AddrPort) error
+	Announce(ctx context.Context, self Self, endpoint netip.AddrPort) (bool, error)
 	Withdraw(ctx context.Context) error
 }
 
@@ -82,20 +84,27 @@ type Controller struct {
 	nodes  *discovery.Latest[[]discovery.Instance]
 	leases *discovery.Latest[map[string]KVEntry]
 	kick   <-chan struct{}
+	// recs, watchRec and onRepair: see Deps.
+	recs     Records
+	watchRec RecordWatcher
+	onRepair func()
 
-	mu           sync.Mutex // guards the fields below
-	self         Self
-	prev         State
-	rejections   []Rejection
-	lastErr      error
-	lastApplied  time.Time
-	lastSuccess  time.Time     // end of the last reconcile pass without error
-	lastDuration time.Duration // of the last reconcile pass
-	reconciles   int           // passes since start
-	lastPlan     string
-	applies      int
-	failingSince map[string]time.Time
-	leaving      bool // set by Leave: reconcile must not recreate anything
+	annMu sync.Mutex // orders the record guard's Announce against Leave's Withdraw
+
+	mu            sync.Mutex // guards the fields below
+	self          Self
+	prev          State
+	rejections    []Rejection
+	lastErr       error
+	lastApplied   time.Time
+	lastSuccess   time.Time     // end of the last reconcile pass without error
+	lastDuration  time.Duration // of the last reconcile pass
+	reconciles    int           // passes since start
+	lastPlan      string
+	applies       int
+	failingSince  map[string]time.Time
+	leaving       bool // set by Leave: reconcile must not recreate anything
+	recordRepairs int  // drover-node records the guard wrote back
 }
 
 // Deps are the controller's collaborators.
@@ -109,6 +118,13 @@ type Deps struct {
 	Nodes  *discovery.Latest[[]discovery.Instance] // drover-node instances
 	Leases *discovery.Latest[map[string]KVEntry]
 	Kick   <-chan struct{} // kicked when either changes
+	// Records (may be nil) lists drover-node records for the lease choice:
+	// a subnet a record announces is never taken.
+	Records Records
+	// Record (may be nil) watches this host's own record; when it vanishes
+	// or changes, it is announced again and OnRepair (may be nil) called.
+	Record   RecordWatcher
+	OnRepair func()
 }
 
 // New returns a controller; it changes nothing yet.
@@ -120,7 +136,8 @@ func New(opt Options, d Deps) *Controller {
 		opt.Resync = 30 * time.Second
 	}
 	return &Controller{opt: opt, wg: d.WG, kern: d.Kernel, bridge: d.Bridge, ann: d.Ann, nat: d.NAT, kv: d.KV,
-		nodes: d.Nodes, leases: d.Leases, kick: d.Kick, failingSince: map[string]time.Time{}}
+		nodes: d.Nodes, leases: d.Leases, kick: d.Kick, recs: d.Records, watchRec: d.Record, onRepair: d.OnRepair,
+		failingSince: map[string]time.Time{}}
 }
 
 func (c *Controller) leaseFile() string { return filepath.Join(c.opt.DataDir, "lease") }
@@ -136,7 +153,7 @@ func (c *Controller) Start(ctx context.Context) (Self, error) {
 	if b, err := os.ReadFile(c.leaseFile()); err == nil {
 		cached, _ = netip.ParsePrefix(strings.TrimSpace(string(b)))
 	}
-	subnet, err := Acquire(ctx, c.kv, c.opt.ClusterCIDR, c.opt.SubnetBits, Lease{Node: c.opt.NodeName, PublicKey: pub.String()}, cached)
+	subnet, err := Acquire(ctx, c.kv, c.recs, c.opt.ClusterCIDR, c.opt.SubnetBits, Lease{Node: c.opt.NodeName, PublicKey: pub.String()}, cached)
 	if err != nil {
 		return Self{}, fmt.Errorf("leasing a subnet: %w", err)
 	}
@@ -161,7 +178,7 @@ func (c *Controller) Start(ctx context.Context) (Self, error) {
 			return Self{}, err
 		}
 	}
-	if err := c.ann.Announce(ctx, self, c.opt.Endpoint); err != nil {
+	if _, err := c.ann.Announce(ctx, self, c.opt.Endpoint); err != nil {
 		return Self{}, err
 	}
 	c.opt.Log.Info("joined the mesh", "node", self.Name, "subnet", subnet, "endpoint", c.opt.Endpoint, "public_key", pub.String())
@@ -181,6 +198,12 @@ func (c *Controller) Run(ctx context.Context) error {
 	// nothing drifted.
 	probe := time.NewTicker(2 * time.Second)
 	defer probe.Stop()
+	guarded := make(chan struct{})
+	defer func() { <-guarded }()
+	go func() {
+		defer close(guarded)
+		c.guardRecord(ctx)
+	}()
 	c.reconcile(ctx)
 	for {
 		select {
@@ -324,7 +347,7 @@ func (c *Controller) relost(ctx context.Context, self Self, leases Leases) error
 		return fmt.Errorf("our subnet %s is now leased to %q (key %s): refusing to share it; run `drover leave` here or release that lease", self.Subnet, l.Node, short(l.PublicKey))
 	}
 	c.opt.Log.Warn("our lease vanished from Consul; taking it back", "subnet", self.Subnet)
-	_, err := Acquire(ctx, c.kv, self.Subnet, self.Subnet.Bits(), Lease{Node: self.Name, PublicKey: self.PublicKey.String()}, self.Subnet)
+	_, err := Acquire(ctx, c.kv, nil, self.Subnet, self.Subnet.Bits(), Lease{Node: self.Name, PublicKey: self.PublicKey.String()}, self.Subnet)
 	return err
 }
 

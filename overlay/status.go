@@ -45,6 +45,9 @@ type Status struct {
 	Reconciles  int           `json:"reconciles"`
 	LastSuccess time.Time     `json:"last_success"`
 	LastPassDur time.Duration `json:"last_pass_duration_ns"`
+	// RecordRepairs counts the times this host's drover-node record was
+	// missing or changed on the local Consul agent and written back.
+	RecordRepairs int `json:"record_repairs"`
 }
 
 // Status reports the overlay's state, joining what was desired with what
@@ -54,7 +57,7 @@ func (c *Controller) Status() Status {
 	st := Status{Node: c.self.Name, PublicKey: c.self.PublicKey.String(), Subnet: c.self.Subnet.String(),
 		Interface: c.opt.Interface, Endpoint: c.opt.Endpoint.String(), MTU: c.opt.MTU,
 		Rejections: append([]Rejection(nil), c.rejections...), LastApplied: c.lastApplied, LastPlan: c.lastPlan, Applies: c.applies,
-		Reconciles: c.reconciles, LastSuccess: c.lastSuccess, LastPassDur: c.lastDuration}
+		Reconciles: c.reconciles, LastSuccess: c.lastSuccess, LastPassDur: c.lastDuration, RecordRepairs: c.recordRepairs}
 	if c.lastErr != nil {
 		st.LastError = c.lastErr.Error()
 	}
@@ -93,6 +96,8 @@ func (c *Controller) Status() Status {
 // (every other host removes its peer and route), the lease released and its
 // local cache removed. The caller removes the interface afterwards.
 func (c *Controller) Leave(ctx context.Context) error {
+	c.annMu.Lock()
+	defer c.annMu.Unlock()
 	c.mu.Lock()
 	self := c.self
 	c.leaving = true
