@@ -26,6 +26,9 @@ type PeerStatus struct {
 	RxBytes       int64     `json:"rx_bytes"`
 	TxBytes       int64     `json:"tx_bytes"`
 	Reachable     bool      `json:"reachable"`
+	// FailingFor is how long, on this host's monotonic clock, the node has
+	// been critical in Consul or its record absent ("" when it is not).
+	FailingFor string `json:"failing_for,omitempty"`
 }
 
 // Status is the overlay's part of `drover status`.
@@ -62,6 +65,10 @@ func (c *Controller) Status() Status {
 		st.LastError = c.lastErr.Error()
 	}
 	prev := c.prev
+	failing := map[string]time.Duration{}
+	for name, since := range c.failingSince {
+		failing[name] = time.Since(since).Round(time.Second)
+	}
 	c.mu.Unlock()
 	dev, err := c.wg.Device(c.opt.Interface)
 	if err != nil && st.LastError == "" {
@@ -70,6 +77,9 @@ func (c *Controller) Status() Status {
 	now := time.Now()
 	for key, p := range prev.Peers {
 		ps := PeerStatus{Node: p.Name, PublicKey: key.String(), Endpoint: p.Endpoint.String(), Subnet: p.Subnet.String(), Health: p.Health}
+		if d, ok := failing[p.Name]; ok {
+			ps.FailingFor = d.String()
+		}
 		if dev != nil {
 			for _, dp := range dev.Peers {
 				if dp.PublicKey != key {
