@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,8 +45,9 @@ func TestRecords(t *testing.T) {
 	t.Run("consul agent restarted with a wiped data dir under load", func(t *testing.T) {
 		h2key, _ := nodeIdentity(ctx, t, sb, "h2")
 		h2 := sb.Host(2)
-		oldID := readFile(t, filepath.Join(h2.Dir, "consul", "node-id"))
+		oldID := agentNodeID(t, h2)
 		stopWatch := watchPeer(ctx, t, sb, h2key, "h1", "h3")
+		stopCatalog := watchCatalog(ctx, sb, "h1", "h2", "drover-node", "web")
 		wait := startLoad(ctx, t, sb, url, 100, 45*time.Second)
 		time.Sleep(3 * time.Second) // load established before the fault
 		if _, err := sb.Kill("h2", sandbox.ProcConsul); err != nil {
@@ -59,8 +61,8 @@ func TestRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("h2's consul agent restarted with an empty data dir; it has a leader %s after the start", since(begin))
-		newID := readFile(t, filepath.Join(h2.Dir, "consul", "node-id"))
-		t.Logf("h2's consul node ID %s → %s", oldID, newID)
+		newID := agentNodeID(t, h2)
+		t.Logf("h2's consul node ID before %s, after %s (the sandbox persists node_id; with a new ID Consul refuses the node as \"reserved\")", oldID, newID)
 		harness.Eventually(t, 60*time.Second, "h2 an alive member", func() error {
 			out, err := sb.Output(ctx, "h1", "consul", "members")
 			if err != nil || !hasAliveMember(out, "h2") {
@@ -68,10 +70,18 @@ func TestRecords(t *testing.T) {
 			}
 			return nil
 		})
+		member := time.Now()
 		t.Logf("h2 an alive member %s after the start", since(begin))
+		harness.Eventually(t, 5*time.Second, "h2's agent restored its records on the local agent", func() error {
+			if n := recordRepairs(ctx, sb, "h2"); n < 1 {
+				return fmt.Errorf("record_repairs %d", n)
+			}
+			return nil
+		})
+		t.Logf("h2's drover agent restored its drover-node record by %s after the start (%s after it was a member)", since(begin), since(member))
 		// Accepted: the catalog's node h2 is the new agent (its new ID),
 		// which Consul allows only once it let go of the old ID.
-		harness.Eventually(t, 120*time.Second, "the catalog's node h2 carries the new node ID", func() error {
+		harness.Eventually(t, 120*time.Second, "the catalog's node h2 carries the agent's node ID", func() error {
 			out, err := sb.Output(ctx, "h1", "consul", "catalog", "nodes", "-detailed")
 			if err != nil {
 				return err
@@ -84,7 +94,7 @@ func TestRecords(t *testing.T) {
 			return fmt.Errorf("catalog nodes:\n%s", out)
 		})
 		accepted := time.Now()
-		t.Logf("h2 accepted in the catalog with its new ID %s after the start", since(begin))
+		t.Logf("h2 accepted in the catalog (node ID as the agent has it) %s after the start", since(begin))
 		harness.Eventually(t, 30*time.Second, "h2's drover-node and web back in the catalog", func() error {
 			out, err := sb.Output(ctx, "h1", "consul", "catalog", "services", "-node", "h2")
 			if err != nil || !strings.Contains(out, "drover-node") || !strings.Contains(out, "web") {
@@ -98,18 +108,26 @@ func TestRecords(t *testing.T) {
 		if back > 5*time.Second {
 			t.Errorf("records back %s after the agent was accepted, want ≤ 5s", back)
 		}
-		var st struct {
-			Overlay struct {
-				RecordRepairs int `json:"record_repairs"`
-			} `json:"overlay"`
-		}
-		out, _ := sb.Output(ctx, "h2", "drover", "status", "--json")
-		if err := json.Unmarshal([]byte(out), &st); err != nil || st.Overlay.RecordRepairs < 1 {
-			t.Errorf("h2 record_repairs = %d (%v), want ≥ 1", st.Overlay.RecordRepairs, err)
-		}
+		harness.Eventually(t, 10*time.Second, "h2's web instance passing", func() error {
+			out, err := sb.Output(ctx, "h1", "drover", "services", "web")
+			for _, l := range strings.Split(out, "\n") {
+				if f := strings.Fields(l); len(f) >= 4 && f[2] == "h2" && strings.Contains(l, "passing") && !strings.Contains(l, "critical") {
+					return nil
+				}
+			}
+			return fmt.Errorf("drover services web: %v\n%s", err, out)
+		})
 		waitUp(ctx, t, sb, "web", 2)
 		r := wait()
 		gaps := stopWatch()
+		if lost := stopCatalog(); len(lost) > 0 {
+			t.Logf("the catalog lacked h2's drover-node or web at %d of its 200 ms polls (%s … %s)", len(lost), lost[0], lost[len(lost)-1])
+		} else {
+			t.Logf("the catalog never lacked h2's drover-node or web (polled every 200 ms)")
+		}
+		if n := recordRepairs(ctx, sb, "h2"); n != 1 {
+			t.Errorf("h2 record_repairs = %d, want 1", n)
+		}
 		t.Logf("load during the restart: %s", r.Line)
 		if r.Failed != 0 {
 			t.Errorf("%d failed requests during h2's consul restart", r.Failed)
@@ -126,6 +144,60 @@ func TestRecords(t *testing.T) {
 		}
 	})
 
+	t.Run("a vanished record keeps its peer", func(t *testing.T) {
+		// h2's agent is paused so that it cannot restore its record: the
+		// record stays absent from the catalog for 10 s.
+		h2key, _ := nodeIdentity(ctx, t, sb, "h2")
+		pid := sb.ProcessPID(sb.Host(2), sandbox.ProcAgent)
+		if pid == 0 {
+			t.Fatal("h2's agent is not running")
+		}
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		defer syscall.Kill(pid, syscall.SIGCONT)
+		wait := startLoad(ctx, t, sb, url, 100, 15*time.Second)
+		if out, err := sb.Output(ctx, "h2", "consul", "services", "deregister", "-id", "drover-node"); err != nil {
+			t.Fatalf("deregistering h2's drover-node: %v %s", err, out)
+		}
+		harness.Eventually(t, 10*time.Second, "h2's record gone from the catalog", func() error {
+			out, err := sb.Output(ctx, "h1", "consul", "catalog", "services", "-node", "h2")
+			if err != nil || strings.Contains(out, "drover-node") {
+				return fmt.Errorf("%v %s", err, out)
+			}
+			return nil
+		})
+		stopWatch := watchPeer(ctx, t, sb, h2key, "h1", "h3")
+		time.Sleep(10 * time.Second) // the absence lasts; the watch looks every 300 ms
+		for _, h := range []string{"h1", "h3"} {
+			out, _ := sb.Output(ctx, h, "drover", "status")
+			if l := grepLines(out, "record absent"); !strings.Contains(l, "h2") {
+				t.Errorf("%s status does not show h2 as record absent:\n%s", h, out)
+			} else {
+				t.Logf("%s status while h2's record is absent: %s", h, strings.TrimSpace(l))
+			}
+		}
+		gaps := stopWatch()
+		if len(gaps) > 0 {
+			t.Errorf("h2's peer removed while only its record was absent: %v", gaps)
+		}
+		_ = syscall.Kill(pid, syscall.SIGCONT)
+		resumed := time.Now()
+		harness.Eventually(t, 5*time.Second, "h2's record back in the catalog", func() error {
+			out, err := sb.Output(ctx, "h1", "consul", "catalog", "services", "-node", "h2")
+			if err != nil || !strings.Contains(out, "drover-node") {
+				return fmt.Errorf("%v %s", err, out)
+			}
+			return nil
+		})
+		t.Logf("h2's record back in the catalog %s after its agent resumed", since(resumed))
+		r := wait()
+		t.Logf("load while h2's record was absent: %s", r.Line)
+		if r.Failed != 0 {
+			t.Errorf("%d failed requests while h2's record was absent", r.Failed)
+		}
+	})
+
 	t.Run("a vanished lease never has two owners", func(t *testing.T) {
 		_, h2sub := nodeIdentity(ctx, t, sb, "h2")
 		opt := sb.Options()
@@ -137,6 +209,24 @@ func TestRecords(t *testing.T) {
 		if err := sb4.Up(ctx); err != nil {
 			t.Fatalf("adding h4: %v", err)
 		}
+		// h2's agent is paused (SIGSTOP; its tunnel and Consul record stay)
+		// so that it cannot take its lease back before h4 chooses: what
+		// keeps h4 off h2's subnet is h2's drover-node record alone.
+		pid := sb.ProcessPID(sb.Host(2), sandbox.ProcAgent)
+		if pid == 0 {
+			t.Fatal("h2's agent is not running")
+		}
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		resumed := false
+		resume := func() {
+			if !resumed {
+				resumed = true
+				_ = syscall.Kill(pid, syscall.SIGCONT)
+			}
+		}
+		defer resume()
 		key := "drover/v1/leases/" + strings.Replace(h2sub, "/", "_", 1)
 		if out, err := sb.Output(ctx, "h1", "consul", "kv", "delete", key); err != nil {
 			t.Fatalf("deleting h2's lease: %v %s", err, out)
@@ -146,10 +236,17 @@ func TestRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, h4sub := nodeIdentity(ctx, t, sb4, "h4")
-		t.Logf("h4 started %s after h2's lease was deleted and took %s (h2 has %s)", since(deleted), h4sub, h2sub)
+		t.Logf("h4 started %s after h2's lease was deleted (h2's agent paused) and took %s; h2 has %s", since(deleted), h4sub, h2sub)
 		if h4sub == h2sub {
 			t.Fatalf("h4 took h2's subnet %s", h2sub)
 		}
+		for _, l := range leases(ctx, t, sb, "h1") {
+			if l.Subnet == h2sub {
+				t.Fatalf("h2's lease is back before h2 resumed: %+v", l)
+			}
+		}
+		resume()
+		resumedAt := time.Now()
 		harness.Eventually(t, 5*time.Second, "h2 holds its lease again", func() error {
 			for _, l := range leases(ctx, t, sb, "h1") {
 				if l.Subnet == h2sub && l.Node == "h2" {
@@ -158,6 +255,7 @@ func TestRecords(t *testing.T) {
 			}
 			return fmt.Errorf("no lease of %s naming h2", h2sub)
 		})
+		t.Logf("h2 holds its lease again %s after its agent resumed", since(resumedAt))
 		owners := map[string][]string{}
 		for _, l := range leases(ctx, t, sb, "h1") {
 			owners[l.Subnet] = append(owners[l.Subnet], l.Node)
@@ -169,9 +267,20 @@ func TestRecords(t *testing.T) {
 		}
 		out, _ := sb.Output(ctx, "h1", "drover", "leases")
 		t.Logf("drover leases on h1:\n%s", out)
+		key4, _ := nodeIdentity(ctx, t, sb4, "h4")
 		if out, err := sb4.Output(ctx, "h4", "drover", "leave"); err != nil {
 			t.Fatalf("drover leave on h4: %v %s", err, out)
 		}
+		left := time.Now()
+		for _, h := range []string{"h1", "h2", "h3"} {
+			harness.Eventually(t, 5*time.Second, h+" drops h4's peer after leave", func() error {
+				if out, _ := sb.Output(ctx, h, "wg", "show", "drover0", "peers"); strings.Contains(out, key4) {
+					return fmt.Errorf("h4's peer still on %s", h)
+				}
+				return nil
+			})
+		}
+		t.Logf("h4's peer gone everywhere %s after drover leave (the lease release is the withdrawal)", since(left))
 	})
 
 	t.Run("drover leases and lease release", func(t *testing.T) {
@@ -213,6 +322,52 @@ func TestRecords(t *testing.T) {
 			}
 		}
 	})
+}
+
+// recordRepairs is overlay.record_repairs of host's `drover status --json`.
+func recordRepairs(ctx context.Context, sb *sandbox.Sandbox, host string) int {
+	var st struct {
+		Overlay struct {
+			RecordRepairs int `json:"record_repairs"`
+		} `json:"overlay"`
+	}
+	out, err := sb.Output(ctx, host, "drover", "status", "--json")
+	if err != nil || json.Unmarshal([]byte(out), &st) != nil {
+		return -1
+	}
+	return st.Overlay.RecordRepairs
+}
+
+// watchCatalog polls, from host, node's services in the catalog every
+// 200 ms until stop is called, and returns each moment one of want was
+// missing.
+func watchCatalog(ctx context.Context, sb *sandbox.Sandbox, host, node string, want ...string) (stop func() []string) {
+	ctx, cancel := context.WithCancel(ctx)
+	var lost []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			out, err := sb.Output(ctx, host, "consul", "catalog", "services", "-node", node)
+			if err == nil {
+				for _, w := range want {
+					if !strings.Contains(out, w) {
+						lost = append(lost, time.Now().Format("15:04:05.000"))
+						break
+					}
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	return func() []string {
+		cancel()
+		<-done
+		return lost
+	}
 }
 
 // leaseRow is one row of `drover leases --json`.
@@ -270,11 +425,25 @@ func watchPeer(ctx context.Context, t testing.TB, sb *sandbox.Sandbox, key strin
 	}
 }
 
-func readFile(t testing.TB, path string) string {
+// agentNodeID is the node ID of host h's Consul agent: node_id of its
+// configuration when set, else the one the agent generated in its data dir.
+func agentNodeID(t testing.TB, h sandbox.Host) string {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	if b, err := os.ReadFile(filepath.Join(h.Dir, "consul.hcl")); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, "="); ok && strings.TrimSpace(k) == "node_id" {
+				return strings.Trim(strings.TrimSpace(v), `"`)
+			}
+		}
+	}
+	var b []byte
+	err := harness.Wait(10*time.Second, func() error {
+		var err error
+		b, err = os.ReadFile(filepath.Join(h.Dir, "consul", "node-id"))
+		return err
+	})
 	if err != nil {
-		t.Fatalf("reading %s: %v", path, err)
+		t.Fatalf("reading %s's consul node ID: %v", h.Name, err)
 	}
 	return strings.TrimSpace(string(b))
 }
