@@ -102,9 +102,9 @@ func (c *Controller) Status() Status {
 	return st
 }
 
-// Leave takes this host out of the mesh for good: the record is withdrawn
-// (every other host removes its peer and route), the lease released and its
-// local cache removed. The caller removes the interface afterwards.
+// Leave takes this host out of the mesh for good: the record is withdrawn,
+// the lease released (the explicit withdrawal: every other host removes its
+// peer and route at once) and its local cache removed. The caller removes the interface afterwards.
 func (c *Controller) Leave(ctx context.Context) error {
 	c.annMu.Lock()
 	defer c.annMu.Unlock()
