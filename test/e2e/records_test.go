@@ -177,6 +177,16 @@ func TestRecords(t *testing.T) {
 				t.Logf("%s status while h2's record is absent: %s", h, strings.TrimSpace(l))
 			}
 		}
+		for _, l := range leases(ctx, t, sb, "h1") {
+			if l.Node != "h2" {
+				continue
+			}
+			if l.Record || l.Serf != "record absent" || l.FailingFor == "" {
+				t.Errorf("drover leases on h1 for h2 while its record is absent: %+v", l)
+			}
+		}
+		out, _ := sb.Output(ctx, "h1", "drover", "leases")
+		t.Logf("drover leases on h1 while h2's record is absent:\n%s", out)
 		gaps := stopWatch()
 		if len(gaps) > 0 {
 			t.Errorf("h2's peer removed while only its record was absent: %v", gaps)
@@ -376,6 +386,8 @@ type leaseRow struct {
 	Node   string `json:"node"`
 	Record bool   `json:"record"`
 	Serf   string `json:"serf_health"`
+	// FailingFor is how long h1's agent has seen the node failing or absent.
+	FailingFor string `json:"failing_for"`
 }
 
 func leases(ctx context.Context, t testing.TB, sb *sandbox.Sandbox, host string) []leaseRow {
