@@ -108,6 +108,12 @@ func (s *Sync) Status() SyncStatus {
 	return st
 }
 
+// Kick asks for a full pass now (coalesced with any pending one): the
+// overlay calls it when the local Consul agent forgot its registrations
+// (an agent restarted with an empty data dir), so that every container
+// service is registered again at once rather than at the next resync.
+func (s *Sync) Kick() { s.poke() }
+
 func (s *Sync) poke() {
 	select {
 	case s.kick <- struct{}{}:

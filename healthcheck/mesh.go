@@ -87,6 +87,15 @@ func NewMesh(opt MeshOptions) *Mesh {
 	return &Mesh{opt: opt, peers: map[string]*PeerProbe{}}
 }
 
+// Resend makes the next round report its aggregate even when it did not
+// change: the check was registered again (the local Consul agent forgot it
+// and the drover-node record was restored with its initial status).
+func (m *Mesh) Resend() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.reported = ""
+}
+
 // Status returns the latest probe of every peer, sorted by node.
 func (m *Mesh) Status() []PeerProbe {
 	m.mu.Lock()

@@ -25,8 +25,11 @@ type Input struct {
 	ClusterCIDR netip.Prefix
 	Nodes       []discovery.Node // every drover-node instance, failing ones included
 	Leases      Leases
-	Expired     map[string]bool // nodes failing for longer than the peer timeout
+	Expired     map[string]bool // nodes failing (or absent) for longer than the peer timeout
 	Keepalive   time.Duration
+	// Remembered are the peers this host already had (see Remembered): one
+	// whose record is absent stays while its lease still names it.
+	Remembered []Peer
 }
 
 // Peer is one desired WireGuard peer.
@@ -85,7 +88,10 @@ func (r Rejection) String() string {
 // of that subnet names the same node and key (bound both ways), its key is
 // not ours nor another peer's, and its subnet overlaps neither ours nor an
 // accepted peer's. Everything else is rejected with a reason. Nodes that
-// are merely failing stay peers; only expired ones go. It is pure.
+// are merely failing stay peers; only expired ones go. A remembered peer
+// whose record is absent stays (Health HealthAbsent) while its lease still
+// names the same node and key; its lease going removes it at once. It is
+// pure.
 func Desired(in Input) (State, []Rejection) {
 	st := State{Peers: map[wgtypes.Key]Peer{}}
 	var rej []Rejection
@@ -161,6 +167,7 @@ func Desired(in Input) (State, []Rejection) {
 		st.Peers[key] = Peer{Name: n.Name, PublicKey: key, Endpoint: n.Endpoint, Subnet: n.Subnet,
 			Keepalive: in.Keepalive, Health: n.Health, ConsulNode: n.ConsulNode}
 	}
+	keepRemembered(st, in, keyCount)
 	sort.Slice(rej, func(i, j int) bool { return rej[i].String() < rej[j].String() })
 	return st, rej
 }

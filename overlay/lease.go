@@ -136,15 +136,53 @@ func nextPrefix(p netip.Prefix) netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), p.Bits())
 }
 
+// Records lists the drover-node records in the catalog (every instance,
+// failing ones included).
+type Records interface {
+	NodeRecords(ctx context.Context) ([]discovery.Node, error)
+}
+
+// WithRecords returns leases plus a stand-in lease for every subnet that a
+// drover-node record of another node announces while no lease covers it:
+// a lease key that vanished from KV (deleted by hand, a restored snapshot)
+// while its owner still runs. A host choosing a subnet must not take such
+// one; its owner takes the lease back from its local copy. Records naming
+// self's node are left out (self decides about its own). It is pure.
+func WithRecords(leases Leases, nodes []discovery.Node, self Lease) Leases {
+	out := Leases{}
+	for p, l := range leases {
+		out[p] = l
+	}
+	for _, n := range nodes {
+		if n.Name == "" || n.Name == self.Node || !n.Subnet.IsValid() || n.Subnet != n.Subnet.Masked() {
+			continue
+		}
+		if !free(out, n.Subnet) {
+			continue
+		}
+		out[n.Subnet] = Lease{Node: n.Name, PublicKey: n.PublicKey}
+	}
+	return out
+}
+
 // Acquire holds a subnet for self in the KV store, with check-and-set so
 // that two hosts never share one. It retries when another host wins a race.
-func Acquire(ctx context.Context, kv KV, cidr netip.Prefix, bits int, self Lease, cached netip.Prefix) (netip.Prefix, error) {
+// recs, when not nil, is read on every attempt: a subnet a drover-node
+// record announces is never chosen, even when its lease key is missing.
+func Acquire(ctx context.Context, kv KV, recs Records, cidr netip.Prefix, bits int, self Lease, cached netip.Prefix) (netip.Prefix, error) {
 	for attempt := 0; attempt < 20; attempt++ {
 		entries, err := kv.List(ctx, LeasePrefix)
 		if err != nil {
 			return netip.Prefix{}, fmt.Errorf("listing leases: %w", err)
 		}
 		leases, _ := ParseLeases(entries)
+		if recs != nil {
+			nodes, err := recs.NodeRecords(ctx)
+			if err != nil {
+				return netip.Prefix{}, fmt.Errorf("listing drover-node records: %w", err)
+			}
+			leases = WithRecords(leases, nodes, self)
+		}
 		p, held, err := ChooseSubnet(cidr, bits, leases, self, cached)
 		if err != nil {
 			return netip.Prefix{}, err

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/drover-net/drover/discovery"
 )
 
 // fakeKV is an in-memory KV with Consul's check-and-set semantics. Before a
@@ -519,7 +521,7 @@ func TestAcquire(t *testing.T) {
 			for p, l := range tc.steal {
 				kv.steal[LeaseKey(p)] = l
 			}
-			got, err := Acquire(context.Background(), kv, cidr, 24, self, tc.cached)
+			got, err := Acquire(context.Background(), kv, nil, cidr, 24, self, tc.cached)
 			if tc.wantErr != "" || tc.wantIs != nil {
 				if err == nil {
 					t.Fatalf("Acquire = %s, want an error", got)
@@ -569,7 +571,7 @@ type racingKV struct{ *fakeKV }
 func (r racingKV) CAS(context.Context, string, []byte, uint64) (bool, error) { return false, nil }
 
 func TestAcquireGivesUpAfterLosingEveryRace(t *testing.T) {
-	_, err := Acquire(context.Background(), racingKV{newFakeKV()}, pfx("10.42.0.0/16"), 24, Lease{Node: "self", PublicKey: "k"}, netip.Prefix{})
+	_, err := Acquire(context.Background(), racingKV{newFakeKV()}, nil, pfx("10.42.0.0/16"), 24, Lease{Node: "self", PublicKey: "k"}, netip.Prefix{})
 	if err == nil || !strings.Contains(err.Error(), "lost 20 races") {
 		t.Errorf("Acquire error = %v, want one about lost races", err)
 	}
@@ -579,7 +581,7 @@ func TestAcquireListError(t *testing.T) {
 	kv := newFakeKV()
 	boom := errors.New("consul down")
 	kv.listErr = boom
-	_, err := Acquire(context.Background(), kv, pfx("10.42.0.0/16"), 24, Lease{Node: "self", PublicKey: "k"}, netip.Prefix{})
+	_, err := Acquire(context.Background(), kv, nil, pfx("10.42.0.0/16"), 24, Lease{Node: "self", PublicKey: "k"}, netip.Prefix{})
 	if !errors.Is(err, boom) {
 		t.Errorf("Acquire error = %v, want it to wrap %v", err, boom)
 	}
@@ -679,5 +681,67 @@ func TestReleaseLeaseChangedMeanwhile(t *testing.T) {
 	}
 	if got := kv.leases(t)[p]; got.Node != "other" {
 		t.Errorf("lease after Release = %+v, want the other host's one kept", got)
+	}
+}
+
+// fakeRecords lists a fixed set of drover-node records.
+type fakeRecords []discovery.Node
+
+func (f fakeRecords) NodeRecords(context.Context) ([]discovery.Node, error) { return f, nil }
+
+// TestWithRecords: a subnet announced by a record is taken even when its
+// lease key is missing; records of self and malformed ones are ignored.
+func TestWithRecords(t *testing.T) {
+	self := Lease{Node: "self", PublicKey: "kself"}
+	rec := func(name, subnet string) discovery.Node {
+		n := discovery.Node{Name: name, PublicKey: "k" + name}
+		if subnet != "" {
+			n.Subnet = pfx(subnet)
+		}
+		return n
+	}
+	tests := []struct {
+		name   string
+		leases Leases
+		nodes  []discovery.Node
+		want   Leases
+	}{
+		{name: "no records", leases: Leases{pfx("10.42.0.0/24"): {Node: "a", PublicKey: "ka"}},
+			want: Leases{pfx("10.42.0.0/24"): {Node: "a", PublicKey: "ka"}}},
+		{name: "a record whose lease vanished still takes its subnet",
+			nodes: []discovery.Node{rec("b", "10.42.1.0/24")},
+			want:  Leases{pfx("10.42.1.0/24"): {Node: "b", PublicKey: "kb"}}},
+		{name: "a lease wins over a record of the same subnet",
+			leases: Leases{pfx("10.42.1.0/24"): {Node: "c", PublicKey: "kc"}},
+			nodes:  []discovery.Node{rec("b", "10.42.1.0/24")},
+			want:   Leases{pfx("10.42.1.0/24"): {Node: "c", PublicKey: "kc"}}},
+		{name: "self's own record and malformed records are ignored",
+			nodes: []discovery.Node{rec("self", "10.42.2.0/24"), rec("d", ""), rec("", "10.42.3.0/24"), rec("e", "10.42.4.1/24")},
+			want:  Leases{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := WithRecords(tc.leases, tc.nodes, self)
+			if diff := cmp.Diff(tc.want, got, netipEq); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestAcquireSkipsAnnouncedSubnet: the first subnet's lease key vanished
+// but its owner's record still announces it; a new host takes the next.
+func TestAcquireSkipsAnnouncedSubnet(t *testing.T) {
+	kv := newFakeKV()
+	kv.putLease(pfx("10.42.1.0/24"), Lease{Node: "c", PublicKey: "kc"})
+	recs := fakeRecords{{Name: "b", PublicKey: "kb", Subnet: pfx("10.42.0.0/24")}, {Name: "c", PublicKey: "kc", Subnet: pfx("10.42.1.0/24")}}
+	got, err := Acquire(context.Background(), kv, recs, pfx("10.42.0.0/16"), 24, Lease{Node: "new", PublicKey: "knew"}, pfx("10.42.0.0/24"))
+	if err != nil || got != pfx("10.42.2.0/24") {
+		t.Fatalf("Acquire = %v, %v; want 10.42.2.0/24 (cached 10.42.0.0/24 is announced by b)", got, err)
+	}
+	// The owner takes its lease back from its local copy (no records read).
+	back, err := Acquire(context.Background(), kv, nil, pfx("10.42.0.0/24"), 24, Lease{Node: "b", PublicKey: "kb"}, pfx("10.42.0.0/24"))
+	if err != nil || back != pfx("10.42.0.0/24") {
+		t.Fatalf("owner retaking = %v, %v", back, err)
 	}
 }

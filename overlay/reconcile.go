@@ -51,8 +51,10 @@ type Firewall interface {
 }
 
 // Announcer publishes this host's drover-node record (and removes it).
+// Announce writes only when the agent's record differs and reports whether
+// it wrote.
 type Announcer interface {
-	Announce(ctx context.Context, self Self, endpoint netip.AddrPort) error
+	Announce(ctx context.Context, self Self, endpoint netip.AddrPort) (bool, error)
 	Withdraw(ctx context.Context) error
 }
 
@@ -86,21 +88,28 @@ type Controller struct {
 	nodes  *discovery.Latest[[]discovery.Instance]
 	leases *discovery.Latest[map[string]KVEntry]
 	kick   <-chan struct{}
+	// recs, watchRec and onRepair: see Deps.
+	recs     Records
+	watchRec RecordWatcher
+	onRepair func()
 
-	mu           sync.Mutex // guards the fields below
-	self         Self
-	prev         State
-	rejections   []Rejection
-	lastErr      error
-	lastApplied  time.Time
-	lastSuccess  time.Time     // end of the last reconcile pass without error
-	lastDuration time.Duration // of the last reconcile pass
-	reconciles   int           // passes since start
-	lastPlan     string
-	applies      int
-	failingSince map[string]time.Time
-	leaving      bool      // set by Leave: reconcile must not recreate anything
-	host         HostState // container network and firewall checks
+	annMu sync.Mutex // orders the record guard's Announce against Leave's Withdraw
+
+	mu            sync.Mutex // guards the fields below
+	self          Self
+	prev          State
+	rejections    []Rejection
+	lastErr       error
+	lastApplied   time.Time
+	lastSuccess   time.Time     // end of the last reconcile pass without error
+	lastDuration  time.Duration // of the last reconcile pass
+	reconciles    int           // passes since start
+	lastPlan      string
+	applies       int
+	failingSince  map[string]time.Time
+	leaving       bool      // set by Leave: reconcile must not recreate anything
+	recordRepairs int       // drover-node records the guard wrote back
+	host          HostState // container network and firewall checks
 }
 
 // Deps are the controller's collaborators.
@@ -114,6 +123,13 @@ type Deps struct {
 	Nodes    *discovery.Latest[[]discovery.Instance] // drover-node instances
 	Leases   *discovery.Latest[map[string]KVEntry]
 	Kick     <-chan struct{} // kicked when either changes
+	// Records (may be nil) lists drover-node records for the lease choice:
+	// a subnet a record announces is never taken.
+	Records Records
+	// Record (may be nil) watches this host's own record; when it vanishes
+	// or changes, it is announced again and OnRepair (may be nil) called.
+	Record   RecordWatcher
+	OnRepair func()
 }
 
 // New returns a controller; it changes nothing yet.
@@ -125,7 +141,8 @@ func New(opt Options, d Deps) *Controller {
 		opt.Resync = 30 * time.Second
 	}
 	return &Controller{opt: opt, wg: d.WG, kern: d.Kernel, bridge: d.Bridge, ann: d.Ann, fw: d.Firewall, kv: d.KV,
-		nodes: d.Nodes, leases: d.Leases, kick: d.Kick, failingSince: map[string]time.Time{}}
+		nodes: d.Nodes, leases: d.Leases, kick: d.Kick, recs: d.Records, watchRec: d.Record, onRepair: d.OnRepair,
+		failingSince: map[string]time.Time{}}
 }
 
 func (c *Controller) leaseFile() string { return filepath.Join(c.opt.DataDir, "lease") }
@@ -141,7 +158,7 @@ func (c *Controller) Start(ctx context.Context) (Self, error) {
 	if b, err := os.ReadFile(c.leaseFile()); err == nil {
 		cached, _ = netip.ParsePrefix(strings.TrimSpace(string(b)))
 	}
-	subnet, err := Acquire(ctx, c.kv, c.opt.ClusterCIDR, c.opt.SubnetBits, Lease{Node: c.opt.NodeName, PublicKey: pub.String()}, cached)
+	subnet, err := Acquire(ctx, c.kv, c.recs, c.opt.ClusterCIDR, c.opt.SubnetBits, Lease{Node: c.opt.NodeName, PublicKey: pub.String()}, cached)
 	if err != nil {
 		return Self{}, fmt.Errorf("leasing a subnet: %w", err)
 	}
@@ -166,7 +183,7 @@ func (c *Controller) Start(ctx context.Context) (Self, error) {
 			return Self{}, err
 		}
 	}
-	if err := c.ann.Announce(ctx, self, c.opt.Endpoint); err != nil {
+	if _, err := c.ann.Announce(ctx, self, c.opt.Endpoint); err != nil {
 		return Self{}, err
 	}
 	c.opt.Log.Info("joined the mesh", "node", self.Name, "subnet", subnet, "endpoint", c.opt.Endpoint, "public_key", pub.String())
@@ -186,6 +203,12 @@ func (c *Controller) Run(ctx context.Context) error {
 	// nothing drifted.
 	probe := time.NewTicker(2 * time.Second)
 	defer probe.Stop()
+	guarded := make(chan struct{})
+	defer func() { <-guarded }()
+	go func() {
+		defer close(guarded)
+		c.guardRecord(ctx)
+	}()
 	c.reconcile(ctx)
 	for {
 		select {
@@ -240,7 +263,6 @@ func (c *Controller) reconcileOnce(ctx context.Context) error {
 	leases, problems := ParseLeases(kv)
 	c.mu.Lock()
 	self, prev := c.self, c.prev
-	expired := c.expiredLocked(nodes, time.Now())
 	c.mu.Unlock()
 	if !holds(leases, self) {
 		// The snapshot may predate our own lease write: ask Consul again
@@ -253,11 +275,6 @@ func (c *Controller) reconcileOnce(ctx context.Context) error {
 			return c.relost(ctx, self, leases)
 		}
 	}
-	desired, rej := Desired(Input{Self: self, ClusterCIDR: c.opt.ClusterCIDR, Nodes: nodes, Leases: leases,
-		Expired: expired, Keepalive: c.opt.Keepalive})
-	for _, p := range problems {
-		rej = append(rej, Rejection{Reason: p})
-	}
 	// Interface present, up, right MTU: adopted untouched when it is, so
 	// this is a read; recreated (its wireguard-go died, or someone deleted
 	// it) or set up again when it is not.
@@ -267,6 +284,11 @@ func (c *Controller) reconcileOnce(ctx context.Context) error {
 	dev, err := c.wg.Device(c.opt.Interface)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", c.opt.Interface, err)
+	}
+	in := c.desiredInput(self, prev, dev, nodes, leases)
+	desired, rej := Desired(in)
+	for _, p := range problems {
+		rej = append(rej, Rejection{Reason: p})
 	}
 	routes, err := c.kern.Routes()
 	if err != nil {
@@ -331,15 +353,38 @@ func (c *Controller) relost(ctx context.Context, self Self, leases Leases) error
 		return fmt.Errorf("our subnet %s is now leased to %q (key %s): refusing to share it; run `drover leave` here or release that lease", self.Subnet, l.Node, short(l.PublicKey))
 	}
 	c.opt.Log.Warn("our lease vanished from Consul; taking it back", "subnet", self.Subnet)
-	_, err := Acquire(ctx, c.kv, self.Subnet, self.Subnet.Bits(), Lease{Node: self.Name, PublicKey: self.PublicKey.String()}, self.Subnet)
+	_, err := Acquire(ctx, c.kv, nil, self.Subnet, self.Subnet.Bits(), Lease{Node: self.Name, PublicKey: self.PublicKey.String()}, self.Subnet)
 	return err
 }
 
+// desiredInput gathers Desired's input: the remembered peers (prev and the
+// device) and the nodes failing or absent for longer than the timeout.
+func (c *Controller) desiredInput(self Self, prev State, dev *wgtypes.Device, nodes []discovery.Node, leases Leases) Input {
+	remembered := Remembered(prev, dev, leases, c.opt.Keepalive)
+	c.mu.Lock()
+	expired := c.expiredLocked(nodes, absentNames(remembered, nodes), time.Now())
+	c.mu.Unlock()
+	return Input{Self: self, ClusterCIDR: c.opt.ClusterCIDR, Nodes: nodes, Leases: leases,
+		Expired: expired, Keepalive: c.opt.Keepalive, Remembered: remembered}
+}
+
 // expiredLocked tracks, on this host's monotonic clock, how long each node
-// has been failing and returns those failing for longer than the timeout.
-func (c *Controller) expiredLocked(nodes []discovery.Node, now time.Time) map[string]bool {
+// has been failing (or, for remembered peers, absent from Consul) and
+// returns those failing for longer than the timeout.
+func (c *Controller) expiredLocked(nodes []discovery.Node, absent map[string]bool, now time.Time) map[string]bool {
 	out := map[string]bool{}
 	seen := map[string]bool{}
+	for name := range absent {
+		seen[name] = true
+		since, ok := c.failingSince[name]
+		if !ok {
+			c.failingSince[name] = now
+			continue
+		}
+		if c.opt.PeerTimeout > 0 && now.Sub(since) > c.opt.PeerTimeout {
+			out[name] = true
+		}
+	}
 	for _, n := range nodes {
 		seen[n.Name] = true
 		if n.Health != "critical" {

@@ -26,6 +26,9 @@ type PeerStatus struct {
 	RxBytes       int64     `json:"rx_bytes"`
 	TxBytes       int64     `json:"tx_bytes"`
 	Reachable     bool      `json:"reachable"`
+	// FailingFor is how long, on this host's monotonic clock, the node has
+	// been critical in Consul or its record absent ("" when it is not).
+	FailingFor string `json:"failing_for,omitempty"`
 }
 
 // Status is the overlay's part of `drover status`.
@@ -46,6 +49,9 @@ type Status struct {
 	LastSuccess time.Time     `json:"last_success"`
 	LastPassDur time.Duration `json:"last_pass_duration_ns"`
 	Host        HostState     `json:"host"`
+	// RecordRepairs counts the times this host's drover-node record was
+	// missing or changed on the local Consul agent and written back.
+	RecordRepairs int `json:"record_repairs"`
 }
 
 // Status reports the overlay's state, joining what was desired with what
@@ -55,11 +61,15 @@ func (c *Controller) Status() Status {
 	st := Status{Node: c.self.Name, PublicKey: c.self.PublicKey.String(), Subnet: c.self.Subnet.String(),
 		Interface: c.opt.Interface, Endpoint: c.opt.Endpoint.String(), MTU: c.opt.MTU,
 		Rejections: append([]Rejection(nil), c.rejections...), LastApplied: c.lastApplied, LastPlan: c.lastPlan, Applies: c.applies,
-		Reconciles: c.reconciles, LastSuccess: c.lastSuccess, LastPassDur: c.lastDuration, Host: c.host}
+		Reconciles: c.reconciles, LastSuccess: c.lastSuccess, LastPassDur: c.lastDuration, Host: c.host, RecordRepairs: c.recordRepairs}
 	if c.lastErr != nil {
 		st.LastError = c.lastErr.Error()
 	}
 	prev := c.prev
+	failing := map[string]time.Duration{}
+	for name, since := range c.failingSince {
+		failing[name] = time.Since(since).Round(time.Second)
+	}
 	c.mu.Unlock()
 	dev, err := c.wg.Device(c.opt.Interface)
 	if err != nil && st.LastError == "" {
@@ -68,6 +78,9 @@ func (c *Controller) Status() Status {
 	now := time.Now()
 	for key, p := range prev.Peers {
 		ps := PeerStatus{Node: p.Name, PublicKey: key.String(), Endpoint: p.Endpoint.String(), Subnet: p.Subnet.String(), Health: p.Health}
+		if d, ok := failing[p.Name]; ok {
+			ps.FailingFor = d.String()
+		}
 		if dev != nil {
 			for _, dp := range dev.Peers {
 				if dp.PublicKey != key {
@@ -90,10 +103,12 @@ func (c *Controller) Status() Status {
 	return st
 }
 
-// Leave takes this host out of the mesh for good: the record is withdrawn
-// (every other host removes its peer and route), the lease released and its
-// local cache removed. The caller removes the interface afterwards.
+// Leave takes this host out of the mesh for good: the record is withdrawn,
+// the lease released (the explicit withdrawal: every other host removes its
+// peer and route at once) and its local cache removed. The caller removes the interface afterwards.
 func (c *Controller) Leave(ctx context.Context) error {
+	c.annMu.Lock()
+	defer c.annMu.Unlock()
 	c.mu.Lock()
 	self := c.self
 	c.leaving = true

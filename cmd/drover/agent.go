@@ -121,7 +121,6 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 		_ = g.Wait()
 		return err
 	}
-	g.Go(func() error { return a.overlay.Run(gctx) })
 	a.sync = discovery.NewSync(discovery.SyncOptions{
 		Node: a.cfg.NodeName, Network: a.cfg.Network, Resync: a.cfg.Resync,
 		Checks: healthcheck.ConsulChecks, FirstJudgment: healthcheck.FirstJudgment,
@@ -136,6 +135,8 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Report:  a.reportMesh(),
 		Log:     log.With("component", "mesh"),
 	})
+	// Started after sync and mesh exist: its record guard calls both.
+	g.Go(func() error { return a.overlay.Run(gctx) })
 	g.Go(func() error { return a.mesh.Run(gctx) })
 	if a.cfg.Confdir != "" {
 		rs, err := confgen.LoadResources(a.cfg.Confdir, a.cfg.Prefix)
@@ -301,6 +302,7 @@ func (a *agent) startOverlay(ctx context.Context, kick <-chan struct{}) error {
 		Bridge: bridgeShim{a.docker, a.cfg}, Ann: announcer{a.consul, a.log}, KV: kvShim{a.consul},
 		Firewall: firewall.Host{Interface: a.cfg.Interface, Bridge: a.cfg.Bridge},
 		Nodes:    a.nodes, Leases: a.leases, Kick: kick,
+		Records: recordsShim{a.consul}, Record: recordWatcher{a.consul}, OnRepair: a.recordRepaired,
 	})
 	for delay := 250 * time.Millisecond; ; delay = min(delay*2, 10*time.Second) {
 		_, err := a.overlay.Start(ctx)
@@ -385,17 +387,45 @@ type announcer struct {
 	log *slog.Logger
 }
 
-func (an announcer) Announce(ctx context.Context, self overlay.Self, ep netip.AddrPort) error {
+func (an announcer) Announce(ctx context.Context, self overlay.Self, ep netip.AddrPort) (bool, error) {
 	r := discovery.NodeRegistration(self.Name, self.PublicKey.String(), ep, self.Subnet, buildinfo.String())
 	cur, err := an.c.Service(ctx, r.ID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if discovery.SameRegistration(cur, r) {
-		an.log.Info("drover-node registration unchanged; nothing written")
-		return nil
+		an.log.Debug("drover-node registration unchanged; nothing written")
+		return false, nil
 	}
-	return an.c.Register(ctx, r)
+	return true, an.c.Register(ctx, r)
+}
+
+// recordWatcher adapts the Consul adapter to overlay.RecordWatcher: a
+// hash-blocking query on the local agent's drover-node service.
+type recordWatcher struct{ c *consul.Client }
+
+func (w recordWatcher) WaitRecord(ctx context.Context, hash string) (string, error) {
+	return w.c.WaitService(ctx, discovery.NodeService, hash)
+}
+
+// recordsShim adapts the Consul adapter to overlay.Records.
+type recordsShim struct{ c *consul.Client }
+
+func (r recordsShim) NodeRecords(ctx context.Context) ([]discovery.Node, error) {
+	es, _, err := r.c.HealthService(ctx, discovery.NodeService, 0)
+	return discovery.NodesFromEntries(es), err
+}
+
+// recordRepaired runs when the overlay wrote this host's drover-node record
+// back (the local Consul agent forgot it): the agent forgot the container
+// services and the mesh check's status too, so both are re-sent now.
+func (a *agent) recordRepaired() {
+	if a.sync != nil {
+		a.sync.Kick()
+	}
+	if a.mesh != nil {
+		a.mesh.Resend()
+	}
 }
 
 func (an announcer) Withdraw(ctx context.Context) error {

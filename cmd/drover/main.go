@@ -41,6 +41,8 @@ func commands() []command {
 		{"status", "show what the local agent is doing", (*cli).status},
 		{"leave", "take this host out of the mesh for good", (*cli).leaveCmd},
 		{"services", "list the service instances in Consul with address and health", (*cli).services},
+		{"leases", "list the subnet leases with their nodes and whether they are alive", (*cli).leases},
+		{"lease", "release the subnet lease of a node that is gone (lease release SUBNET)", (*cli).lease},
 		{"confgen", "render files from Consul, confd-compatible (onetime or watching)", (*cli).confgen},
 		{"sandbox", "run a multi-host test cluster on this machine (namespaces)", (*cli).sandbox},
 		{"version", "print the version", (*cli).version},

@@ -42,3 +42,23 @@ func TestVersion(t *testing.T) {
 		t.Errorf("version: exit %d, %q", code, out)
 	}
 }
+
+func TestLeaseArgs(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"lease"}, 2, "Usage: drover lease"},
+		{[]string{"lease", "grab", "10.42.0.0/24"}, 2, "Usage: drover lease"},
+		{[]string{"lease", "release"}, 2, "Usage: drover lease"},
+		{[]string{"lease", "release", "10.42.0.1/24"}, 1, "is not a subnet"},
+		{[]string{"lease", "release", "nonsense", "--force"}, 1, "is not a subnet"},
+		{[]string{"lease", "release", "10.42.0.0/24", "10.42.1.0/24"}, 2, "Usage: drover lease"},
+	} {
+		code, _, errOut := runCLI(tc.args...)
+		if code != tc.code || !strings.Contains(errOut, tc.msg) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", tc.args, code, errOut, tc.code, tc.msg)
+		}
+	}
+}

@@ -211,7 +211,7 @@ func printStatus(w io.Writer, r StatusReport) {
 }
 
 func (c *cli) leaveCmd(args []string) int {
-	fs, sock := c.socketFlag("leave", "drover leave [--status-socket PATH]\n\nTakes this host out of the mesh for good: the running agent withdraws its\ndrover-node record (every other host drops its peer and route), releases\nits subnet lease, removes the WireGuard interface and exits.")
+	fs, sock := c.socketFlag("leave", "drover leave [--status-socket PATH]\n\nTakes this host out of the mesh for good: the running agent withdraws its\ndrover-node record, releases its subnet lease (every other host drops its\npeer and route at once), removes the WireGuard interface and exits.")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}

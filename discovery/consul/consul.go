@@ -113,6 +113,25 @@ func (c *Client) Service(ctx context.Context, id string) (*api.AgentService, err
 	return s, nil
 }
 
+// WaitService runs a blocking query on the local agent's registration of
+// id: while hash is not "" and still the registration's content hash, it
+// waits (up to WaitTime). It returns the current hash, "" when the agent
+// has no such service.
+func (c *Client) WaitService(ctx context.Context, id, hash string) (string, error) {
+	q := (&api.QueryOptions{WaitHash: hash, WaitTime: c.WaitTime}).WithContext(ctx)
+	_, meta, err := c.api.Agent().Service(id, q)
+	if err != nil {
+		if se, ok := err.(api.StatusError); ok && se.Code == 404 {
+			return "", nil
+		}
+		return "", fmt.Errorf("watching service %s on the local agent: %w", id, err)
+	}
+	if meta == nil || meta.LastContentHash == "" {
+		return "", fmt.Errorf("watching service %s on the local agent: no content hash in the answer", id)
+	}
+	return meta.LastContentHash, nil
+}
+
 // Register registers (or replaces) a service on the local agent.
 func (c *Client) Register(ctx context.Context, r *api.AgentServiceRegistration) error {
 	if err := c.api.Agent().ServiceRegisterOpts(r, api.ServiceRegisterOpts{}.WithContext(ctx)); err != nil {

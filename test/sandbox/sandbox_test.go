@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -66,10 +67,14 @@ func TestNamesAndAddresses(t *testing.T) {
 		t.Errorf("HostByName(h3) = %v, want an error naming h1..h2", err)
 	}
 	cfg := sb.consulConfig("h1", "10.99.0.11", "/d/h1/consul", false)
-	for _, w := range []string{`node_name = "h1"`, `bind_addr = "10.99.0.11"`, `client_addr = "127.0.0.1"`, "enable_script_checks = false"} {
+	for _, w := range []string{`node_name = "h1"`, `bind_addr = "10.99.0.11"`, `client_addr = "127.0.0.1"`, "enable_script_checks = false", `node_id = "`} {
 		if !strings.Contains(cfg, w) {
 			t.Errorf("client config lacks %q:\n%s", w, cfg)
 		}
+	}
+	if id := sb.nodeID("h1"); !regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`).MatchString(id) ||
+		id != sb.nodeID("h1") || id == sb.nodeID("h2") {
+		t.Errorf("nodeID(h1) = %q: want a stable UUID, unlike h2's %q", id, sb.nodeID("h2"))
 	}
 	if strings.Contains(cfg, "server = true") {
 		t.Errorf("client config is a server:\n%s", cfg)
