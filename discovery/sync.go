@@ -56,7 +56,14 @@ type SyncOptions struct {
 	// Docker status to Consul's.
 	DockerCheckID func(serviceID string) string
 	DockerStatus  func(string) string
-	Log           *slog.Logger
+	// DockerRefresh is how old a bridged Docker status may get before it is
+	// written again although it did not change, so that its TTL never runs
+	// out while the container is healthy (default 15 min; the wiring passes
+	// a quarter of healthcheck's TTL).
+	DockerRefresh time.Duration
+	// Now is the clock (default time.Now); tests move it.
+	Now func() time.Time
+	Log *slog.Logger
 }
 
 // SyncStatus is the sync loop's part of `drover status`.
@@ -94,6 +101,12 @@ type Sync struct {
 func NewSync(opt SyncOptions, d Docker, a Agent) *Sync {
 	if opt.Resync == 0 {
 		opt.Resync = 30 * time.Second
+	}
+	if opt.DockerRefresh == 0 {
+		opt.DockerRefresh = 15 * time.Minute
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
 	}
 	return &Sync{opt: opt, docker: d, agent: a, kick: make(chan struct{}, 1)}
 }
@@ -377,16 +390,35 @@ func (s *Sync) bridgeDockerHealth(ctx context.Context, desired []Registration, e
 		}
 		id := s.opt.DockerCheckID(r.ID)
 		want := s.opt.DockerStatus(r.DockerStatus)
-		if c, ok := checks[id]; ok && c.Status == want {
+		now := s.opt.Now()
+		if c, ok := checks[id]; ok && c.Status == want && now.Sub(refreshedAt(c.Output)) < s.opt.DockerRefresh {
 			continue
 		}
-		if err := s.agent.UpdateTTL(ctx, id, "docker health: "+r.DockerStatus, want); err != nil {
+		out := fmt.Sprintf("docker health: %s (refreshed %s)", r.DockerStatus, now.UTC().Format(time.RFC3339))
+		if err := s.agent.UpdateTTL(ctx, id, out, want); err != nil {
 			*errs = append(*errs, err)
 			continue
 		}
 		changes = append(changes, fmt.Sprintf("ttl %s %s", id, want))
 	}
 	return changes
+}
+
+// refreshedAt reads the time a bridged status was last written from its
+// output ("… (refreshed 2006-01-02T15:04:05Z)"); zero when it has none. The
+// time comes from this host's own clock, written by this host, so it is
+// compared only with that clock, and it survives an agent restart: a
+// restarted agent refreshes only what is due.
+func refreshedAt(output string) time.Time {
+	i := strings.LastIndex(output, "(refreshed ")
+	if i < 0 {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339, strings.TrimSuffix(output[i+len("(refreshed "):], ")"))
+	if err != nil {
+		return time.Time{}
+	}
+	return t
 }
 
 func sortedIDs(m map[string]*api.AgentService) []string {

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
@@ -59,8 +60,8 @@ func (f *fakeAgent) Deregister(_ context.Context, id string) error {
 	f.log = append(f.log, "deregister "+id)
 	return nil
 }
-func (f *fakeAgent) UpdateTTL(_ context.Context, id, _, status string) error {
-	f.checks[id] = &api.AgentCheck{CheckID: id, Status: status}
+func (f *fakeAgent) UpdateTTL(_ context.Context, id, output, status string) error {
+	f.checks[id] = &api.AgentCheck{CheckID: id, Status: status, Output: output}
 	f.log = append(f.log, "ttl "+id+" "+status)
 	return nil
 }
@@ -160,5 +161,24 @@ func TestSyncBridgesDockerHealth(t *testing.T) {
 	}
 	if len(a.log) != 0 {
 		t.Errorf("unchanged health wrote %v", a.log)
+	}
+	// An unchanged status is written again before its TTL can run out
+	// (issue 12, defect 2: it was refreshed only on changes, so every
+	// healthy container went critical after the TTL), and only then.
+	now := time.Now()
+	s.opt.Now = func() time.Time { return now.Add(10 * time.Minute) }
+	if err := s.pass(ctx); err != nil || len(a.log) != 0 {
+		t.Errorf("10 min later: wrote %v (%v), want nothing yet", a.log, err)
+	}
+	s.opt.Now = func() time.Time { return now.Add(16 * time.Minute) }
+	if err := s.pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(a.log, "; "); got != "ttl drover:h1:dddddddddddd:8080:docker passing" {
+		t.Errorf("16 min later wrote %q, want one TTL refresh", got)
+	}
+	a.log = nil
+	if err := s.pass(ctx); err != nil || len(a.log) != 0 {
+		t.Errorf("right after the refresh: wrote %v (%v)", a.log, err)
 	}
 }

@@ -24,6 +24,11 @@ const DeregisterAfter = "10m"
 // any) keeps judging the service on its own.
 const DockerTTL = "1h"
 
+// DockerRefresh is how often an unchanged Docker status is written again:
+// a quarter of DockerTTL, so a healthy container never expires while drover
+// runs, even when its status does not change for hours.
+const DockerRefresh = 15 * time.Minute
+
 // ConsulChecks returns the Consul checks of one registration: the
 // Consul-run HTTP or TCP check from its definition (rise and fall as
 // success_before_passing and failures_before_critical, so that health is

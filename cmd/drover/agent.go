@@ -124,7 +124,7 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 	a.sync = discovery.NewSync(discovery.SyncOptions{
 		Node: a.cfg.NodeName, Network: a.cfg.Network, Resync: a.cfg.Resync,
 		Checks: healthcheck.ConsulChecks, FirstJudgment: healthcheck.FirstJudgment,
-		DockerCheckID: healthcheck.DockerCheckID, DockerStatus: healthcheck.DockerStatus,
+		DockerCheckID: healthcheck.DockerCheckID, DockerStatus: healthcheck.DockerStatus, DockerRefresh: healthcheck.DockerRefresh,
 		Log: log.With("component", "discovery"),
 	}, a.docker, a.consul)
 	g.Go(func() error { return a.sync.Run(gctx) })
