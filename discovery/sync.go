@@ -92,6 +92,9 @@ type Sync struct {
 	docker Docker
 	agent  Agent
 	kick   chan struct{}
+	// ttlAt is when each Docker TTL check was last set (its registration
+	// or its last update); only the loop's goroutine touches it.
+	ttlAt map[string]time.Time
 
 	mu     sync.Mutex // guards status
 	status SyncStatus
@@ -108,7 +111,7 @@ func NewSync(opt SyncOptions, d Docker, a Agent) *Sync {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	return &Sync{opt: opt, docker: d, agent: a, kick: make(chan struct{}, 1)}
+	return &Sync{opt: opt, docker: d, agent: a, kick: make(chan struct{}, 1), ttlAt: map[string]time.Time{}}
 }
 
 // Status returns a copy of the loop's status.
@@ -268,6 +271,9 @@ func (s *Sync) pass(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
+		if r.DockerHealth && s.opt.DockerCheckID != nil {
+			s.ttlAt[s.opt.DockerCheckID(r.ID)] = s.opt.Now()
+		}
 		changes = append(changes, "register "+r.ID+" "+r.Name+" "+r.Address.String()+":"+strconv.Itoa(r.Port))
 	}
 	for _, id := range sortedIDs(owned) {
@@ -372,8 +378,15 @@ func (s *Sync) bridgeDockerHealth(ctx context.Context, desired []Registration, e
 		return nil
 	}
 	var any bool
+	keep := map[string]bool{}
 	for _, r := range desired {
 		any = any || r.DockerHealth
+		keep[s.opt.DockerCheckID(r.ID)] = true
+	}
+	for id := range s.ttlAt {
+		if !keep[id] {
+			delete(s.ttlAt, id)
+		}
 	}
 	if !any {
 		return nil
@@ -391,14 +404,21 @@ func (s *Sync) bridgeDockerHealth(ctx context.Context, desired []Registration, e
 		id := s.opt.DockerCheckID(r.ID)
 		want := s.opt.DockerStatus(r.DockerStatus)
 		now := s.opt.Now()
-		if c, ok := checks[id]; ok && c.Status == want && now.Sub(refreshedAt(c.Output)) < s.opt.DockerRefresh {
-			continue
+		if c, ok := checks[id]; ok && c.Status == want {
+			last := refreshedAt(c.Output)
+			if t := s.ttlAt[id]; t.After(last) {
+				last = t
+			}
+			if now.Sub(last) < s.opt.DockerRefresh {
+				continue
+			}
 		}
 		out := fmt.Sprintf("docker health: %s (refreshed %s)", r.DockerStatus, now.UTC().Format(time.RFC3339))
 		if err := s.agent.UpdateTTL(ctx, id, out, want); err != nil {
 			*errs = append(*errs, err)
 			continue
 		}
+		s.ttlAt[id] = now
 		changes = append(changes, fmt.Sprintf("ttl %s %s", id, want))
 	}
 	return changes
