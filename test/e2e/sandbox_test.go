@@ -153,8 +153,9 @@ func TestSandboxRecoversFromKilledRun(t *testing.T) {
 	ctx := context.Background()
 	t.Cleanup(func() { _ = sb.Down(context.Background()) })
 	// Stale state: a namespace, a link and a directory of the prefix, no state file.
-	for _, args := range [][]string{{"netns", "add", "drvk-sw"}, {"netns", "add", "drvk-h1"},
-		{"-n", "drvk-h1", "link", "add", "junk0", "type", "veth", "peer", "name", "junk1"}} {
+	p := opt.Prefix
+	for _, args := range [][]string{{"netns", "add", p + "-sw"}, {"netns", "add", p + "-h1"},
+		{"-n", p + "-h1", "link", "add", "junk0", "type", "veth", "peer", "name", "junk1"}} {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 			t.Fatalf("ip %v: %v: %s", args, err, out)
 		}
