@@ -137,7 +137,11 @@ func (s *Sync) Run(ctx context.Context) error {
 				return nil
 			}
 			s.opt.Log.Warn("docker→consul sync failed; retrying", "err", err)
-			retry.Reset(bo.Next())
+			d := bo.Next()
+			if ACLDenied(err) {
+				d = min(d, time.Second)
+			}
+			retry.Reset(d)
 			continue
 		}
 		bo.Reset()

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -59,6 +60,7 @@ func (c *cli) agent(args []string) int {
 	if err := cfg.Validate(); err != nil {
 		return c.fail("%v", err)
 	}
+	c.takeConsulSecrets(&cfg.Consul)
 	log := newLogger(c.stderr, cfg.LogFormat, cfg.LogLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -98,6 +100,8 @@ type agent struct {
 	leases  *discovery.Latest[map[string]discovery.KVPair]
 	leave   chan chan error // leave requests from the status API
 	started time.Time
+	joined  atomic.Bool  // the overlay started and every controller exists
+	joinErr atomic.Value // string: the last join failure, "" once joined
 }
 
 func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
@@ -116,6 +120,9 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 	a.leases, leasesKick = a.watches.KV(overlay.LeasePrefix)
 	kick := merge(ctx, nodesKick, leasesKick)
 	g, gctx := errgroup.WithContext(ctx)
+	// The status socket answers from the start, so that a host whose join
+	// is refused (say, a token lacking key:write) shows why.
+	g.Go(func() error { return a.serveStatus(gctx) })
 	if err := a.startOverlay(ctx, kick); err != nil {
 		cancel()
 		_ = g.Wait()
@@ -137,6 +144,7 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Log:     log.With("component", "mesh"),
 	})
 	g.Go(func() error { return a.mesh.Run(gctx) })
+	a.joined.Store(true)
 	if a.cfg.Confdir != "" {
 		rs, err := confgen.LoadResources(a.cfg.Confdir, a.cfg.Prefix)
 		if err != nil {
@@ -159,7 +167,6 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 		a.lb = c
 		g.Go(func() error { return a.lb.Run(gctx) })
 	}
-	g.Go(func() error { return a.serveStatus(gctx) })
 	g.Go(func() error { return a.serveMetrics(gctx, a.cfg.MetricsAddr) })
 	g.Go(func() error {
 		select {
@@ -180,7 +187,7 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 // setup opens the clients and finds the node name, key, endpoint and MTU.
 func (a *agent) setup(ctx context.Context) error {
 	var err error
-	if a.consul, err = consul.New(a.cfg.ConsulAddr); err != nil {
+	if a.consul, err = consul.New(a.cfg.Consul.options()); err != nil {
 		return err
 	}
 	if a.docker, err = docker.New(a.cfg.DockerHost); err != nil {
@@ -303,18 +310,28 @@ func (a *agent) startOverlay(ctx context.Context, kick <-chan struct{}) error {
 		Nodes: a.nodes, Leases: a.leases, Kick: kick,
 	})
 	for delay := 250 * time.Millisecond; ; delay = min(delay*2, 10*time.Second) {
+		changed := a.consul.TokenChanged()
 		_, err := a.overlay.Start(ctx)
 		if err == nil {
+			a.joinErr.Store("")
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		a.log.Error("joining the mesh failed; retrying", "err", err, "retry_in", delay)
+		wait := delay
+		if consul.IsACLDenied(err) {
+			// A new token file ends the wait at once; the 1 s cap covers a
+			// right granted to the same token.
+			wait = min(delay, time.Second)
+		}
+		a.joinErr.Store(err.Error())
+		a.log.Error("joining the mesh failed; retrying", "err", err, "retry_in", wait)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(delay):
+		case <-changed:
+		case <-time.After(wait):
 		}
 	}
 }

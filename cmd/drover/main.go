@@ -41,6 +41,7 @@ func commands() []command {
 		{"status", "show what the local agent is doing", (*cli).status},
 		{"leave", "take this host out of the mesh for good", (*cli).leaveCmd},
 		{"services", "list the service instances in Consul with address and health", (*cli).services},
+		{"acl-policy", "print the least-privilege Consul ACL policy of an agent", (*cli).aclPolicy},
 		{"confgen", "render files from Consul, confd-compatible (onetime or watching)", (*cli).confgen},
 		{"sandbox", "run a multi-host test cluster on this machine (namespaces)", (*cli).sandbox},
 		{"version", "print the version", (*cli).version},
@@ -77,7 +78,7 @@ func (c *cli) usage(w io.Writer) {
 	fmt.Fprintf(w, "drover %s: WireGuard mesh, service discovery, health checks, HAProxy load balancing and files rendered from Consul.\n\n", buildinfo.String())
 	fmt.Fprintf(w, "Usage: drover COMMAND [flags]\n\nCommands:\n")
 	for _, cmd := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", cmd.name, cmd.summary)
+		fmt.Fprintf(w, "  %-10s %s\n", cmd.name, cmd.summary)
 	}
 	fmt.Fprintf(w, "\nRun `drover COMMAND --help` for the flags of a command.\n")
 }
