@@ -86,8 +86,9 @@ type Sync struct {
 	agent  Agent
 	kick   chan struct{}
 
-	mu     sync.Mutex // guards status
+	mu     sync.Mutex // guards status and again
 	status SyncStatus
+	again  bool // the next pass registers every instance, changed or not
 }
 
 // NewSync returns a sync loop; it changes nothing yet.
@@ -106,6 +107,17 @@ func (s *Sync) Status() SyncStatus {
 	st.Registrations = append([]string(nil), st.Registrations...)
 	st.Problems = append([]Problem(nil), st.Problems...)
 	return st
+}
+
+// Reregister makes the next pass register every instance again, changed or
+// not, and starts it now. Call it when the ACL token changed: the local
+// Consul agent keeps each registration's token for its catalog syncs, so
+// registrations made with a revoked token would never sync again.
+func (s *Sync) Reregister() {
+	s.mu.Lock()
+	s.again = true
+	s.mu.Unlock()
+	s.poke()
 }
 
 func (s *Sync) poke() {
@@ -242,11 +254,14 @@ func (s *Sync) pass(ctx context.Context) error {
 	var changes []string
 	var errs []error
 	want := map[string]bool{}
+	s.mu.Lock()
+	again := s.again
+	s.mu.Unlock()
 	for i, r := range desired {
 		want[r.ID] = true
 		reg := regs[i]
 		cur, exists := owned[r.ID]
-		if exists && cur.Meta[MetaHash] == reg.Meta[MetaHash] {
+		if exists && cur.Meta[MetaHash] == reg.Meta[MetaHash] && !again {
 			continue
 		}
 		if err := s.agent.Register(ctx, reg); err != nil {
@@ -289,6 +304,11 @@ func (s *Sync) pass(ctx context.Context) error {
 	s.mu.Unlock()
 	if err := errors.Join(errs...); err != nil {
 		return s.fail(err)
+	}
+	if again {
+		s.mu.Lock()
+		s.again = false
+		s.mu.Unlock()
 	}
 	s.mu.Lock()
 	s.status.LastError, s.status.Pending = "", false

@@ -100,6 +100,7 @@ type agent struct {
 	leases  *discovery.Latest[map[string]discovery.KVPair]
 	leave   chan chan error // leave requests from the status API
 	started time.Time
+	self    overlay.Self // this host in the mesh, once joined
 	joined  atomic.Bool  // the overlay started and every controller exists
 	joinErr atomic.Value // string: the last join failure, "" once joined
 }
@@ -167,6 +168,7 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 		a.lb = c
 		g.Go(func() error { return a.lb.Run(gctx) })
 	}
+	g.Go(func() error { a.reregisterOnNewToken(gctx); return nil })
 	g.Go(func() error { return a.serveMetrics(gctx, a.cfg.MetricsAddr) })
 	g.Go(func() error {
 		select {
@@ -311,8 +313,9 @@ func (a *agent) startOverlay(ctx context.Context, kick <-chan struct{}) error {
 	})
 	for delay := 250 * time.Millisecond; ; delay = min(delay*2, 10*time.Second) {
 		changed := a.consul.TokenChanged()
-		_, err := a.overlay.Start(ctx)
+		self, err := a.overlay.Start(ctx)
 		if err == nil {
+			a.self = self
 			a.joinErr.Store("")
 			return nil
 		}
@@ -334,6 +337,31 @@ func (a *agent) startOverlay(ctx context.Context, kick <-chan struct{}) error {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// reregisterOnNewToken registers drover-node and every container service
+// again whenever the ACL token changes: the local Consul agent syncs each
+// registration to the catalog with the token it was made with, so after a
+// rotation (or a revoked token replaced) the old one must not stay in use.
+func (a *agent) reregisterOnNewToken(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.consul.TokenChanged():
+		}
+		a.log.Info("consul token changed; registering this node's services with it")
+		r := discovery.NodeRegistration(a.self.Name, a.self.PublicKey.String(), mustEndpoint(a.cfg), a.self.Subnet, buildinfo.String())
+		if err := a.consul.Register(ctx, r); err != nil {
+			a.log.Warn("registering drover-node with the new token failed; the next token change or restart retries", "err", err)
+		}
+		a.sync.Reregister()
+	}
+}
+
+func mustEndpoint(cfg Config) netip.AddrPort {
+	ep, _ := parseEndpoint(cfg.Endpoint, cfg.ListenPort)
+	return ep
 }
 
 // doLeave takes the host out of the mesh and removes the interface.

@@ -257,6 +257,12 @@ func (s *Sandbox) ensureTokens(ctx context.Context) error {
 	return nil
 }
 
+// GrantConfgen rewrites host h's drover policy to also read the confgen KV
+// prefixes given (drover acl-policy --confgen-prefix).
+func (s *Sandbox) GrantConfgen(ctx context.Context, h Host, prefixes ...string) error {
+	return s.ensurePolicy(ctx, "drover-"+h.Name, aclpolicy.HCL(aclpolicy.Options{Node: h.Name, LB: s.opt.LB == h.Name, ConfgenPrefixes: prefixes}))
+}
+
 // DroverAccessor is the accessor ID of host h's drover token.
 func (s *Sandbox) DroverAccessor(h Host) string { return s.derived("drover-accessor/" + h.Name) }
 
@@ -373,3 +379,7 @@ func runEnv(ctx context.Context, env []string, name string, args ...string) (str
 	}
 	return out.String(), nil
 }
+
+// SpawnAgent starts host h's drover agent unless it runs, without waiting
+// for it to join (tests of an agent that cannot join).
+func (s *Sandbox) SpawnAgent(h Host, extra ...string) error { return s.ensureAgent(h, extra...) }
