@@ -2,6 +2,7 @@ package consul
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -89,5 +90,32 @@ func TestLiteralTokenAndNoToken(t *testing.T) {
 func TestClientCertNeedsKey(t *testing.T) {
 	if _, err := New(Options{Addr: "https://127.0.0.1:8501", CertFile: "/x.pem"}); err == nil {
 		t.Fatal("a client certificate without its key was accepted")
+	}
+}
+
+func TestUnixSocketAddressKeepsTheTokenTransport(t *testing.T) {
+	t.Setenv("CONSUL_HTTP_TOKEN", "")
+	t.Setenv("CONSUL_HTTP_TOKEN_FILE", "")
+	sock := filepath.Join(t.TempDir(), "consul.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Consul-Token") != "good" {
+			http.Error(w, "ACL not found", http.StatusForbidden)
+			return
+		}
+		_, _ = w.Write([]byte("[]"))
+	}))
+	srv.Listener = ln
+	srv.Start()
+	defer srv.Close()
+	c, err := New(Options{Addr: "unix://" + sock, Token: "good"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.KVList(context.Background(), "x/", 0); err != nil {
+		t.Fatalf("over the unix socket: %v", err)
 	}
 }

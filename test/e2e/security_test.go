@@ -338,3 +338,58 @@ func firstLine(s string) string {
 	}
 	return s
 }
+
+// TestConsulNodeID shows why the sandbox persists every agent's node_id:
+// an agent restarted with a wiped data dir and the same ID is accepted at
+// once; with a new ID the servers refuse its name ("… is reserved") for a
+// while, measured here.
+func TestConsulNodeID(t *testing.T) {
+	sb := harness.Sandbox(t, sandbox.Options{Prefix: "drvn", Hosts: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	h1 := sb.Host(1)
+	accepted := func(wantID string) func() error {
+		return func() error {
+			out, err := sb.ConsulCLI(ctx, "catalog", "nodes", "-detailed")
+			if err != nil {
+				return err
+			}
+			for _, l := range strings.Split(out, "\n") {
+				if f := strings.Fields(l); len(f) > 1 && f[0] == "h1" && (wantID == "" || f[1] == wantID) {
+					if m, err := sb.ConsulCLI(ctx, "members"); err == nil && hasAliveMember(m, "h1") {
+						return nil
+					}
+				}
+			}
+			return fmt.Errorf("h1 (id %s) not accepted:\n%s", wantID, out)
+		}
+	}
+	begin := time.Now()
+	if err := sb.RestartConsulWiped(h1, false); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 60*time.Second, "h1 back with its persisted node ID", accepted(sb.NodeID("h1")))
+	t.Logf("wiped data dir, same node_id: h1 accepted again %s after the restart", time.Since(begin).Round(100*time.Millisecond))
+
+	begin = time.Now()
+	if err := sb.RestartConsulWiped(h1, true); err != nil {
+		t.Fatal(err)
+	}
+	err := harness.Wait(4*time.Minute, func() error {
+		out, err := sb.ConsulCLI(ctx, "catalog", "nodes", "-detailed")
+		if err != nil {
+			return err
+		}
+		if strings.Contains(out, sb.NodeID("h1")) {
+			return fmt.Errorf("old ID still holds the name")
+		}
+		return accepted("")()
+	})
+	log, _ := os.ReadFile(filepath.Join(h1.Dir, "consul.log"))
+	reserved := strings.Contains(string(log), "is reserved")
+	if err != nil {
+		t.Logf("wiped data dir, NEW node_id: h1 still refused after %s (log says reserved: %v): %v", time.Since(begin).Round(time.Second), reserved, err)
+		return
+	}
+	t.Logf("wiped data dir, NEW node_id: h1 accepted %s after the restart (refused as reserved meanwhile: %v)", time.Since(begin).Round(100*time.Millisecond), reserved)
+}

@@ -383,3 +383,34 @@ func runEnv(ctx context.Context, env []string, name string, args ...string) (str
 // SpawnAgent starts host h's drover agent unless it runs, without waiting
 // for it to join (tests of an agent that cannot join).
 func (s *Sandbox) SpawnAgent(h Host, extra ...string) error { return s.ensureAgent(h, extra...) }
+
+// RestartConsulWiped kills host h's Consul agent, wipes its data dir and
+// starts it again: with its persisted node ID, or, when newID, with a fresh
+// random one (what an agent without a configured node_id does). It does
+// not wait.
+func (s *Sandbox) RestartConsulWiped(h Host, newID bool) error {
+	if pid := s.ProcessPID(h, ProcConsul); pid != 0 {
+		if _, err := s.Kill(h.Name, ProcConsul); err != nil {
+			return err
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(h.Dir, "consul")); err != nil {
+		return fmt.Errorf("wiping %s's consul data: %w", h.Name, err)
+	}
+	d, err := s.consulDaemon(h.Name, h.NetNS, h.MountNS, h.Addr.String(), h.Dir, h.Run, false)
+	if err != nil {
+		return err
+	}
+	if newID {
+		cfg := filepath.Join(h.Dir, "consul.hcl")
+		b, err := os.ReadFile(cfg)
+		if err != nil {
+			return err
+		}
+		b = []byte(strings.Replace(string(b), s.NodeID(h.Name), randomUUID(), 1))
+		if err := os.WriteFile(cfg, b, 0o600); err != nil {
+			return err
+		}
+	}
+	return start(d)
+}
