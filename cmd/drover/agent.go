@@ -230,15 +230,21 @@ func (a *agent) setup(ctx context.Context) error {
 // answers: the agent may start before Consul does.
 func (a *agent) waitConsul(ctx context.Context) (string, string, error) {
 	for delay := 250 * time.Millisecond; ; delay = min(delay*2, 10*time.Second) {
+		changed := a.consul.TokenChanged()
 		node, addr, err := a.consul.Self(ctx)
 		if err == nil {
 			return node, addr, nil
+		}
+		wait := delay
+		if consul.IsACLDenied(err) {
+			wait = min(delay, time.Second) // a token lacking agent:read; a new token file ends the wait
 		}
 		a.log.Warn("waiting for the local Consul agent", "err", err)
 		select {
 		case <-ctx.Done():
 			return "", "", ctx.Err()
-		case <-time.After(delay):
+		case <-changed:
+		case <-time.After(wait):
 		}
 	}
 }
