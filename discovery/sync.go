@@ -96,8 +96,9 @@ type Sync struct {
 	// or its last update); only the loop's goroutine touches it.
 	ttlAt map[string]time.Time
 
-	mu     sync.Mutex // guards status
+	mu     sync.Mutex // guards status and again
 	status SyncStatus
+	again  bool // the next pass registers every instance, changed or not
 }
 
 // NewSync returns a sync loop; it changes nothing yet.
@@ -130,6 +131,17 @@ func (s *Sync) Status() SyncStatus {
 // service is registered again at once rather than at the next resync.
 func (s *Sync) Kick() { s.poke() }
 
+// Reregister makes the next pass register every instance again, changed or
+// not, and starts it now. Call it when the ACL token changed: the local
+// Consul agent keeps each registration's token for its catalog syncs, so
+// registrations made with a revoked token would never sync again.
+func (s *Sync) Reregister() {
+	s.mu.Lock()
+	s.again = true
+	s.mu.Unlock()
+	s.poke()
+}
+
 func (s *Sync) poke() {
 	select {
 	case s.kick <- struct{}{}:
@@ -159,7 +171,11 @@ func (s *Sync) Run(ctx context.Context) error {
 				return nil
 			}
 			s.opt.Log.Warn("docker→consul sync failed; retrying", "err", err)
-			retry.Reset(bo.Next())
+			d := bo.Next()
+			if ACLDenied(err) {
+				d = min(d, time.Second)
+			}
+			retry.Reset(d)
 			continue
 		}
 		bo.Reset()
@@ -260,11 +276,14 @@ func (s *Sync) pass(ctx context.Context) error {
 	var changes []string
 	var errs []error
 	want := map[string]bool{}
+	s.mu.Lock()
+	again := s.again
+	s.mu.Unlock()
 	for i, r := range desired {
 		want[r.ID] = true
 		reg := regs[i]
 		cur, exists := owned[r.ID]
-		if exists && cur.Meta[MetaHash] == reg.Meta[MetaHash] {
+		if exists && cur.Meta[MetaHash] == reg.Meta[MetaHash] && !again {
 			continue
 		}
 		if err := s.agent.Register(ctx, reg); err != nil {
@@ -310,6 +329,11 @@ func (s *Sync) pass(ctx context.Context) error {
 	s.mu.Unlock()
 	if err := errors.Join(errs...); err != nil {
 		return s.fail(err)
+	}
+	if again {
+		s.mu.Lock()
+		s.again = false
+		s.mu.Unlock()
 	}
 	s.mu.Lock()
 	s.status.LastError, s.status.Pending = "", false

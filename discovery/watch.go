@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
@@ -82,7 +83,13 @@ func Watch[T any](ctx context.Context, log *slog.Logger, topic string, fetch Fet
 			}
 			out.fail(err)
 			log.Warn("consul watch failed", "topic", topic, "err", err)
-			bo.Wait(ctx)
+			if ACLDenied(err) {
+				// A refused token is retried every second, so that a
+				// replaced token file is used within seconds.
+				bo.Sleep(ctx, time.Second)
+			} else {
+				bo.Wait(ctx)
+			}
 			// The next read must not block: it answers at once when Consul
 			// is back, which is what clears the error (staleness) for
 			// consumers.
@@ -108,4 +115,13 @@ func Watch[T any](ctx context.Context, log *slog.Logger, topic string, fetch Fet
 			}
 		}
 	}
+}
+
+// ACLDenied reports whether err is, or wraps, a refusal by Consul's ACLs:
+// the Consul adapter's errors say so with an ACLDenied() bool method. Loops
+// retry those every second (a new token file must work within seconds) and
+// never treat them as an answer about the data.
+func ACLDenied(err error) bool {
+	var d interface{ ACLDenied() bool }
+	return errors.As(err, &d) && d.ACLDenied()
 }

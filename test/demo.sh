@@ -49,13 +49,14 @@ done
 echo
 echo "The demo services, registered in Consul by drover with their overlay addresses and health:"
 for _ in $(seq 1 100); do
-  [[ $("$drover" sandbox exec h1 -- curl -s '127.0.0.1:8500/v1/health/service/web?passing=true' | grep -o '"ServiceID"' | wc -l) -ge $hosts ]] && break
+  [[ $("$drover" sandbox exec h1 -- curl -s 'https://127.0.0.1:8501/v1/health/service/web?passing=true' | grep -o '"ServiceID"' | wc -l) -ge $hosts ]] && break
   sleep 0.1
 done
 echo "  \$ $drover sandbox exec h1 -- drover services web"
 "$drover" sandbox exec h1 -- drover services web | sed 's/^/    /'
 # confgen: a file on h1 rendered from Consul KV and service data.
-cg=/var/lib/drv-sandbox/h1/confgen-demo
+sb_dir=/var/lib/${DROVER_SANDBOX_PREFIX:-drv}-sandbox
+cg=$sb_dir/h1/confgen-demo
 mkdir -p "$cg/conf.d" "$cg/templates" "$cg/out"
 cat > "$cg/templates/demo.tmpl" <<'TMPL'
 # rendered by drover confgen from Consul
@@ -116,6 +117,8 @@ Try:
   $drover sandbox exec h2 -- wg show                 # the WireGuard device drover drives
   $drover sandbox exec h3 -- ip route                # routes to the other hosts' subnets
   $drover sandbox status                             # hosts, daemons, Consul members
-  $drover sandbox ui                                 # Consul UI at http://127.0.0.1:8500/ui
+  $drover sandbox ui                                 # Consul UI at https://127.0.0.1:8501/ui (CA, token: $sb_dir/security)
+  $drover sandbox exec h1 -- consul members          # consul and curl in a host use HTTPS and the management token
+  $drover acl-policy --node h1                       # the Consul ACL policy of h1's drover token
 Remove it all: make demo-down
 TXT

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -59,6 +60,7 @@ func (c *cli) agent(args []string) int {
 	if err := cfg.Validate(); err != nil {
 		return c.fail("%v", err)
 	}
+	c.takeConsulSecrets(&cfg.Consul)
 	log := newLogger(c.stderr, cfg.LogFormat, cfg.LogLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -98,6 +100,9 @@ type agent struct {
 	leases  *discovery.Latest[map[string]discovery.KVPair]
 	leave   chan chan error // leave requests from the status API
 	started time.Time
+	self    overlay.Self // this host in the mesh, once joined
+	joined  atomic.Bool  // the overlay started and every controller exists
+	joinErr atomic.Value // string: the last join failure, "" once joined
 }
 
 func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
@@ -116,6 +121,9 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 	a.leases, leasesKick = a.watches.KV(overlay.LeasePrefix)
 	kick := merge(ctx, nodesKick, leasesKick)
 	g, gctx := errgroup.WithContext(ctx)
+	// The status socket answers from the start, so that a host whose join
+	// is refused (say, a token lacking key:write) shows why.
+	g.Go(func() error { return a.serveStatus(gctx) })
 	if err := a.startOverlay(ctx, kick); err != nil {
 		cancel()
 		_ = g.Wait()
@@ -138,6 +146,7 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// Started after sync and mesh exist: its record guard calls both.
 	g.Go(func() error { return a.overlay.Run(gctx) })
 	g.Go(func() error { return a.mesh.Run(gctx) })
+	a.joined.Store(true)
 	if a.cfg.Confdir != "" {
 		rs, err := confgen.LoadResources(a.cfg.Confdir, a.cfg.Prefix)
 		if err != nil {
@@ -160,7 +169,7 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 		a.lb = c
 		g.Go(func() error { return a.lb.Run(gctx) })
 	}
-	g.Go(func() error { return a.serveStatus(gctx) })
+	g.Go(func() error { a.reregisterOnNewToken(gctx); return nil })
 	g.Go(func() error { return a.serveMetrics(gctx, a.cfg.MetricsAddr) })
 	g.Go(func() error {
 		select {
@@ -181,7 +190,7 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 // setup opens the clients and finds the node name, key, endpoint and MTU.
 func (a *agent) setup(ctx context.Context) error {
 	var err error
-	if a.consul, err = consul.New(a.cfg.ConsulAddr); err != nil {
+	if a.consul, err = consul.New(a.cfg.Consul.options()); err != nil {
 		return err
 	}
 	if a.docker, err = docker.New(a.cfg.DockerHost); err != nil {
@@ -222,15 +231,21 @@ func (a *agent) setup(ctx context.Context) error {
 // answers: the agent may start before Consul does.
 func (a *agent) waitConsul(ctx context.Context) (string, string, error) {
 	for delay := 250 * time.Millisecond; ; delay = min(delay*2, 10*time.Second) {
+		changed := a.consul.TokenChanged()
 		node, addr, err := a.consul.Self(ctx)
 		if err == nil {
 			return node, addr, nil
+		}
+		wait := delay
+		if consul.IsACLDenied(err) {
+			wait = min(delay, time.Second) // a token lacking agent:read; a new token file ends the wait
 		}
 		a.log.Warn("waiting for the local Consul agent", "err", err)
 		select {
 		case <-ctx.Done():
 			return "", "", ctx.Err()
-		case <-time.After(delay):
+		case <-changed:
+		case <-time.After(wait):
 		}
 	}
 }
@@ -305,20 +320,56 @@ func (a *agent) startOverlay(ctx context.Context, kick <-chan struct{}) error {
 		Records: recordsShim{a.consul}, Record: recordWatcher{a.consul}, OnRepair: a.recordRepaired,
 	})
 	for delay := 250 * time.Millisecond; ; delay = min(delay*2, 10*time.Second) {
-		_, err := a.overlay.Start(ctx)
+		changed := a.consul.TokenChanged()
+		self, err := a.overlay.Start(ctx)
 		if err == nil {
+			a.self = self
+			a.joinErr.Store("")
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		a.log.Error("joining the mesh failed; retrying", "err", err, "retry_in", delay)
+		wait := delay
+		if consul.IsACLDenied(err) {
+			// A new token file ends the wait at once; the 1 s cap covers a
+			// right granted to the same token.
+			wait = min(delay, time.Second)
+		}
+		a.joinErr.Store(err.Error())
+		a.log.Error("joining the mesh failed; retrying", "err", err, "retry_in", wait)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(delay):
+		case <-changed:
+		case <-time.After(wait):
 		}
 	}
+}
+
+// reregisterOnNewToken registers drover-node and every container service
+// again whenever the ACL token changes: the local Consul agent syncs each
+// registration to the catalog with the token it was made with, so after a
+// rotation (or a revoked token replaced) the old one must not stay in use.
+func (a *agent) reregisterOnNewToken(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.consul.TokenChanged():
+		}
+		a.log.Info("consul token changed; registering this node's services with it")
+		r := discovery.NodeRegistration(a.self.Name, a.self.PublicKey.String(), mustEndpoint(a.cfg), a.self.Subnet, buildinfo.String())
+		if err := a.consul.Register(ctx, r); err != nil {
+			a.log.Warn("registering drover-node with the new token failed; the next token change or restart retries", "err", err)
+		}
+		a.sync.Reregister()
+	}
+}
+
+func mustEndpoint(cfg Config) netip.AddrPort {
+	ep, _ := parseEndpoint(cfg.Endpoint, cfg.ListenPort)
+	return ep
 }
 
 // doLeave takes the host out of the mesh and removes the interface.

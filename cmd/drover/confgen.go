@@ -33,10 +33,15 @@ func (c *cli) confgen(args []string) int {
 	dryRun := fs.Bool("dry-run", false, "like --noop, and print each resource's diff on standard output")
 	syncOnly := fs.Bool("sync-only", false, "write files but never run check_cmd or reload_cmd")
 	keepStage := fs.Bool("keep-stage-file", false, "keep the staged file when check_cmd fails")
-	addr := fs.String("consul-addr", c.getenv("DROVER_CONSUL_ADDR"), "Consul agent address (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500)")
+	var cf consulFlags
+	cf.bind(fs)
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
+	if err := loadConsulEnv(fs, c.getenv); err != nil {
+		return c.fail("%v", err)
+	}
+	c.takeConsulSecrets(&cf)
 	if *dryRun {
 		*noop, *onetime = true, true
 	}
@@ -44,7 +49,7 @@ func (c *cli) confgen(args []string) int {
 	if err != nil {
 		return c.fail("%v", err)
 	}
-	cl, err := consul.New(*addr)
+	cl, err := consul.New(cf.options())
 	if err != nil {
 		return c.fail("%v", err)
 	}

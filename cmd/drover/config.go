@@ -18,7 +18,7 @@ import (
 type Config struct {
 	NodeName     string        // drover node name; default: persisted, else the Consul agent's node name
 	DataDir      string        // key, lease cache, node name (0700)
-	ConsulAddr   string        // local Consul agent; empty: CONSUL_HTTP_ADDR or 127.0.0.1:8500
+	Consul       consulFlags   // local Consul agent: address, token file, TLS
 	DockerHost   string        // empty: DOCKER_HOST or the default socket
 	Interface    string        // WireGuard interface name
 	WGMode       string        // auto, kernel or userspace
@@ -82,7 +82,7 @@ func agentFlags(fs *flag.FlagSet, cfg *Config) *string {
 	file := fs.String("config", "", "TOML file whose keys are these flags' names, e.g. cluster-cidr = \"10.42.0.0/16\" (env DROVER_CONFIG)")
 	fs.StringVar(&cfg.NodeName, "node-name", cfg.NodeName, "drover node name (default: kept from the first start, else the Consul agent's node name)")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the WireGuard key, lease cache and node name (0700)")
-	fs.StringVar(&cfg.ConsulAddr, "consul-addr", cfg.ConsulAddr, "local Consul agent HTTP address (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500)")
+	cfg.Consul.bind(fs)
 	fs.StringVar(&cfg.DockerHost, "docker-host", cfg.DockerHost, "Docker daemon address (default: DOCKER_HOST, else the default socket)")
 	fs.StringVar(&cfg.Interface, "interface", cfg.Interface, "WireGuard interface name")
 	fs.StringVar(&cfg.WGMode, "wg-mode", cfg.WGMode, "WireGuard implementation: auto, kernel or userspace")

@@ -16,7 +16,7 @@ import (
 	"github.com/drover-net/drover/overlay"
 )
 
-const leasesSynopsis = `drover leases [--json] [--consul-addr ADDR] [--status-socket PATH]
+const leasesSynopsis = `drover leases [--json] [--consul-addr ADDR] [--consul-ca FILE] [--consul-token-file FILE] [--status-socket PATH]
 
 Lists every subnet lease in Consul: subnet, node, key, whether that node is
 alive in Consul (its drover-node record exists and its Consul node's
@@ -27,13 +27,18 @@ record absent (measured on this host's clock; Consul keeps no such time).`
 // leases lists the subnet leases with their nodes' liveness.
 func (c *cli) leases(args []string) int {
 	fs := c.flagSet("leases", leasesSynopsis)
-	addr := fs.String("consul-addr", c.getenv("DROVER_CONSUL_ADDR"), "Consul agent address (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500)")
+	var cf consulFlags
+	cf.bind(fs)
 	sock := fs.String("status-socket", envDefault(c.getenv("DROVER_STATUS_SOCKET"), DefaultConfig().StatusSocket), "unix socket of the local agent, asked for failing durations if it answers (env DROVER_STATUS_SOCKET)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	cl, err := consul.New(*addr)
+	if err := loadConsulEnv(fs, c.getenv); err != nil {
+		return c.fail("%v", err)
+	}
+	c.takeConsulSecrets(&cf)
+	cl, err := consul.New(cf.options())
 	if err != nil {
 		return c.fail("%v", err)
 	}
@@ -65,7 +70,7 @@ func (c *cli) leases(args []string) int {
 	return 0
 }
 
-const leaseSynopsis = `drover lease release SUBNET [--force] [--consul-addr ADDR]
+const leaseSynopsis = `drover lease release SUBNET [--force] [--consul-addr ADDR] [--consul-ca FILE] [--consul-token-file FILE]
 
 Frees the lease of SUBNET (e.g. 10.42.3.0/24) whose node is gone, so that a
 new host can take it. Refused while that node is alive in Consul (its
@@ -77,7 +82,8 @@ a deleted lease is the explicit withdrawal (docs/consul-data.md).`
 // lease runs `drover lease release`.
 func (c *cli) lease(args []string) int {
 	fs := c.flagSet("lease", leaseSynopsis)
-	addr := fs.String("consul-addr", c.getenv("DROVER_CONSUL_ADDR"), "Consul agent address (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500)")
+	var cf consulFlags
+	cf.bind(fs)
 	force := fs.Bool("force", false, "release even while the node is alive")
 	if len(args) == 0 || args[0] != "release" {
 		if code, ok := parse(fs, args); !ok {
@@ -106,7 +112,11 @@ func (c *cli) lease(args []string) int {
 	if err != nil || subnet != subnet.Masked() {
 		return c.fail("%q is not a subnet such as 10.42.3.0/24", rest[0])
 	}
-	cl, err := consul.New(*addr)
+	if err := loadConsulEnv(fs, c.getenv); err != nil {
+		return c.fail("%v", err)
+	}
+	c.takeConsulSecrets(&cf)
+	cl, err := consul.New(cf.options())
 	if err != nil {
 		return c.fail("%v", err)
 	}

@@ -43,6 +43,7 @@ func commands() []command {
 		{"services", "list the service instances in Consul with address and health", (*cli).services},
 		{"leases", "list the subnet leases with their nodes and whether they are alive", (*cli).leases},
 		{"lease", "release the subnet lease of a node that is gone (lease release SUBNET)", (*cli).lease},
+		{"acl-policy", "print the least-privilege Consul ACL policy of an agent", (*cli).aclPolicy},
 		{"confgen", "render files from Consul, confd-compatible (onetime or watching)", (*cli).confgen},
 		{"sandbox", "run a multi-host test cluster on this machine (namespaces)", (*cli).sandbox},
 		{"version", "print the version", (*cli).version},
@@ -79,7 +80,7 @@ func (c *cli) usage(w io.Writer) {
 	fmt.Fprintf(w, "drover %s: WireGuard mesh, service discovery, health checks, HAProxy load balancing and files rendered from Consul.\n\n", buildinfo.String())
 	fmt.Fprintf(w, "Usage: drover COMMAND [flags]\n\nCommands:\n")
 	for _, cmd := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", cmd.name, cmd.summary)
+		fmt.Fprintf(w, "  %-10s %s\n", cmd.name, cmd.summary)
 	}
 	fmt.Fprintf(w, "\nRun `drover COMMAND --help` for the flags of a command.\n")
 }

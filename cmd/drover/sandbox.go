@@ -28,14 +28,17 @@ Subcommands:
                                            drover agent on every host by default)
   down                                     remove everything the sandbox made
   status [--json]                          hosts, daemons, Consul members
-  exec HOST -- CMD...                      run CMD inside HOST (DOCKER_HOST and
-                                           CONSUL_HTTP_ADDR set for it)
+  exec HOST -- CMD...                      run CMD inside HOST (DOCKER_HOST, and
+                                           CONSUL_HTTP_ADDR, CONSUL_CACERT,
+                                           CONSUL_HTTP_TOKEN_FILE, CURL_HOME so that
+                                           consul and curl use HTTPS and the
+                                           management token)
   docker HOST -- ARGS...                   run docker ARGS against HOST's dockerd
   partition HOST | heal HOST               cut / restore HOST's underlay link
   kill HOST PROCESS                        kill -9 one of HOST's daemons
                                            (agent, consul, dockerd, haproxy)
   start HOST PROCESS [-- AGENT FLAGS]      start consul, dockerd or agent again
-  ui [--listen 127.0.0.1:8500]             relay the Consul UI/API to loopback
+  ui [--listen 127.0.0.1:8501]             relay the Consul UI/HTTPS API to loopback
 
 Flags common to every subcommand (before the subcommand):
   --prefix NAME   name prefix of everything made (env DROVER_SANDBOX_PREFIX, default drv)
@@ -121,13 +124,14 @@ func (c *cli) sandbox(args []string) int {
 			return err
 		})
 	case "ui":
-		ufs := c.flagSet("sandbox ui", "drover sandbox ui [--listen 127.0.0.1:8500]")
-		listen := ufs.String("listen", "127.0.0.1:8500", "loopback address to serve on")
+		ufs := c.flagSet("sandbox ui", "drover sandbox ui [--listen 127.0.0.1:8501]")
+		listen := ufs.String("listen", "127.0.0.1:8501", "loopback address to serve on")
 		if code, ok := parse(ufs, rest); !ok {
 			return code
 		}
 		return c.withSandbox(opt, func(sb *sandbox.Sandbox) error {
-			fmt.Fprintf(c.stdout, "Consul UI: http://%s/ui (Ctrl-C to stop)\n", *listen)
+			fmt.Fprintf(c.stdout, "Consul UI: https://%s/ui (certificate from the sandbox CA %s; log in with the token in %s; Ctrl-C to stop)\n",
+				*listen, sb.CAFile(), sb.ManagementTokenFile())
 			return sb.ServeUI(ctx, *listen)
 		})
 	default:

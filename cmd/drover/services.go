@@ -14,12 +14,17 @@ import (
 // services lists drover-registered service instances from Consul with their
 // overlay address, node and health.
 func (c *cli) services(args []string) int {
-	fs := c.flagSet("services", "drover services [--consul-addr ADDR] [NAME...]\n\nLists the service instances drover registered in Consul (all services, or\nthe ones named), with overlay address, port, node, tags and health.")
-	addr := fs.String("consul-addr", c.getenv("DROVER_CONSUL_ADDR"), "Consul agent address (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500)")
+	fs := c.flagSet("services", "drover services [--consul-addr ADDR] [--consul-ca FILE] [--consul-token-file FILE] [NAME...]\n\nLists the service instances drover registered in Consul (all services, or\nthe ones named), with overlay address, port, node, tags and health.")
+	var cf consulFlags
+	cf.bind(fs)
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	cl, err := consul.New(*addr)
+	if err := loadConsulEnv(fs, c.getenv); err != nil {
+		return c.fail("%v", err)
+	}
+	c.takeConsulSecrets(&cf)
+	cl, err := consul.New(cf.options())
 	if err != nil {
 		return c.fail("%v", err)
 	}

@@ -33,6 +33,9 @@ type StatusReport struct {
 	Confgen []confgen.ResourceStatus `json:"confgen,omitempty"`
 	LB      *LBStatus                `json:"lb,omitempty"`
 	Consul  WatchStatus              `json:"consul"`
+	// JoinError is why the agent is not in the mesh yet (its first lease
+	// write or registration failed; it keeps retrying), empty once joined.
+	JoinError string `json:"join_error,omitempty"`
 }
 
 // WatchStatus reports the Consul watches' health.
@@ -53,8 +56,17 @@ func (a *agent) report() StatusReport {
 	if a.confgen != nil {
 		cg = a.confgen.Status()
 	}
-	return StatusReport{Confgen: cg, LB: a.lbStatus(context.Background()), Version: buildinfo.String(), Node: a.cfg.NodeName, Uptime: time.Since(a.started).Round(time.Second).String(),
-		WGMode: a.link.Mode(), Overlay: a.overlay.Status(), Sync: a.sync.Status(), Mesh: a.mesh.Status(), Consul: ws}
+	r := StatusReport{Confgen: cg, LB: a.lbStatus(context.Background()), Version: buildinfo.String(), Node: a.cfg.NodeName, Uptime: time.Since(a.started).Round(time.Second).String(),
+		WGMode: a.link.Mode(), Overlay: a.overlay.Status(), Consul: ws}
+	// Before the first join the status socket already answers; the
+	// controllers started after it are still nil.
+	if a.joined.Load() {
+		r.Sync, r.Mesh = a.sync.Status(), a.mesh.Status()
+	}
+	if e, _ := a.joinErr.Load().(string); e != "" {
+		r.JoinError = e
+	}
+	return r
 }
 
 // serveStatus serves the local status API on a unix socket (0600) until ctx
@@ -147,6 +159,9 @@ func (c *cli) status(args []string) int {
 
 func printStatus(w io.Writer, r StatusReport) {
 	o := r.Overlay
+	if r.JoinError != "" {
+		fmt.Fprintf(w, "NOT IN THE MESH YET (retrying): %s\n", r.JoinError)
+	}
 	fmt.Fprintf(w, "node %s  subnet %s  interface %s (%s, mtu %d)  endpoint %s  up %s  drover %s\n",
 		r.Node, o.Subnet, o.Interface, r.WGMode, o.MTU, o.Endpoint, r.Uptime, r.Version)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -15,30 +15,42 @@ import (
 // Client talks to the local Consul agent.
 type Client struct {
 	api *api.Client
+	ts  *tokenSource
 	// WaitTime bounds each blocking query (Consul's default is 5 minutes).
 	WaitTime time.Duration
 }
 
-// New returns a client. cfg starts from api.DefaultConfig(), which honours
-// CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN(_FILE), CONSUL_CACERT and friends;
-// addr, when not empty, overrides the address.
-func New(addr string) (*Client, error) {
-	cfg := api.DefaultConfig()
-	if addr != "" {
-		cfg.Address = addr
+// New returns a client. Its settings start from api.DefaultConfig(), which
+// honours CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN(_FILE), CONSUL_CACERT and
+// friends; every set field of opt wins.
+func New(opt Options) (*Client, error) {
+	cfg, ts, err := opt.config()
+	if err != nil {
+		return nil, wrap(err, "consul client")
 	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("consul client for %s: %w", cfg.Address, err)
+		return nil, wrap(err, fmt.Sprintf("consul client for %s", cfg.Address))
 	}
-	return &Client{api: c, WaitTime: 60 * time.Second}, nil
+	return &Client{api: c, ts: ts, WaitTime: 60 * time.Second}, nil
+}
+
+// TokenChanged returns a channel closed when the token (file) next changes:
+// loops waiting after an ACL refusal retry at once.
+func (c *Client) TokenChanged() <-chan struct{} { return c.ts.Changed() }
+
+// CheckToken re-reads the token file now if it changed (else at most once
+// a second) and reports whether a token is set.
+func (c *Client) CheckToken() bool {
+	tok, err := c.ts.Token()
+	return err == nil && tok != ""
 }
 
 // Self returns the local agent's node name and advertised address.
 func (c *Client) Self(ctx context.Context) (node, addr string, err error) {
 	self, err := c.api.Agent().Self()
 	if err != nil {
-		return "", "", fmt.Errorf("asking the local consul agent who it is: %w", err)
+		return "", "", wrap(err, "asking the local consul agent who it is")
 	}
 	cfg, _ := self["Config"]
 	member, _ := self["Member"]
@@ -56,7 +68,10 @@ func (c *Client) HealthService(ctx context.Context, service string, index uint64
 	q := (&api.QueryOptions{WaitIndex: index, WaitTime: c.WaitTime}).WithContext(ctx)
 	es, meta, err := c.api.Health().Service(service, "", false, q)
 	if err != nil {
-		return nil, 0, fmt.Errorf("watching service %s: %w", service, err)
+		return nil, 0, wrap(err, fmt.Sprintf("watching service %s", service))
+	}
+	if meta.ResultsFilteredByACLs {
+		return nil, 0, filtered(fmt.Sprintf("watching service %s", service), "service:read and node:read on every node")
 	}
 	return es, meta.LastIndex, nil
 }
@@ -68,7 +83,10 @@ func (c *Client) WatchServiceNames(ctx context.Context, filter string, index uin
 	q := (&api.QueryOptions{WaitIndex: index, WaitTime: c.WaitTime, Filter: filter}).WithContext(ctx)
 	m, meta, err := c.api.Catalog().Services(q)
 	if err != nil {
-		return nil, 0, fmt.Errorf("watching catalog services: %w", err)
+		return nil, 0, wrap(err, "watching catalog services")
+	}
+	if meta.ResultsFilteredByACLs {
+		return nil, 0, filtered("watching catalog services", "service:read on every service")
 	}
 	return m, meta.LastIndex, nil
 }
@@ -78,7 +96,10 @@ func (c *Client) KVList(ctx context.Context, prefix string, index uint64) (api.K
 	q := (&api.QueryOptions{WaitIndex: index, WaitTime: c.WaitTime}).WithContext(ctx)
 	ps, meta, err := c.api.KV().List(prefix, q)
 	if err != nil {
-		return nil, 0, fmt.Errorf("listing KV %s: %w", prefix, err)
+		return nil, 0, wrap(err, fmt.Sprintf("listing KV %s", prefix))
+	}
+	if meta.ResultsFilteredByACLs {
+		return nil, 0, filtered(fmt.Sprintf("listing KV %s", prefix), "key:read on "+prefix)
 	}
 	return ps, meta.LastIndex, nil
 }
@@ -87,7 +108,7 @@ func (c *Client) KVList(ctx context.Context, prefix string, index uint64) (api.K
 func (c *Client) KVCAS(ctx context.Context, p *api.KVPair) (bool, error) {
 	ok, _, err := c.api.KV().CAS(p, (&api.WriteOptions{}).WithContext(ctx))
 	if err != nil {
-		return false, fmt.Errorf("writing KV %s: %w", p.Key, err)
+		return false, wrap(err, fmt.Sprintf("writing KV %s", p.Key))
 	}
 	return ok, nil
 }
@@ -96,7 +117,7 @@ func (c *Client) KVCAS(ctx context.Context, p *api.KVPair) (bool, error) {
 func (c *Client) KVDeleteCAS(ctx context.Context, p *api.KVPair) (bool, error) {
 	ok, _, err := c.api.KV().DeleteCAS(p, (&api.WriteOptions{}).WithContext(ctx))
 	if err != nil {
-		return false, fmt.Errorf("deleting KV %s: %w", p.Key, err)
+		return false, wrap(err, fmt.Sprintf("deleting KV %s", p.Key))
 	}
 	return ok, nil
 }
@@ -108,7 +129,7 @@ func (c *Client) Service(ctx context.Context, id string) (*api.AgentService, err
 		if se, ok := err.(api.StatusError); ok && se.Code == 404 {
 			return nil, nil
 		}
-		return nil, fmt.Errorf("reading service %s from the local agent: %w", id, err)
+		return nil, wrap(err, fmt.Sprintf("reading service %s from the local agent", id))
 	}
 	return s, nil
 }
@@ -135,7 +156,7 @@ func (c *Client) WaitService(ctx context.Context, id, hash string) (string, erro
 // Register registers (or replaces) a service on the local agent.
 func (c *Client) Register(ctx context.Context, r *api.AgentServiceRegistration) error {
 	if err := c.api.Agent().ServiceRegisterOpts(r, api.ServiceRegisterOpts{}.WithContext(ctx)); err != nil {
-		return fmt.Errorf("registering service %s: %w", r.ID, err)
+		return wrap(err, fmt.Sprintf("registering service %s", r.ID))
 	}
 	return nil
 }
@@ -143,7 +164,7 @@ func (c *Client) Register(ctx context.Context, r *api.AgentServiceRegistration) 
 // Deregister removes a service from the local agent.
 func (c *Client) Deregister(ctx context.Context, id string) error {
 	if err := c.api.Agent().ServiceDeregisterOpts(id, (&api.QueryOptions{}).WithContext(ctx)); err != nil {
-		return fmt.Errorf("deregistering service %s: %w", id, err)
+		return wrap(err, fmt.Sprintf("deregistering service %s", id))
 	}
 	return nil
 }
@@ -152,7 +173,7 @@ func (c *Client) Deregister(ctx context.Context, id string) error {
 func (c *Client) Services(ctx context.Context) (map[string]*api.AgentService, error) {
 	s, err := c.api.Agent().ServicesWithFilterOpts("", (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
-		return nil, fmt.Errorf("listing the local agent's services: %w", err)
+		return nil, wrap(err, "listing the local agent's services")
 	}
 	return s, nil
 }
@@ -161,7 +182,7 @@ func (c *Client) Services(ctx context.Context) (map[string]*api.AgentService, er
 func (c *Client) Checks(ctx context.Context) (map[string]*api.AgentCheck, error) {
 	s, err := c.api.Agent().ChecksWithFilterOpts("", (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
-		return nil, fmt.Errorf("listing the local agent's checks: %w", err)
+		return nil, wrap(err, "listing the local agent's checks")
 	}
 	return s, nil
 }
@@ -169,16 +190,26 @@ func (c *Client) Checks(ctx context.Context) (map[string]*api.AgentCheck, error)
 // UpdateTTL sets a TTL check's status ("passing", "warning", "critical").
 func (c *Client) UpdateTTL(ctx context.Context, checkID, output, status string) error {
 	if err := c.api.Agent().UpdateTTLOpts(checkID, output, status, (&api.QueryOptions{}).WithContext(ctx)); err != nil {
-		return fmt.Errorf("updating check %s: %w", checkID, err)
+		return wrap(err, fmt.Sprintf("updating check %s", checkID))
 	}
 	return nil
 }
 
 // CatalogServices lists the service names in the catalog with their tags.
 func (c *Client) CatalogServices(ctx context.Context) (map[string][]string, error) {
-	s, _, err := c.api.Catalog().Services((&api.QueryOptions{}).WithContext(ctx))
+	s, meta, err := c.api.Catalog().Services((&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
-		return nil, fmt.Errorf("listing catalog services: %w", err)
+		return nil, wrap(err, "listing catalog services")
+	}
+	if meta.ResultsFilteredByACLs {
+		return nil, filtered("listing catalog services", "service:read on every service")
 	}
 	return s, nil
+}
+
+// filtered is the error of a read whose answer Consul cut down for the
+// token's ACLs: a partial answer would look like vanished nodes or keys,
+// so it is refused as a whole.
+func filtered(op, need string) error {
+	return &ACLError{Op: op, Reason: "results filtered by ACLs: the token lacks " + need}
 }

@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -110,15 +109,16 @@ keys = ["/small"]
 	})
 
 	t.Run("change-to-file latency", func(t *testing.T) {
-		client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return sandbox.DialNetns(ctx, sb.Host(1).NetNS, network, addr)
-		}}}
+		client, err := sb.ConsulClient(sb.Host(1), "")
+		if err != nil {
+			t.Fatal(err)
+		}
 		fast := filepath.Join(out, "fast.conf")
 		var lat []time.Duration
 		for i := 1; i <= 40; i++ {
 			want := fmt.Sprintf("n=%d\n", i)
 			begin := time.Now()
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPut, "http://127.0.0.1:8500/v1/kv/fast/n", strings.NewReader(fmt.Sprint(i)))
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPut, sandbox.ConsulURL+"/v1/kv/fast/n", strings.NewReader(fmt.Sprint(i)))
 			resp, err := client.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -141,12 +141,13 @@ keys = ["/small"]
 		before := countReloads()
 		// One HTTP client dialing inside h1: 100 writes in well under the
 		// 300 ms quiet period's reach of each other.
-		client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return sandbox.DialNetns(ctx, sb.Host(1).NetNS, network, addr)
-		}}}
+		client, err := sb.ConsulClient(sb.Host(1), "")
+		if err != nil {
+			t.Fatal(err)
+		}
 		begin := time.Now()
 		for i := 1; i <= 100; i++ {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPut, "http://127.0.0.1:8500/v1/kv/app/greeting", strings.NewReader(fmt.Sprintf("hello-%d", i)))
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPut, sandbox.ConsulURL+"/v1/kv/app/greeting", strings.NewReader(fmt.Sprintf("hello-%d", i)))
 			resp, err := client.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -277,6 +278,11 @@ func TestConfgenInAgent(t *testing.T) {
 	}
 	if out, err := sb.Output(ctx, "h1", "consul", "kv", "put", "motd/text", "welcome"); err != nil {
 		t.Fatalf("%v %s", err, out)
+	}
+	// The agent's token reads only what its policy grants: confgen's
+	// prefix is added as `drover acl-policy --confgen-prefix motd` would.
+	if err := sb.GrantConfgen(ctx, sb.Host(1), "motd"); err != nil {
+		t.Fatal(err)
 	}
 	if err := sb.Start(ctx, "h1", sandbox.ProcAgent, "--confdir", dir); err != nil {
 		t.Fatal(err)

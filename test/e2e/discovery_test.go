@@ -31,7 +31,7 @@ type healthEntry struct {
 }
 
 func healthService(ctx context.Context, sb *sandbox.Sandbox, host, name string, passingOnly bool) ([]healthEntry, error) {
-	url := "http://127.0.0.1:8500/v1/health/service/" + name
+	url := sandbox.ConsulURL + "/v1/health/service/" + name
 	if passingOnly {
 		url += "?passing=true"
 	}
@@ -142,7 +142,7 @@ func TestDiscovery(t *testing.T) {
 		if !strings.Contains(m, `drover_discovery_skipped{container="bad",port="0",reason="drover.check.interval`) {
 			t.Errorf("/metrics lacks the skipped container:\n%s", grepLines(m, "drover_discovery"))
 		}
-		out, err := sb.Output(ctx, "h1", "curl", "-sf", "http://127.0.0.1:8500/v1/agent/services")
+		out, err := sb.Output(ctx, "h1", "curl", "-sf", sandbox.ConsulURL+"/v1/agent/services")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -226,7 +226,7 @@ func TestDiscovery(t *testing.T) {
 		indexes := func() string {
 			var idx []string
 			for _, path := range []string{"/v1/health/service/api", "/v1/health/service/drover-node", "/v1/kv/drover/?recurse"} {
-				out, err := sb.Output(ctx, "h1", "curl", "-sf", "-o", "/dev/null", "-D", "-", "http://127.0.0.1:8500"+path)
+				out, err := sb.Output(ctx, "h1", "curl", "-sf", "-o", "/dev/null", "-D", "-", sandbox.ConsulURL+path)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -62,8 +62,9 @@ func TestOverlay(t *testing.T) {
 		// The Consul server's API on the underlay is outside the cluster
 		// CIDR and has no route back to container subnets: only a
 		// masqueraded request gets an answer.
-		out, err := sb.Docker(ctx, "h1", "run", "--rm", "--network", "drover", sandbox.DemoImage,
-			"get", "-timeout", "3s", "http://"+sb.Server(1).Addr.String()+":8500/v1/status/leader")
+		// Consul answers only over HTTPS: the container gets the sandbox CA.
+		out, err := sb.Docker(ctx, "h1", "run", "--rm", "--network", "drover", "-v", sb.CAFile()+":/ca.pem:ro", "-e", "SSL_CERT_FILE=/ca.pem", sandbox.DemoImage,
+			"get", "-timeout", "3s", "https://"+sb.Server(1).Addr.String()+":8501/v1/status/leader")
 		if err != nil || !strings.Contains(out, sb.Server(1).Addr.String()) {
 			t.Errorf("container → outside: %q, %v", out, err)
 		}
@@ -241,7 +242,7 @@ func TestOverlay(t *testing.T) {
 		_, h2sub := nodeIdentity(ctx, t, sb, "h2")
 		forge := func(id, key, subnet string) {
 			body := fmt.Sprintf(`{"ID":%q,"Name":"drover-node","Address":"10.99.0.66","Port":51820,"Meta":{"drover_node":%q,"wg_pubkey":%q,"wg_endpoint":"10.99.0.66:51820","subnet":%q}}`, id, id, key, subnet)
-			if out, err := sb.Output(ctx, "h1", "curl", "-sf", "-X", "PUT", "--data", body, "http://127.0.0.1:8500/v1/agent/service/register"); err != nil {
+			if out, err := sb.Output(ctx, "h1", "curl", "-sf", "-X", "PUT", "--data", body, sandbox.ConsulURL+"/v1/agent/service/register"); err != nil {
 				t.Fatalf("registering forged record: %v %s", err, out)
 			}
 		}
@@ -249,7 +250,7 @@ func TestOverlay(t *testing.T) {
 		forge("evil-outside", "yGxVbV1LN+qqH6K1r5mD2dRIo0OC3WjRFUJKR6lMxVU=", "192.168.7.0/24")
 		defer func() {
 			for _, id := range []string{"evil-steal", "evil-outside"} {
-				_, _ = sb.Output(ctx, "h1", "curl", "-sf", "-X", "PUT", "http://127.0.0.1:8500/v1/agent/service/deregister/"+id)
+				_, _ = sb.Output(ctx, "h1", "curl", "-sf", "-X", "PUT", sandbox.ConsulURL+"/v1/agent/service/deregister/"+id)
 			}
 		}()
 		harness.Eventually(t, 10*time.Second, "forged records reported on every host", func() error {
@@ -367,7 +368,7 @@ func TestOverlay(t *testing.T) {
 		}
 		t.Logf("h4's peer and routes gone everywhere %s after leave", time.Since(left).Round(time.Millisecond))
 		key := "drover/v1/leases/" + strings.Replace(sub4, "/", "_", 1)
-		if out, err := sb4.Output(ctx, "h1", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:8500/v1/kv/"+key); err != nil || out != "404" {
+		if out, err := sb4.Output(ctx, "h1", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", sandbox.ConsulURL+"/v1/kv/"+key); err != nil || out != "404" {
 			t.Errorf("lease %s not freed: HTTP %s %v", key, out, err)
 		}
 	})

@@ -50,8 +50,12 @@ func (s *Sandbox) consulConfig(node, addr, dataDir string, server bool) string {
 	if server {
 		fmt.Fprintf(&b, "server = true\nbootstrap_expect = %d\n", s.opt.ConsulServers)
 		fmt.Fprintf(&b, "client_addr = \"127.0.0.1 %s\"\nui_config { enabled = true }\n", addr)
+		// A server's own agent token: the management token (servers are
+		// the operator's; hosts get least-privilege node identities).
+		b.WriteString(s.consulSecurityConfig(node, true, s.ManagementToken()))
 	} else {
 		b.WriteString("client_addr = \"127.0.0.1\"\n")
+		b.WriteString(s.consulSecurityConfig(node, false, s.agentToken(node)))
 	}
 	return b.String()
 }
@@ -69,7 +73,7 @@ func (s *Sandbox) consulDaemon(node, netns, mnt, addr, dir, runDir string, serve
 		return daemon{}, fmt.Errorf("creating %s: %w", data, err)
 	}
 	cfg := filepath.Join(dir, "consul.hcl")
-	if err := os.WriteFile(cfg, []byte(s.consulConfig(node, addr, data, server)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(s.consulConfig(node, addr, data, server)), 0o600); err != nil {
 		return daemon{}, fmt.Errorf("writing %s: %w", cfg, err)
 	}
 	return daemon{
@@ -189,6 +193,8 @@ func (s *Sandbox) AgentArgs(h Host) []string {
 		"--node-name", h.Name,
 		"--data-dir", filepath.Join(h.Dir, "drover"),
 		"--consul-addr", h.ConsulHTTP,
+		"--consul-ca", s.CAFile(),
+		"--consul-token-file", s.DroverTokenFile(h),
 		"--docker-host", "unix://" + h.DockerSock,
 		"--status-socket", h.StatusSocket(),
 	}
@@ -295,10 +301,9 @@ func (s *Sandbox) ProcessPID(h Host, proc string) int {
 // expected agent is an alive member.
 func (s *Sandbox) waitConsul(ctx context.Context) error {
 	want := s.opt.ConsulServers + s.opt.Hosts
-	sv := s.Server(1)
 	var last string
 	err := poll(ctx, 60*time.Second, func() bool {
-		out, err := run(ctx, "nsenter", append(nsArgs(sv.NetNS, ""), s.bin("consul"), "members", "-http-addr=127.0.0.1:8500")...)
+		out, err := s.serverCLI(ctx, "members")
 		last = out
 		if err != nil {
 			return false

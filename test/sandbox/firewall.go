@@ -69,7 +69,7 @@ table inet %[1]s {
 // (set here too, before dockerd starts, so that a host never forwards
 // freely in between).
 func (s *Sandbox) firewallNS(ctx context.Context, ns string, server, lb bool) error {
-	if _, err := runIn(ctx, s.inputRules(server, lb), "nsenter", append(nsArgs(ns, ""), "nft", "-f", "-")...); err != nil {
+	if _, err := runStdin(ctx, s.inputRules(server, lb), "nsenter", append(nsArgs(ns, ""), "nft", "-f", "-")...); err != nil {
 		return fmt.Errorf("installing the input firewall of %s: %w", ns, err)
 	}
 	if server {
@@ -86,14 +86,14 @@ func (s *Sandbox) firewallNS(ctx context.Context, ns string, server, lb bool) er
 func (s *Sandbox) OpenPort(ctx context.Context, name, proto string, port int) error {
 	ns := s.opt.Prefix + "-" + name
 	rule := fmt.Sprintf("add rule inet %s input %s dport %d accept comment \"opened by a test\"\n", s.inputTable(), proto, port)
-	if _, err := runIn(ctx, rule, "nsenter", append(nsArgs(ns, ""), "nft", "-f", "-")...); err != nil {
+	if _, err := runStdin(ctx, rule, "nsenter", append(nsArgs(ns, ""), "nft", "-f", "-")...); err != nil {
 		return fmt.Errorf("opening %s/%d on %s: %w", proto, port, name, err)
 	}
 	return nil
 }
 
-// runIn is run with stdin.
-func runIn(ctx context.Context, stdin, name string, args ...string) (string, error) {
+// runStdin is run with stdin.
+func runStdin(ctx context.Context, stdin, name string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out bytes.Buffer

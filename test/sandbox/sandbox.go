@@ -14,7 +14,7 @@
 //
 //	netns drv-sw      bridge br0 (the underlay switch, 10.99.0.0/24)
 //	netns drv-c1..c3  eth0 10.99.0.2..4   consul server
-//	netns drv-h1..hN  eth0 10.99.0.11..   consul client agent (127.0.0.1:8500),
+//	netns drv-h1..hN  eth0 10.99.0.11..   consul client agent (https://127.0.0.1:8501),
 //	                  dockerd (unix socket under the run dir), private
 //	                  /run/wireguard in the host's mount namespace
 package sandbox
@@ -151,18 +151,21 @@ type Host struct {
 	Dir        string     // persistent data of this host
 	Run        string     // sockets and pid files of this host
 	DockerSock string     // dockerd's unix socket
-	ConsulHTTP string     // Consul client agent's HTTP address inside the host
+	ConsulHTTP string     // Consul client agent's HTTPS API URL inside the host
+	Security   string     // the sandbox's CA, gossip key and management token
 }
 
 // Env returns the environment a command inside the host gets: DOCKER_HOST
-// and CONSUL_HTTP_ADDR point at the host's own daemons.
+// points at the host's dockerd; CONSUL_HTTP_ADDR, CONSUL_CACERT and
+// CONSUL_HTTP_TOKEN_FILE (the management token: an operator's shell) make
+// `consul ...` talk to the host's agent over verified HTTPS, and CURL_HOME's
+// .curlrc does the same for `curl https://127.0.0.1:8501/...`.
 func (h Host) Env() []string {
-	return []string{
+	return append([]string{
 		"DOCKER_HOST=unix://" + h.DockerSock,
-		"CONSUL_HTTP_ADDR=" + h.ConsulHTTP,
 		"DROVER_SANDBOX_HOST=" + h.Name,
 		"DROVER_STATUS_SOCKET=" + h.StatusSocket(),
-	}
+	}, consulEnv(h.Security)...)
 }
 
 // StatusSocket is the drover agent's status API socket on host h.
@@ -189,7 +192,8 @@ func (s *Sandbox) Host(i int) Host {
 		Dir:        filepath.Join(s.opt.Dir, name),
 		Run:        run,
 		DockerSock: filepath.Join(run, "docker.sock"),
-		ConsulHTTP: "127.0.0.1:8500",
+		ConsulHTTP: ConsulURL,
+		Security:   filepath.Join(s.opt.Dir, "security"),
 	}
 }
 

@@ -43,7 +43,7 @@ func (s *Sandbox) Status(ctx context.Context) Status {
 		st.Hosts = append(st.Hosts, hs)
 	}
 	if sv := s.Server(1); netnsExists(sv.NetNS) {
-		out, err := run(ctx, "nsenter", append(nsArgs(sv.NetNS, ""), s.bin("consul"), "members", "-http-addr=127.0.0.1:8500")...)
+		out, err := s.serverCLI(ctx, "members")
 		if err != nil {
 			out = "consul members failed: " + err.Error()
 		}
@@ -81,8 +81,9 @@ func (st Status) Print(w io.Writer, self string) {
 		fmt.Fprintf(w, "\nUse it:\n")
 		fmt.Fprintf(w, "  %s sandbox exec %s -- consul members              # a shell command inside %s\n", self, h.Name, h.Name)
 		fmt.Fprintf(w, "  %s sandbox docker %s -- ps                         # docker against %s's dockerd\n", self, h.Name, h.Name)
-		fmt.Fprintf(w, "  %s sandbox exec %s -- curl -s %s/v1/catalog/nodes   # Consul HTTP API\n", self, h.Name, h.ConsulHTTP)
-		fmt.Fprintf(w, "  %s sandbox ui                                       # Consul UI on http://127.0.0.1:8500/ui (loopback only)\n", self)
+		fmt.Fprintf(w, "  %s sandbox exec %s -- curl -s %s/v1/catalog/nodes   # Consul HTTPS API (CA and token from CURL_HOME/.curlrc)\n", self, h.Name, h.ConsulHTTP)
+		fmt.Fprintf(w, "  %s sandbox ui                                       # Consul UI on https://127.0.0.1:8501/ui (loopback only)\n", self)
+		fmt.Fprintf(w, "  (Consul runs with ACLs, TLS and gossip encryption; the CA, the gossip key and the\n   management token for the UI are in %s)\n", h.Security)
 	}
 }
 

@@ -43,8 +43,9 @@ func DialNetns(ctx context.Context, netns, network, addr string) (net.Conn, erro
 }
 
 // ServeUI forwards TCP connections accepted on listen (which must be a
-// loopback address) to the Consul HTTP API and UI of server c1, inside its
-// namespace, until ctx ends. Nothing is routed: each connection is relayed
+// loopback address) to the Consul HTTPS API and UI of server c1, inside its
+// namespace, until ctx ends (TLS passes through: the browser or curl
+// verifies the sandbox CA; the UI asks for the management token). Nothing is routed: each connection is relayed
 // by this process.
 func (s *Sandbox) ServeUI(ctx context.Context, listen string) error {
 	host, _, err := net.SplitHostPort(listen)
@@ -77,7 +78,7 @@ func (s *Sandbox) ServeUI(ctx context.Context, listen string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			relay(ctx, c, sv.NetNS, "127.0.0.1:8500")
+			relay(ctx, c, sv.NetNS, ConsulHTTPS)
 		}()
 	}
 }

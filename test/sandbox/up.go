@@ -83,7 +83,8 @@ func (s *Sandbox) canGrow(st state) bool {
 	}
 	old := *s
 	old.opt.Hosts = st.Hosts
-	return old.namespacesPresent()
+	// A sandbox from before Consul was secured is rebuilt, not grown.
+	return fileExists(s.CAFile()) && old.namespacesPresent()
 }
 
 func (s *Sandbox) sameShape(st state) bool {
@@ -158,10 +159,17 @@ func (s *Sandbox) buildHost(ctx context.Context, h Host) error {
 // startAll starts whatever daemon is not running, waits until the cluster
 // is usable and loads the demo image where it is missing.
 func (s *Sandbox) startAll(ctx context.Context) error {
+	if err := s.ensureSecrets(ctx); err != nil {
+		return err
+	}
 	for _, sv := range s.Servers() {
 		if err := s.ensureServer(sv); err != nil {
 			return err
 		}
+	}
+	// Client agents start with their agent tokens, which need the servers.
+	if err := s.ensureTokens(ctx); err != nil {
+		return err
 	}
 	for _, h := range s.Hosts() {
 		if err := s.ensureHost(h); err != nil {

@@ -1,0 +1,37 @@
+package aclpolicy
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestHCLHasEveryRuleWithItsReason(t *testing.T) {
+	got := HCL(Options{Node: "h1", ConfgenPrefixes: []string{"/app", "drover/v1/x", "motd"}})
+	for _, want := range []string{
+		"agent \"h1\" {\n  policy = \"read\"\n}",
+		"node \"h1\" {\n  policy = \"write\"\n}",
+		"node_prefix \"\" {\n  policy = \"read\"\n}",
+		"service_prefix \"\" {\n  policy = \"write\"\n}",
+		"key_prefix \"drover/v1/leases/\" {\n  policy = \"write\"\n}",
+		"key_prefix \"drover/v1/\" {\n  policy = \"read\"\n}",
+		"key_prefix \"app\" {\n  policy = \"read\"\n}",
+		"key_prefix \"motd\" {\n  policy = \"read\"\n}",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("policy lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Count(got, "key_prefix") != 4 {
+		t.Errorf("drover/v1/x is already readable; want 4 key rules:\n%s", got)
+	}
+	if n := strings.Count(got, "\n# "); n != len(Rules(Options{Node: "h1", ConfgenPrefixes: []string{"app", "motd"}})) {
+		t.Errorf("want one reason per rule, got %d:\n%s", n, got)
+	}
+}
+
+func TestSharedPolicyUsesPrefixes(t *testing.T) {
+	got := HCL(Options{})
+	if !strings.Contains(got, "agent_prefix \"\"") || !strings.Contains(got, "node_prefix \"\" {\n  policy = \"write\"") {
+		t.Errorf("shared policy:\n%s", got)
+	}
+}
