@@ -36,6 +36,7 @@ var (
 	mOvPassDur    = desc("drover_overlay_reconcile_duration_seconds", "Duration of the last overlay reconcile pass.")
 	mOvSuccess    = desc("drover_overlay_last_success_timestamp_seconds", "End of the last overlay reconcile pass without error.")
 	mHostRepairs  = desc("drover_overlay_host_repairs_total", "Times the container network or firewall rules were put back after someone else removed them.")
+	mRecRepairs   = desc("drover_overlay_record_repairs_total", "Times this host's drover-node record was missing or changed on the local Consul agent and written back.")
 	mHostErr      = desc("drover_overlay_host_error", "1 when the last check of the container network and firewall rules failed.")
 	mSyncDur      = desc("drover_discovery_pass_duration_seconds", "Duration of the last completed Docker→Consul sync pass.")
 	mProbeUp      = desc("drover_mesh_probe_reachable", "1 when the peer answers the end-to-end probe through the tunnel.", "peer")
@@ -72,7 +73,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mBuild, mPeers, mPeerUp, mPeerAge, mPeerRx, mPeerTx, mRejected, mApplies, mOverlayErr,
 		mLastApplied, mProbeUp, mProbeRTT, mRegs, mSkipped, mWrites, mPasses, mPending, mEvents, mReconnects, mLastPass, mWatchContact, mCgRenders, mCgChanges, mCgReloads, mCgError,
-		mOvPasses, mOvPassDur, mOvSuccess, mHostRepairs, mHostErr, mSyncDur,
+		mOvPasses, mOvPassDur, mOvSuccess, mHostRepairs, mRecRepairs, mHostErr, mSyncDur,
 		mLBServers, mLBOps, mLBReloads, mLBFailed, mLBInvalid, mLBStale, mLBStaleSecs, mLBHolding, mLBApplyDur, mLBLastApply} {
 		ch <- d
 	}
@@ -107,6 +108,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	g(mOvPassDur, o.LastPassDur.Seconds())
 	g(mOvSuccess, ts(o.LastSuccess))
 	cnt(mHostRepairs, float64(o.Host.Repairs))
+	cnt(mRecRepairs, float64(o.RecordRepairs))
 	g(mHostErr, b2f(o.Host.LastError != ""))
 	for _, p := range r.Mesh {
 		g(mProbeUp, b2f(p.Reachable), p.Node)
