@@ -23,10 +23,14 @@ type Self struct {
 type Input struct {
 	Self        Self
 	ClusterCIDR netip.Prefix
-	Nodes       []discovery.Node // every drover-node instance, failing ones included
-	Leases      Leases
-	Expired     map[string]bool // nodes failing (or absent) for longer than the peer timeout
-	Keepalive   time.Duration
+	// SubnetBits is the size of every lease (--subnet-size): a record for
+	// any other size is refused, so that a wide forged subnet cannot cover
+	// real hosts' ones. 0 checks nothing (tests of other rules).
+	SubnetBits int
+	Nodes      []discovery.Node // every drover-node instance, failing ones included
+	Leases     Leases
+	Expired    map[string]bool // nodes failing (or absent) for longer than the peer timeout
+	Keepalive  time.Duration
 	// Remembered are the peers this host already had (see Remembered): one
 	// whose record is absent stays while its lease still names it.
 	Remembered []Peer
@@ -99,6 +103,7 @@ func Desired(in Input) (State, []Rejection) {
 	for _, n := range in.Nodes {
 		keyCount[n.PublicKey]++
 	}
+	owner := keyOwners(in)
 	nodes := append([]discovery.Node(nil), in.Nodes...)
 	sort.SliceStable(nodes, func(i, j int) bool {
 		a, b := nodes[i], nodes[j]
@@ -132,8 +137,16 @@ func Desired(in Input) (State, []Rejection) {
 		case key == in.Self.PublicKey:
 			reject("uses this host's public key")
 			continue
-		case keyCount[n.PublicKey] > 1:
+		case keyCount[n.PublicKey] > 1 && owner[n.PublicKey] == "":
 			reject("public key %s is published by %d records", shortKey(key), keyCount[n.PublicKey])
+			continue
+		case keyCount[n.PublicKey] > 1 && owner[n.PublicKey] != n.Name:
+			// The incumbent (the oldest lease bound to this key) keeps working.
+			reject("public key %s belongs to node %q, whose lease is older", shortKey(key), owner[n.PublicKey])
+			continue
+		}
+		if in.SubnetBits != 0 && n.Subnet.Bits() != in.SubnetBits {
+			reject("subnet %s is not one lease of the cluster's size /%d", n.Subnet, in.SubnetBits)
 			continue
 		}
 		if !in.ClusterCIDR.Contains(n.Subnet.Addr()) || n.Subnet.Bits() < in.ClusterCIDR.Bits() {
@@ -170,6 +183,25 @@ func Desired(in Input) (State, []Rejection) {
 	keepRemembered(st, in, keyCount)
 	sort.Slice(rej, func(i, j int) bool { return rej[i].String() < rej[j].String() })
 	return st, rej
+}
+
+// keyOwners maps each public key published by more than one record to the
+// node that owns it: the record whose own lease (same subnet, node and key)
+// is the oldest (lowest Consul index). A key none of whose records has a
+// bound lease maps to "".
+func keyOwners(in Input) map[string]string {
+	best := map[string]uint64{}
+	out := map[string]string{}
+	for _, n := range in.Nodes {
+		l, ok := in.Leases[n.Subnet]
+		if !ok || l.Node != n.Name || l.PublicKey != n.PublicKey || n.Name == in.Self.Name {
+			continue
+		}
+		if b, seen := best[n.PublicKey]; !seen || l.Index < b || (l.Index == b && n.Name < out[n.PublicKey]) {
+			best[n.PublicKey], out[n.PublicKey] = l.Index, n.Name
+		}
+	}
+	return out
 }
 
 func overlapping(st State, p netip.Prefix) (Peer, bool) {

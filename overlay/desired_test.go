@@ -81,7 +81,7 @@ func (f desiredFixture) peer(n discovery.Node, keepalive time.Duration) Peer {
 }
 
 func TestDesired(t *testing.T) {
-	f := newDesiredFixture(t, "a", "b", "c", "d", "e")
+	f := newDesiredFixture(t, "a", "b", "c", "d", "e", "wide")
 	cidr := pfx("10.42.0.0/16")
 	selfNode := discovery.Node{Name: "self", ConsulNode: "consul-self", PublicKey: f.self.PublicKey.String(),
 		Subnet: f.self.Subnet, Endpoint: netip.MustParseAddrPort("192.0.2.1:51820"), Health: "passing"}
@@ -95,13 +95,14 @@ func TestDesired(t *testing.T) {
 		reason string // substring of Rejection.Reason
 	}
 	tests := []struct {
-		name      string
-		nodes     []discovery.Node
-		leases    Leases // nil: leasesOf(nodes)
-		expired   map[string]bool
-		noSelfNet bool // self has no subnet yet
-		want      []Peer
-		wantRej   []rejection // in the order Desired returns them
+		name       string
+		nodes      []discovery.Node
+		leases     Leases // nil: leasesOf(nodes)
+		expired    map[string]bool
+		noSelfNet  bool // self has no subnet yet
+		subnetBits int  // Input.SubnetBits (0: unchecked)
+		want       []Peer
+		wantRej    []rejection // in the order Desired returns them
 	}{
 		{
 			name:  "no nodes",
@@ -196,17 +197,77 @@ func TestDesired(t *testing.T) {
 			wantRej: []rejection{{"b", "uses this host's public key"}},
 		},
 		{
-			name: "duplicated key rejects every record that has it",
+			// Issue 12, defect 3: a record copying another node's key used
+			// to get both refused; the incumbent keeps working.
+			name: "duplicated key: the record with the older lease keeps it",
 			nodes: []discovery.Node{a, b, func() discovery.Node {
 				n := c
 				n.PublicKey = b.PublicKey
 				return n
 			}()},
+			leases: func() Leases {
+				l := leasesOf(a, b)
+				l[c.Subnet] = Lease{Node: "c", PublicKey: b.PublicKey, Index: 50}
+				bl := l[b.Subnet]
+				bl.Index = 10
+				l[b.Subnet] = bl
+				return l
+			}(),
+			want:    []Peer{f.peer(a, 25*time.Second), f.peer(b, 25*time.Second)},
+			wantRej: []rejection{{"c", `belongs to node "b", whose lease is older`}},
+		},
+		{
+			name: "duplicated key: the older lease wins whatever the names",
+			nodes: []discovery.Node{a, b, func() discovery.Node {
+				n := c
+				n.PublicKey = b.PublicKey
+				return n
+			}()},
+			leases: func() Leases {
+				l := leasesOf(a, b)
+				l[c.Subnet] = Lease{Node: "c", PublicKey: b.PublicKey, Index: 5}
+				bl := l[b.Subnet]
+				bl.Index = 10
+				l[b.Subnet] = bl
+				return l
+			}(),
+			want: []Peer{f.peer(a, 25*time.Second), func() Peer {
+				p := f.peer(c, 25*time.Second)
+				p.PublicKey = f.peer(b, 0).PublicKey
+				return p
+			}()},
+			wantRej: []rejection{{"b", `belongs to node "c", whose lease is older`}},
+		},
+		{
+			name: "duplicated key without a bound lease rejects every record that has it",
+			nodes: []discovery.Node{a, b, func() discovery.Node {
+				n := c
+				n.PublicKey = b.PublicKey
+				return n
+			}()},
+			leases: func() Leases {
+				l := leasesOf(a)
+				l[b.Subnet] = Lease{Node: "b", PublicKey: "other"}
+				return l
+			}(),
 			want: []Peer{f.peer(a, 25*time.Second)},
 			wantRej: []rejection{
 				{"b", "is published by 2 records"},
 				{"c", "is published by 2 records"},
 			},
+		},
+		{
+			// Issue 12, defect 1: a /23 record with a fresh lease used to
+			// take over the /24 hosts inside it.
+			name:       "a wide forged subnet is refused and the hosts inside it keep their routes",
+			subnetBits: 24,
+			nodes:      []discovery.Node{a, b, f.node("wide", "10.42.2.0/23", "")},
+			leases: func() Leases {
+				wide := f.node("wide", "10.42.2.0/23", "")
+				return leasesOf(a, b, wide)
+			}(),
+			want:    []Peer{f.peer(a, 25*time.Second), f.peer(b, 25*time.Second)},
+			wantRej: []rejection{{"wide", "is not one lease of the cluster's size /24"}},
 		},
 		{
 			name:    "subnet outside the cluster CIDR",
@@ -299,6 +360,7 @@ func TestDesired(t *testing.T) {
 				Leases:      leases,
 				Expired:     tc.expired,
 				Keepalive:   25 * time.Second,
+				SubnetBits:  tc.subnetBits,
 			}
 			if tc.noSelfNet {
 				in.Self.Subnet = netip.Prefix{}
@@ -364,8 +426,8 @@ func TestDesiredIsDeterministic(t *testing.T) {
 		Keepalive:   10 * time.Second,
 	}
 	first, firstRej := Desired(in)
-	if len(first.Peers) != 4 || len(firstRej) != 5 {
-		t.Fatalf("fixture: got %d peers and %d rejections, want 4 and 5:\n%v\n%v", len(first.Peers), len(firstRej), first, firstRej)
+	if len(first.Peers) != 5 || len(firstRej) != 4 {
+		t.Fatalf("fixture: got %d peers and %d rejections, want 5 and 4:\n%v\n%v", len(first.Peers), len(firstRej), first, firstRej)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range 20 {

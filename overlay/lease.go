@@ -20,6 +20,9 @@ const LeasePrefix = "drover/v1/leases/"
 type Lease struct {
 	Node      string `json:"node"`
 	PublicKey string `json:"public_key"`
+	// Index is the lease's Consul modify index (never written; leases are
+	// created once with CAS 0 and never modified, so it orders them by age).
+	Index uint64 `json:"-"`
 }
 
 // LeaseKey returns the KV key of subnet p ("/" becomes "_").
@@ -67,6 +70,7 @@ func ParseLeases(kv map[string]KVEntry) (Leases, []string) {
 			problems = append(problems, fmt.Sprintf("lease %s: value %q is not {\"node\":…,\"public_key\":…}", p, kv[k].Value))
 			continue
 		}
+		l.Index = kv[k].Index
 		out[p] = l
 	}
 	return out, problems

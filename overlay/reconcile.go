@@ -364,7 +364,7 @@ func (c *Controller) desiredInput(self Self, prev State, dev *wgtypes.Device, no
 	c.mu.Lock()
 	expired := c.expiredLocked(nodes, absentNames(remembered, nodes), time.Now())
 	c.mu.Unlock()
-	return Input{Self: self, ClusterCIDR: c.opt.ClusterCIDR, Nodes: nodes, Leases: leases,
+	return Input{Self: self, ClusterCIDR: c.opt.ClusterCIDR, SubnetBits: c.opt.SubnetBits, Nodes: nodes, Leases: leases,
 		Expired: expired, Keepalive: c.opt.Keepalive, Remembered: remembered}
 }
 
