@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"text/template"
@@ -40,12 +39,15 @@ func NewProcessor(opt Options) *Processor { return &Processor{opt: opt} }
 
 // Outcome is what one Sync did.
 type Outcome struct {
-	Resource string    `json:"resource"`
-	Dest     string    `json:"dest"`
-	Changed  bool      `json:"changed"`  // the file was (or, with Noop, would be) replaced
-	Reloaded bool      `json:"reloaded"` // reload_cmd ran successfully
-	Diff     string    `json:"diff,omitempty"`
-	At       time.Time `json:"at"`
+	Resource string `json:"resource"`
+	Dest     string `json:"dest"`
+	Changed  bool   `json:"changed"`  // the file was (or, with Noop, would be) replaced
+	Reloaded bool   `json:"reloaded"` // reload_cmd ran successfully
+	// Diff of old and new content. It may hold secrets (rendered files
+	// often do), so it is never marshalled: status, JSON output and logs
+	// leave it out; only an explicit --dry-run/--noop shows it.
+	Diff string    `json:"-"`
+	At   time.Time `json:"at"`
 }
 
 // Render executes the resource's template over kv (Consul keys). It is
@@ -77,8 +79,8 @@ func (p *Processor) Sync(ctx context.Context, r Resource, kv map[string]string) 
 	if err != nil {
 		return out, err
 	}
-	mode, _ := strconv.ParseUint(r.Mode, 8, 32)
-	same, old := sameFile(r.Dest, content, os.FileMode(mode), r.UID, r.GID)
+	mode := r.FileMode()
+	same, old := sameFile(r.Dest, content, mode, r.UID, r.GID)
 	if same {
 		return out, nil
 	}
@@ -88,7 +90,7 @@ func (p *Processor) Sync(ctx context.Context, r Resource, kv map[string]string) 
 		p.opt.Log.Info("confgen: would replace file (noop)", "dest", r.Dest, "diff", out.Diff)
 		return out, nil
 	}
-	stage, err := p.stage(r, content, os.FileMode(mode))
+	stage, err := p.stage(r, content, mode)
 	if err != nil {
 		return out, err
 	}

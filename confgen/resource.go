@@ -26,7 +26,7 @@ type Resource struct {
 	Prefix    string   // global --prefix joined with the resource's prefix
 	Owner     string
 	UID, GID  int    // -1: keep the default (the process's)
-	Mode      string // octal, default 0644
+	Mode      string // octal; empty: an existing dest keeps its mode, a new one gets 0644
 	CheckCmd  string // run on the staged file ({{.src}}); non-zero keeps the old file
 	ReloadCmd string // run after the file was replaced
 	MinWait   time.Duration
@@ -102,10 +102,9 @@ func parseResource(file, confdir, prefix string) (Resource, error) {
 	if len(r.Keys) == 0 {
 		problems = append(problems, "keys is empty (list the KV paths the template reads)")
 	}
-	if r.Mode == "" {
-		r.Mode = "0644"
-	}
-	if m, err := strconv.ParseUint(r.Mode, 8, 32); err != nil || m > 0o7777 {
+	// An unset mode stays unset: the file keeps the mode it has (as with
+	// confd), and a new file gets 0644 (see Resource.FileMode).
+	if m, err := strconv.ParseUint(r.Mode, 8, 32); r.Mode != "" && (err != nil || m > 0o7777) {
 		problems = append(problems, fmt.Sprintf("mode %q: want an octal mode such as 0644", r.Mode))
 	}
 	if t.UID != nil {
@@ -182,4 +181,17 @@ func (r Resource) StoreFor(kv map[string]string) *Store {
 		}
 	}
 	return NewStore(m)
+}
+
+// FileMode is the mode dest gets: Mode when set; else the mode dest already
+// has (an operator's 0600 is never widened); else 0644.
+func (r Resource) FileMode() os.FileMode {
+	if r.Mode != "" {
+		m, _ := strconv.ParseUint(r.Mode, 8, 32)
+		return os.FileMode(m)
+	}
+	if fi, err := os.Stat(r.Dest); err == nil {
+		return fi.Mode().Perm()
+	}
+	return 0o644
 }

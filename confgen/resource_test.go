@@ -2,6 +2,7 @@ package confgen
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -192,5 +193,41 @@ func TestBadTemplateKeepsFile(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(dest); string(got) != "old\n" {
 		t.Errorf("dest = %q", got)
+	}
+}
+
+// An unset mode keeps the mode the file has, as confd does: an operator's
+// 0600 is never widened to 0644 (issue 12, defect 4). A new file gets 0644.
+func TestUnsetModeKeepsExistingMode(t *testing.T) {
+	dir := confdir(t, map[string]string{"templates/t.tmpl": "a={{getv \"/a\"}}\n"})
+	secret := filepath.Join(dir, "secret.conf")
+	if err := os.WriteFile(secret, []byte("old\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := NewProcessor(Options{Runner: &fakeRunner{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	for _, tc := range []struct {
+		dest string
+		want os.FileMode
+	}{{secret, 0o600}, {filepath.Join(dir, "new.conf"), 0o644}} {
+		r := Resource{File: "t.toml", Src: filepath.Join(dir, "templates/t.tmpl"), Dest: tc.dest, Keys: []string{"/a"}, Prefix: "/", UID: -1, GID: -1}
+		if _, err := p.Sync(context.Background(), r, map[string]string{"a": "1"}); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(tc.dest)
+		if err != nil || fi.Mode().Perm() != tc.want {
+			t.Errorf("%s: mode %v (%v), want %v", filepath.Base(tc.dest), fi.Mode().Perm(), err, tc.want)
+		}
+		if got, _ := os.ReadFile(tc.dest); string(got) != "a=1\n" {
+			t.Errorf("%s = %q", tc.dest, got)
+		}
+	}
+}
+
+// The diff of a rendered file may carry secrets: it never reaches JSON
+// (status, `drover confgen --onetime` output) — issue 12, defect 4.
+func TestOutcomeJSONHasNoDiff(t *testing.T) {
+	b, err := json.Marshal(Outcome{Resource: "r", Dest: "/x", Changed: true, Diff: "-password=old\n+password=s3cret"})
+	if err != nil || strings.Contains(string(b), "s3cret") {
+		t.Errorf("outcome JSON %s (%v) carries the diff", b, err)
 	}
 }
