@@ -68,18 +68,21 @@ type SyncOptions struct {
 
 // SyncStatus is the sync loop's part of `drover status`.
 type SyncStatus struct {
-	Registrations []string      `json:"registrations"` // IDs registered now
-	Problems      []Problem     `json:"problems"`
-	Writes        int           `json:"consul_writes"` // registrations, deregistrations, TTL updates since start
-	Passes        int           `json:"passes"`
-	LastPass      time.Time     `json:"last_pass"`
-	LastPassDur   time.Duration `json:"last_pass_duration_ns"`
-	LastError     string        `json:"last_error,omitempty"`
-	Pending       bool          `json:"pending"` // a pass failed and is being retried
-	Owned         int           `json:"owned_in_consul"`
-	DockerEvents  int           `json:"docker_events"`
-	Reconnects    int           `json:"docker_reconnects"`
-	Applied       []string      `json:"last_changes,omitempty"`
+	Registrations []string `json:"registrations"` // IDs registered now
+	// Failed are registrations the last pass wanted but Consul refused
+	// ("ID: error"); they are not in Registrations and are retried.
+	Failed       []string      `json:"failed,omitempty"`
+	Problems     []Problem     `json:"problems"`
+	Writes       int           `json:"consul_writes"` // registrations, deregistrations, TTL updates since start
+	Passes       int           `json:"passes"`
+	LastPass     time.Time     `json:"last_pass"`
+	LastPassDur  time.Duration `json:"last_pass_duration_ns"`
+	LastError    string        `json:"last_error,omitempty"`
+	Pending      bool          `json:"pending"` // a pass failed and is being retried
+	Owned        int           `json:"owned_in_consul"`
+	DockerEvents int           `json:"docker_events"`
+	Reconnects   int           `json:"docker_reconnects"`
+	Applied      []string      `json:"last_changes,omitempty"`
 }
 
 // Sync keeps this node's container registrations in Consul equal to the
@@ -121,6 +124,7 @@ func (s *Sync) Status() SyncStatus {
 	defer s.mu.Unlock()
 	st := s.status
 	st.Registrations = append([]string(nil), st.Registrations...)
+	st.Failed = append([]string(nil), st.Failed...)
 	st.Problems = append([]Problem(nil), st.Problems...)
 	return st
 }
@@ -276,6 +280,7 @@ func (s *Sync) pass(ctx context.Context) error {
 	var changes []string
 	var errs []error
 	want := map[string]bool{}
+	failed := map[string]string{}
 	s.mu.Lock()
 	again := s.again
 	s.mu.Unlock()
@@ -288,6 +293,7 @@ func (s *Sync) pass(ctx context.Context) error {
 		}
 		if err := s.agent.Register(ctx, reg); err != nil {
 			errs = append(errs, err)
+			failed[r.ID] = err.Error()
 			continue
 		}
 		if r.DockerHealth && s.opt.DockerCheckID != nil {
@@ -320,7 +326,12 @@ func (s *Sync) pass(ctx context.Context) error {
 	s.status.Problems = problems
 	s.status.Owned = len(owned)
 	s.status.Registrations = s.status.Registrations[:0]
+	s.status.Failed = nil
 	for _, r := range desired {
+		if msg, bad := failed[r.ID]; bad {
+			s.status.Failed = append(s.status.Failed, r.ID+": "+msg)
+			continue
+		}
 		s.status.Registrations = append(s.status.Registrations, r.ID)
 	}
 	if len(changes) > 0 {

@@ -36,6 +36,7 @@ type fakeAgent struct {
 	checks   map[string]*api.AgentCheck
 	log      []string
 	err      error
+	refuse   map[string]error // Register of these IDs fails
 }
 
 func newFakeAgent() *fakeAgent {
@@ -48,6 +49,9 @@ func (f *fakeAgent) Checks(context.Context) (map[string]*api.AgentCheck, error) 
 	return f.checks, f.err
 }
 func (f *fakeAgent) Register(_ context.Context, r *api.AgentServiceRegistration) error {
+	if err := f.refuse[r.ID]; err != nil {
+		return err
+	}
 	f.services[r.ID] = &api.AgentService{ID: r.ID, Service: r.Name, Address: r.Address, Port: r.Port, Tags: r.Tags, Meta: r.Meta}
 	for _, c := range r.Checks {
 		f.checks[c.CheckID] = &api.AgentCheck{CheckID: c.CheckID, Status: c.Status}
@@ -180,5 +184,32 @@ func TestSyncBridgesDockerHealth(t *testing.T) {
 	a.log = nil
 	if err := s.pass(ctx); err != nil || len(a.log) != 0 {
 		t.Errorf("right after the refresh: wrote %v (%v)", a.log, err)
+	}
+}
+
+// A registration Consul refused is reported as failed, not as registered
+// (issue 12, defect 17), and listed as registered once a retry succeeds.
+func TestStatusListsOnlyWhatRegistered(t *testing.T) {
+	ctx := context.Background()
+	good := inspect("aaaaaaaaaaaa1111", "good", map[string]string{"drover.service": "good"}, "10.42.1.2")
+	bad := inspect("bbbbbbbbbbbb2222", "bad", map[string]string{"drover.service": "bad"}, "10.42.1.3")
+	a := newFakeAgent()
+	badID := "drover:h1:bbbbbbbbbbbb:8080"
+	a.refuse = map[string]error{badID: errors.New("Unexpected response code: 400 (Invalid service meta)")}
+	s := newTestSync(&fakeDocker{cs: []container.InspectResponse{good, bad}}, a)
+	_ = s.pass(ctx)
+	st := s.Status()
+	if strings.Join(st.Registrations, ",") != "drover:h1:aaaaaaaaaaaa:8080" {
+		t.Errorf("registrations = %v, want only the good one", st.Registrations)
+	}
+	if len(st.Failed) != 1 || !strings.HasPrefix(st.Failed[0], badID+": ") || !strings.Contains(st.Failed[0], "Invalid service meta") {
+		t.Errorf("failed = %v, want %s with its reason", st.Failed, badID)
+	}
+	a.refuse = nil
+	if err := s.pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Status(); len(st.Registrations) != 2 || len(st.Failed) != 0 {
+		t.Errorf("after the retry: registrations %v, failed %v", st.Registrations, st.Failed)
 	}
 }

@@ -206,6 +206,9 @@ func printStatus(w io.Writer, r StatusReport) {
 	for _, id := range d.Registrations {
 		fmt.Fprintf(w, "  %s\n", id)
 	}
+	for _, f := range d.Failed {
+		fmt.Fprintf(w, "NOT REGISTERED (Consul refused; retried) %s\n", f)
+	}
 	for _, p := range d.Problems {
 		fmt.Fprintf(w, "SKIPPED container %s port %d: %s\n", p.ContainerName, p.Port, p.Reason)
 	}
