@@ -110,9 +110,22 @@ func (c *Controller) update(f func(*ControllerStatus)) {
 // reconciles until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
 	running, known := c.proxy.Running()
-	if err := c.proxy.Start(ctx, running); err != nil {
-		return fmt.Errorf("starting haproxy: %w", err)
+	// HAProxy that cannot start (a bad binary, a port taken, a full disk)
+	// is the lb's problem only: it is reported and retried with backoff,
+	// and the rest of the agent (mesh, discovery) keeps running.
+	for delay := 250 * time.Millisecond; ; delay = min(delay*2, time.Minute) {
+		err := c.proxy.Start(ctx, running)
+		if err == nil {
+			break
+		}
+		c.fail("start", fmt.Errorf("starting haproxy (retrying in %s): %w", delay, err))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
 	}
+	c.update(func(s *ControllerStatus) { s.LastError = "" })
 	c.update(func(s *ControllerStatus) { s.Running = running.Clone() })
 	forceReload := !known
 	var lastReload time.Time

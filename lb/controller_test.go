@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -56,13 +57,22 @@ type fakeProxy struct {
 	// reloadErr makes every reload fail (HAProxy refusing the config).
 	reloadErr error
 	failed    int
+	// startErrs fail the first Start calls, one each.
+	startErrs []error
+	starts    int
 }
 
 func (p *fakeProxy) Running() (State, bool) { return p.running, p.known }
 func (p *fakeProxy) Start(context.Context, State) error {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.starts++
+	if len(p.startErrs) > 0 {
+		err := p.startErrs[0]
+		p.startErrs = p.startErrs[1:]
+		return err
+	}
 	p.started = true
-	p.mu.Unlock()
 	return nil
 }
 func (p *fakeProxy) Ensure(context.Context) error { return nil }
@@ -309,4 +319,20 @@ func TestKeepPools(t *testing.T) {
 	if p := Diff(run, want); p.Reload {
 		t.Errorf("9 → 8 servers reloads: %v", p.Reasons)
 	}
+}
+
+// HAProxy failing to start is reported and retried; Run does not return
+// (it used to, and its error stopped the whole agent: issue 12, defect 8).
+func TestStartFailureIsRetried(t *testing.T) {
+	src := newFakeSource()
+	src.set(webInstances(1), nil)
+	px := &fakeProxy{startErrs: []error{errors.New("cannot bind socket [0.0.0.0:80]"), errors.New("cannot bind socket [0.0.0.0:80]")}}
+	c := startController(t, src, px, ControllerOptions{})
+	eventually(t, "the failure in status", func() bool { return strings.Contains(c.Status().LastError, "cannot bind socket") })
+	eventually(t, "a retried start", func() bool {
+		px.mu.Lock()
+		defer px.mu.Unlock()
+		return px.started && px.starts == 3
+	})
+	eventually(t, "the error cleared and servers applied", func() bool { return c.Status().LastError == "" && px.reloads+len(px.ops) > 0 })
 }
