@@ -61,6 +61,10 @@ type SyncOptions struct {
 	// out while the container is healthy (default 15 min; the wiring passes
 	// a quarter of healthcheck's TTL).
 	DockerRefresh time.Duration
+	// PassTimeout bounds one pass, every Docker and Consul call in it
+	// included (default 1 min): a hung dockerd or Consul agent fails the
+	// pass, which is retried, instead of freezing registration for good.
+	PassTimeout time.Duration
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
 	Log *slog.Logger
@@ -114,6 +118,9 @@ func NewSync(opt SyncOptions, d Docker, a Agent) *Sync {
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
+	}
+	if opt.PassTimeout == 0 {
+		opt.PassTimeout = time.Minute
 	}
 	return &Sync{opt: opt, docker: d, agent: a, kick: make(chan struct{}, 1), ttlAt: map[string]time.Time{}}
 }
@@ -235,9 +242,11 @@ func interesting(m events.Message) bool {
 // pass is one full level-triggered sync.
 func (s *Sync) pass(ctx context.Context) error {
 	begin := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, s.opt.PassTimeout)
+	defer cancel()
 	inspected, err := s.docker.Containers(ctx)
 	if err != nil {
-		return s.fail(err)
+		return s.fail(fmt.Errorf("listing containers (pass deadline %s): %w", s.opt.PassTimeout, err))
 	}
 	services, err := s.agent.Services(ctx)
 	if err != nil {

@@ -213,3 +213,28 @@ func TestStatusListsOnlyWhatRegistered(t *testing.T) {
 		t.Errorf("after the retry: registrations %v, failed %v", st.Registrations, st.Failed)
 	}
 }
+
+// hungDocker answers nothing until its caller gives up.
+type hungDocker struct{ fakeDocker }
+
+func (h *hungDocker) Containers(ctx context.Context) ([]container.InspectResponse, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// A hung dockerd fails the pass at its deadline (and the pass is retried)
+// instead of freezing registration forever (issue 12, defect 9).
+func TestPassHasADeadline(t *testing.T) {
+	s := newTestSync(&hungDocker{}, newFakeAgent())
+	s.opt.PassTimeout = 100 * time.Millisecond
+	done := make(chan error, 1)
+	go func() { done <- s.pass(context.Background()) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "deadline") {
+			t.Errorf("pass = %v, want a deadline error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a pass against a hung dockerd never returned")
+	}
+}

@@ -48,7 +48,10 @@ func (c *Client) CheckToken() bool {
 
 // Self returns the local agent's node name and advertised address.
 func (c *Client) Self(ctx context.Context) (node, addr string, err error) {
-	self, err := c.api.Agent().Self()
+	// Agent().Self() takes no context; the raw query does, so a hung agent
+	// cannot hold the caller past its deadline.
+	var self map[string]map[string]interface{}
+	_, err = c.api.Raw().Query("/v1/agent/self", &self, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return "", "", wrap(err, "asking the local consul agent who it is")
 	}
