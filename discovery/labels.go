@@ -738,7 +738,35 @@ func (r *labelReader) registration(node string, port int) (Registration, []fault
 			}
 		}
 	}
+	faults = append(faults, metaLimits(reg.Meta)...)
 	return reg, faults
+}
+
+// Consul's limits on service meta (agent/structs): a registration beyond
+// them is refused on every attempt, so it is refused here once, with the
+// reason, instead.
+const (
+	metaMaxPairs  = 64
+	metaMaxKey    = 128
+	metaMaxValue  = 512
+	metaHashPairs = 1 // the digest the sync adds
+)
+
+// metaLimits reports every meta key or value Consul would refuse.
+func metaLimits(meta map[string]string) []fault {
+	var out []fault
+	if len(meta)+metaHashPairs > metaMaxPairs {
+		out = append(out, fault{perPort: true, reason: fmt.Sprintf("%d meta pairs: Consul allows at most %d", len(meta)+metaHashPairs, metaMaxPairs)})
+	}
+	for _, k := range sortedKeys(meta) {
+		if len(k) > metaMaxKey {
+			out = append(out, fault{perPort: true, reason: fmt.Sprintf("meta key %.20q… is %d bytes: Consul allows at most %d", k, len(k), metaMaxKey)})
+		}
+		if v := meta[k]; len(v) > metaMaxValue {
+			out = append(out, fault{perPort: true, reason: fmt.Sprintf("meta %s is %d bytes (from a label or the container's name or image): Consul allows at most %d", k, len(v), metaMaxValue)})
+		}
+	}
+	return out
 }
 
 // check resolves the health check of one port.

@@ -143,6 +143,18 @@ func TestRegistrations(t *testing.T) {
 			name: "no labels at all on several ports: nothing, no problem",
 			cs:   []Container{withExposed(ctr(), 80, 443)},
 		},
+		// Issue 12, defect 16: values beyond Consul's meta limits used to be
+		// registered, refused by Consul on every pass.
+		{
+			name:     "a 601-byte drover.lb.path is refused once with the reason",
+			cs:       []Container{ctr("drover.service", "web", "drover.lb.mode", "http", "drover.lb.path", "/"+strings.Repeat("p", 600))},
+			problems: []Problem{prob(ctr("drover.service", "web", "drover.lb.mode", "http", "drover.lb.path", "/"+strings.Repeat("p", 600)), 8080, "meta lb_path is 601 bytes")},
+		},
+		{
+			name:     "a 601-character container name is refused once with the reason",
+			cs:       []Container{with(web, func(c *Container) { c.Name = strings.Repeat("n", 601) })},
+			problems: []Problem{prob(with(web, func(c *Container) { c.Name = strings.Repeat("n", 601) }), 8080, "meta container_name is 601 bytes")},
+		},
 		{
 			name: "docker healthcheck is bridged",
 			cs:   []Container{with(web, func(c *Container) { c.Health = "starting" })},
