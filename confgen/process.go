@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"text/template"
 	"time"
@@ -32,10 +33,49 @@ type Options struct {
 }
 
 // Processor renders resources and swaps files safely.
-type Processor struct{ opt Options }
+type Processor struct {
+	opt Options
+
+	mu sync.Mutex // guards reloadDue
+	// reloadDue holds the dests whose file was replaced but whose reload_cmd
+	// failed: the next Sync runs it again even though the bytes are the
+	// same, until it succeeds.
+	reloadDue map[string]bool
+}
 
 // NewProcessor returns a processor.
-func NewProcessor(opt Options) *Processor { return &Processor{opt: opt} }
+func NewProcessor(opt Options) *Processor { return &Processor{opt: opt, reloadDue: map[string]bool{}} }
+
+func (p *Processor) due(dest string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.reloadDue[dest]
+}
+
+func (p *Processor) setDue(dest string, due bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if due {
+		p.reloadDue[dest] = true
+	} else {
+		delete(p.reloadDue, dest)
+	}
+}
+
+// reload runs r's reload_cmd, remembering a failure so that it is retried.
+func (p *Processor) reload(ctx context.Context, r Resource, out *Outcome) error {
+	if r.ReloadCmd == "" || p.opt.SyncOnly {
+		p.setDue(r.Dest, false)
+		return nil
+	}
+	if output, err := p.opt.Runner.Run(ctx, r.ReloadCmd); err != nil {
+		p.setDue(r.Dest, true)
+		return fmt.Errorf("reload_cmd %q failed after %s was replaced (retried until it succeeds): %w: %s", r.ReloadCmd, r.Dest, err, strings.TrimSpace(string(output)))
+	}
+	p.setDue(r.Dest, false)
+	out.Reloaded = true
+	return nil
+}
 
 // Outcome is what one Sync did.
 type Outcome struct {
@@ -82,6 +122,9 @@ func (p *Processor) Sync(ctx context.Context, r Resource, kv map[string]string) 
 	mode := r.FileMode()
 	same, old := sameFile(r.Dest, content, mode, r.UID, r.GID)
 	if same {
+		if p.due(r.Dest) && !p.opt.Noop {
+			return out, p.reload(ctx, r, &out)
+		}
 		return out, nil
 	}
 	out.Changed = true
@@ -115,11 +158,8 @@ func (p *Processor) Sync(ctx context.Context, r Resource, kv map[string]string) 
 		return out, err
 	}
 	p.opt.Log.Info("confgen: file replaced", "dest", r.Dest, "resource", out.Resource)
-	if r.ReloadCmd != "" && !p.opt.SyncOnly {
-		if output, err := p.opt.Runner.Run(ctx, r.ReloadCmd); err != nil {
-			return out, fmt.Errorf("reload_cmd %q failed after %s was replaced: %w: %s", r.ReloadCmd, r.Dest, err, strings.TrimSpace(string(output)))
-		}
-		out.Reloaded = true
+	if err := p.reload(ctx, r, &out); err != nil {
+		return out, err
 	}
 	return out, nil
 }

@@ -231,3 +231,51 @@ func TestOutcomeJSONHasNoDiff(t *testing.T) {
 		t.Errorf("outcome JSON %s (%v) carries the diff", b, err)
 	}
 }
+
+// flakyRunner fails reload_cmd the first `fails` times.
+type flakyRunner struct {
+	fails int
+	ran   []string
+}
+
+func (f *flakyRunner) Run(_ context.Context, cmd string) ([]byte, error) {
+	f.ran = append(f.ran, cmd)
+	if cmd == "reload" && f.fails > 0 {
+		f.fails--
+		return []byte("service not running"), errors.New("exit status 1")
+	}
+	return nil, nil
+}
+
+// A failed reload_cmd is run again on the next pass although the file is
+// already in place, until it succeeds; then never again (issue 12, defect
+// 5: identical bytes short-circuited and the error was cleared).
+func TestFailedReloadIsRetried(t *testing.T) {
+	ctx := context.Background()
+	dir := confdir(t, map[string]string{"templates/t.tmpl": "a={{getv \"/a\"}}\n"})
+	r := Resource{File: "t.toml", Src: filepath.Join(dir, "templates/t.tmpl"), Dest: filepath.Join(dir, "out.conf"),
+		Keys: []string{"/a"}, Prefix: "/", UID: -1, GID: -1, ReloadCmd: "reload"}
+	run := &flakyRunner{fails: 2}
+	p := NewProcessor(Options{Runner: run, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	kv := map[string]string{"a": "1"}
+	for i, want := range []string{"fail", "fail", "reloaded", "nothing"} {
+		out, err := p.Sync(ctx, r, kv)
+		switch want {
+		case "fail":
+			if err == nil || !strings.Contains(err.Error(), "reload_cmd") {
+				t.Fatalf("pass %d: err = %v, want the reload failure", i, err)
+			}
+		case "reloaded":
+			if err != nil || !out.Reloaded {
+				t.Fatalf("pass %d: %+v, %v; want the retried reload", i, out, err)
+			}
+		case "nothing":
+			if err != nil || out.Reloaded || out.Changed {
+				t.Fatalf("pass %d: %+v, %v; want nothing", i, out, err)
+			}
+		}
+	}
+	if len(run.ran) != 3 {
+		t.Errorf("ran %v, want reload 3 times", run.ran)
+	}
+}
