@@ -9,10 +9,10 @@ import (
 
 type benchServices struct{ insts []Instance }
 
-func (b benchServices) Service(string) []Instance { return b.insts }
-func (b benchServices) ServiceNames() []string    { return []string{"web"} }
-func (b benchServices) Nodes() []string           { return nil }
-func (b benchServices) MeshPeers() []Peer         { return nil }
+func (b benchServices) Service(string) ([]Instance, error) { return b.insts, nil }
+func (b benchServices) ServiceNames() ([]string, error)    { return []string{"web"}, nil }
+func (b benchServices) Nodes() ([]string, error)           { return nil, nil }
+func (b benchServices) MeshPeers() ([]Peer, error)         { return nil, nil }
 
 // BenchmarkRender renders a template that walks 10,000 keys and 1,000
 // service instances (`go test -bench Render ./confgen/`, or make

@@ -33,12 +33,15 @@ type Peer struct {
 	Reachable              bool // its mesh check passes
 }
 
-// Services gives templates drover's service and mesh data; may be nil.
+// Services gives templates drover's service and mesh data; may be nil. An
+// error (Consul not read yet, or failing) fails the render, so the old file
+// is kept: a file is never written without its upstreams because Consul
+// did not answer.
 type Services interface {
-	Service(name string) []Instance // healthy instances, sorted by ID
-	ServiceNames() []string         // sorted
-	Nodes() []string                // drover node names, sorted
-	MeshPeers() []Peer
+	Service(name string) ([]Instance, error) // healthy instances, sorted by ID
+	ServiceNames() ([]string, error)         // sorted
+	Nodes() ([]string, error)                // drover node names, sorted
+	MeshPeers() ([]Peer, error)
 }
 
 // lookupTimeout bounds each DNS lookup a template makes, so a dead
@@ -127,27 +130,27 @@ func funcMap(s *Store, svc Services, r resolver) template.FuncMap {
 		"lookupSRV":  d.srv,
 
 		// drover.
-		"service": func(name string) []Instance {
+		"service": func(name string) ([]Instance, error) {
 			if svc == nil {
-				return nil
+				return nil, nil
 			}
 			return svc.Service(name)
 		},
-		"services": func() []string {
+		"services": func() ([]string, error) {
 			if svc == nil {
-				return nil
+				return nil, nil
 			}
 			return svc.ServiceNames()
 		},
-		"nodes": func() []string {
+		"nodes": func() ([]string, error) {
 			if svc == nil {
-				return nil
+				return nil, nil
 			}
 			return svc.Nodes()
 		},
-		"meshPeers": func() []Peer {
+		"meshPeers": func() ([]Peer, error) {
 			if svc == nil {
-				return nil
+				return nil, nil
 			}
 			return svc.MeshPeers()
 		},

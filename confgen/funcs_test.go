@@ -46,27 +46,31 @@ const funcsDir = "testdata/funcs"
 
 type fakeServices struct{}
 
-func (fakeServices) Service(name string) []Instance {
+func (fakeServices) Service(name string) ([]Instance, error) {
 	switch name {
+	case "unread":
+		return nil, errors.New("reading service unread: no answer from Consul within 5s")
 	case "web":
 		return []Instance{
 			{ID: "drover:n1:0123456789ab:8080", Service: "web", Node: "n1", Address: "10.42.1.10", Port: 8080,
 				Tags: []string{"http", "v1"}, Meta: map[string]string{"version": "1.2", "lb_mode": "http"}},
 			{ID: "drover:n2:ba9876543210:8080", Service: "web", Node: "n2", Address: "10.42.2.10", Port: 8080},
-		}
+		}, nil
 	case "db":
-		return []Instance{{ID: "drover:n3:cafecafecafe:5432", Service: "db", Node: "n3", Address: "10.42.3.5", Port: 5432}}
+		return []Instance{{ID: "drover:n3:cafecafecafe:5432", Service: "db", Node: "n3", Address: "10.42.3.5", Port: 5432}}, nil
 	}
-	return nil
+	return nil, nil
 }
 
-func (fakeServices) ServiceNames() []string { return []string{"db", "drover-node", "web"} }
-func (fakeServices) Nodes() []string        { return []string{"n1", "n2", "n3"} }
-func (fakeServices) MeshPeers() []Peer {
+func (fakeServices) ServiceNames() ([]string, error) {
+	return []string{"db", "drover-node", "web"}, nil
+}
+func (fakeServices) Nodes() ([]string, error) { return []string{"n1", "n2", "n3"}, nil }
+func (fakeServices) MeshPeers() ([]Peer, error) {
 	return []Peer{
 		{Node: "n1", Subnet: "10.42.1.0/24", Endpoint: "192.0.2.1:51820", Reachable: true},
 		{Node: "n2", Subnet: "10.42.2.0/24", Endpoint: "192.0.2.2:51820", Reachable: false},
-	}
+	}, nil
 }
 
 // funcsCase is one parsed .input file.
@@ -479,5 +483,20 @@ func TestStoreGetAll(t *testing.T) {
 	vs, err := s.GetAllValues("/app/web/*/*")
 	if err != nil || !sort.StringsAreSorted(vs) || len(vs) != 3 || vs[0] != "a1" || vs[2] != "w2" {
 		t.Errorf("GetAllValues = %q, %v", vs, err)
+	}
+}
+
+// A service Consul has not answered for fails the render (the old file is
+// kept) instead of rendering it as having no instances (issue 12, defect 6).
+func TestUnreadServiceFailsTheRender(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "t.tmpl")
+	if err := os.WriteFile(src, []byte("{{range service \"unread\"}}server {{.Address}}\n{{end}}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := Resource{File: "t.toml", Src: src, Dest: filepath.Join(dir, "out"), Keys: []string{"/a"}, Prefix: "/", UID: -1, GID: -1}
+	out, err := Render(r, map[string]string{}, fakeServices{})
+	if err == nil || !strings.Contains(err.Error(), "no answer from Consul") {
+		t.Errorf("render = %q, %v; want the unanswered read as an error", out, err)
 	}
 }

@@ -2,6 +2,7 @@ package confgen
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -37,7 +38,7 @@ func NewWatchedServices(ctx context.Context, w ServiceWatches, names CatalogName
 	return &WatchedServices{ctx: ctx, w: w, names: names, OnChange: onChange, seen: map[string]bool{}}
 }
 
-func (s *WatchedServices) instances(name string) []discovery.Instance {
+func (s *WatchedServices) instances(name string) ([]discovery.Instance, error) {
 	latest, kick := s.w.Service(name)
 	s.mu.Lock()
 	first := !s.seen[name]
@@ -58,54 +59,82 @@ func (s *WatchedServices) instances(name string) []discovery.Instance {
 			}
 		}()
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(firstReadWait)
 	for {
 		v, ok, _ := latest.Get()
-		if ok || time.Now().After(deadline) || s.ctx.Err() != nil {
-			return v
+		switch {
+		case ok:
+			return v, nil
+		case s.ctx.Err() != nil:
+			return nil, s.ctx.Err()
+		case time.Now().After(deadline):
+			err := latest.Err()
+			if err == nil {
+				err = fmt.Errorf("no answer from Consul within %s", firstReadWait)
+			}
+			return nil, fmt.Errorf("reading service %s: %w", name, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
+// firstReadWait is how long a service's first read may take before the
+// render fails (and the old file is kept).
+const firstReadWait = 5 * time.Second
+
 // Service returns the passing instances of name, sorted by ID.
-func (s *WatchedServices) Service(name string) []Instance {
+func (s *WatchedServices) Service(name string) ([]Instance, error) {
+	ins, err := s.instances(name)
+	if err != nil {
+		return nil, err
+	}
 	var out []Instance
-	for _, in := range s.instances(name) {
+	for _, in := range ins {
 		if in.Health != "passing" {
 			continue
 		}
 		out = append(out, Instance{ID: in.ID, Service: in.Service, Node: in.Node, Address: in.Address, Port: in.Port, Tags: in.Tags, Meta: in.Meta})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
+	return out, nil
 }
 
 // ServiceNames lists the catalog's services.
-func (s *WatchedServices) ServiceNames() []string {
+func (s *WatchedServices) ServiceNames() ([]string, error) {
 	if s.names == nil {
-		return nil
+		return nil, nil
 	}
-	n, _ := s.names(s.ctx)
+	n, err := s.names(s.ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing the catalog's services: %w", err)
+	}
 	sort.Strings(n)
-	return n
+	return n, nil
 }
 
 // Nodes lists the drover nodes.
-func (s *WatchedServices) Nodes() []string {
+func (s *WatchedServices) Nodes() ([]string, error) {
+	ins, err := s.instances(discovery.NodeService)
+	if err != nil {
+		return nil, err
+	}
 	var out []string
-	for _, n := range discovery.NodesFromInstances(s.instances(discovery.NodeService)) {
+	for _, n := range discovery.NodesFromInstances(ins) {
 		out = append(out, n.Name)
 	}
-	return out
+	return out, nil
 }
 
 // MeshPeers lists the drover nodes with their subnet, endpoint and whether
 // their mesh check passes.
-func (s *WatchedServices) MeshPeers() []Peer {
+func (s *WatchedServices) MeshPeers() ([]Peer, error) {
+	ins, err := s.instances(discovery.NodeService)
+	if err != nil {
+		return nil, err
+	}
 	var out []Peer
-	for _, n := range discovery.NodesFromInstances(s.instances(discovery.NodeService)) {
+	for _, n := range discovery.NodesFromInstances(ins) {
 		out = append(out, Peer{Node: n.Name, Subnet: n.Subnet.String(), Endpoint: n.Endpoint.String(), Reachable: n.Health == "passing"})
 	}
-	return out
+	return out, nil
 }
