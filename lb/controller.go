@@ -2,6 +2,7 @@ package lb
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -20,6 +21,16 @@ type Source interface {
 	Snapshot() (map[string][]discovery.Instance, error)
 	Changed() <-chan struct{}
 }
+
+// ErrNotRead is wrapped by a Source whose view lacks a first read (of the
+// service list, or of a service that just appeared); Changed fires once it
+// arrives. A new service's first read is not staleness: the controller
+// waits for it quietly, for up to NotReadGrace.
+var ErrNotRead = errors.New("not read yet")
+
+// NotReadGrace is how long a missing first read is waited for before the
+// view counts as stale.
+const NotReadGrace = 10 * time.Second
 
 // Proxy is the HAProxy the controller drives (lb/haproxy in production,
 // a fake in unit tests).
@@ -136,6 +147,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	var held State
 	var heldSince time.Time
 	var lastProblems string
+	var notReadSince time.Time // a first read missing since, once applied
 	check := time.NewTicker(c.opt.Check)
 	defer check.Stop()
 	wake := time.NewTimer(0)
@@ -158,11 +170,23 @@ func (c *Controller) Run(ctx context.Context) error {
 			}
 		}
 		snap, err := c.src.Snapshot()
+		if errors.Is(err, ErrNotRead) && !c.Status().LastApply.IsZero() {
+			if notReadSince.IsZero() {
+				notReadSince = time.Now()
+			}
+			if time.Since(notReadSince) < NotReadGrace {
+				c.opt.Log.Debug("waiting for a first read", "detail", err)
+				continue
+			}
+		}
+		if err == nil || !errors.Is(err, ErrNotRead) {
+			notReadSince = time.Time{}
+		}
 		if err != nil {
 			c.update(func(s *ControllerStatus) {
 				if !s.Stale {
 					s.StaleSince = time.Now()
-					if s.LastApply.IsZero() && strings.Contains(err.Error(), "not read yet") {
+					if s.LastApply.IsZero() && errors.Is(err, ErrNotRead) {
 						c.opt.Log.Info("waiting for the first Consul read; haproxy runs its last config", "detail", err)
 					} else {
 						c.opt.Log.Warn("consul view not trusted; keeping haproxy as it is", "err", err)

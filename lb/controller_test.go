@@ -336,3 +336,30 @@ func TestStartFailureIsRetried(t *testing.T) {
 	})
 	eventually(t, "the error cleared and servers applied", func() bool { return c.Status().LastError == "" && px.reloads+len(px.ops) > 0 })
 }
+
+// A new service's first read is awaited quietly: the view is not marked
+// stale and nothing is warned (issue 12, defect 13); once the read arrives
+// the service is applied.
+func TestNewServiceFirstReadIsNotStale(t *testing.T) {
+	src := newFakeSource()
+	src.set(webInstances(1), nil)
+	px := &fakeProxy{}
+	c := startController(t, src, px, ControllerOptions{})
+	eventually(t, "the first apply", func() bool { return !c.Status().LastApply.IsZero() })
+	src.set(nil, fmt.Errorf("service api: %w", ErrNotRead))
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if st := c.Status(); st.Stale {
+			t.Fatalf("a first read marked the view stale: %s", st.StaleReason)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	snap := webInstances(1)
+	snap["api"] = []discovery.Instance{inst("a1", "10.42.0.9", 8080, "lb_mode", "http", "lb_host", "api.example")}
+	src.set(snap, nil)
+	eventually(t, "api applied", func() bool {
+		px.mu.Lock()
+		defer px.mu.Unlock()
+		return len(px.running.Backends) == 2
+	})
+}

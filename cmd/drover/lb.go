@@ -51,7 +51,7 @@ func (s *lbSource) Snapshot() (map[string][]discovery.Instance, error) {
 		return nil, fmt.Errorf("listing lb services: %w", err)
 	}
 	if !ok {
-		return nil, fmt.Errorf("lb services not read yet")
+		return nil, fmt.Errorf("lb services: %w", lb.ErrNotRead)
 	}
 	out := map[string][]discovery.Instance{}
 	s.mu.Lock()
@@ -69,7 +69,7 @@ func (s *lbSource) Snapshot() (map[string][]discovery.Instance, error) {
 			return nil, fmt.Errorf("reading service %s: %w", n, err)
 		}
 		if !ok {
-			return nil, fmt.Errorf("service %s not read yet", n)
+			return nil, fmt.Errorf("service %s: %w", n, lb.ErrNotRead)
 		}
 		out[n] = ins
 	}
