@@ -6,17 +6,23 @@
 // It is test and demo infrastructure: `drover sandbox` exposes it to users and
 // every end-to-end test drives it. It owns only what it creates, all named
 // with one prefix, so that teardown and stale-state cleanup are exact.
-// It does not run drover itself (later layers add the agent and HAProxy as
-// further daemons) and it never gives the root namespace a route into the
-// underlay.
+// It never gives the root namespace a route into the underlay.
+//
+// Every host is a production host, not a lab one: dockerd with its own
+// defaults (iptables with FORWARD policy DROP, masquerade, docker0, the
+// userland proxy), an input firewall that lets in only the ports
+// docs/security.md lists (firewall.go), and a secured Consul: ACLs deny by
+// default, HTTPS only with a CA the sandbox makes, gossip encryption, and a
+// least-privilege token per drover agent (security.go).
 //
 // Topology for prefix "drv" (the default):
 //
 //	netns drv-sw      bridge br0 (the underlay switch, 10.99.0.0/24)
-//	netns drv-c1..c3  eth0 10.99.0.2..4   consul server
+//	netns drv-c1..c3  eth0 10.99.0.2..4   consul server, input firewall
 //	netns drv-h1..hN  eth0 10.99.0.11..   consul client agent (https://127.0.0.1:8501),
-//	                  dockerd (unix socket under the run dir), private
-//	                  /run/wireguard in the host's mount namespace
+//	                  dockerd (unix socket under the run dir), input
+//	                  firewall, drover agent, private /run/wireguard in
+//	                  the host's mount namespace
 package sandbox
 
 import (
