@@ -173,17 +173,22 @@ func WithRecords(leases Leases, nodes []discovery.Node, self Lease) Leases {
 // that two hosts never share one. It retries when another host wins a race.
 // recs, when not nil, is read on every attempt: a subnet a drover-node
 // record announces is never chosen, even when its lease key is missing.
+// ErrUnread marks an Acquire that could not read Consul at all (servers
+// unreachable, no leader, a refused read): it decided nothing, so a host
+// that has a cached lease may start on it and confirm it later.
+var ErrUnread = errors.New("consul not readable")
+
 func Acquire(ctx context.Context, kv KV, recs Records, cidr netip.Prefix, bits int, self Lease, cached netip.Prefix) (netip.Prefix, error) {
 	for attempt := 0; attempt < 20; attempt++ {
 		entries, err := kv.List(ctx, LeasePrefix)
 		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("listing leases: %w", err)
+			return netip.Prefix{}, fmt.Errorf("listing leases: %w: %w", ErrUnread, err)
 		}
 		leases, _ := ParseLeases(entries)
 		if recs != nil {
 			nodes, err := recs.NodeRecords(ctx)
 			if err != nil {
-				return netip.Prefix{}, fmt.Errorf("listing drover-node records: %w", err)
+				return netip.Prefix{}, fmt.Errorf("listing drover-node records: %w: %w", ErrUnread, err)
 			}
 			leases = WithRecords(leases, nodes, self)
 		}

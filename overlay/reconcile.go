@@ -159,7 +159,15 @@ func (c *Controller) Start(ctx context.Context) (Self, error) {
 		cached, _ = netip.ParsePrefix(strings.TrimSpace(string(b)))
 	}
 	subnet, err := Acquire(ctx, c.kv, c.recs, c.opt.ClusterCIDR, c.opt.SubnetBits, Lease{Node: c.opt.NodeName, PublicKey: pub.String()}, cached)
-	if err != nil {
+	switch {
+	case err != nil && errors.Is(err, ErrUnread) && cached.IsValid():
+		// Consul's servers cannot be read: come up on the cached lease (and
+		// the peers the device still has) rather than not at all. The
+		// reconcile loop confirms the lease once Consul answers, taking it
+		// back if it vanished and stopping if someone else holds it.
+		c.opt.Log.Warn("consul unreadable; starting on the cached lease, to be confirmed", "subnet", cached, "err", err)
+		subnet = cached
+	case err != nil:
 		return Self{}, fmt.Errorf("leasing a subnet: %w", err)
 	}
 	if subnet != cached {
