@@ -105,3 +105,14 @@ func contains(xs []string, x string) bool {
 	}
 	return false
 }
+
+// consulClient completes f from the environment (DROVER_* for flags not
+// given, then the token variables, which leave the environment) and opens
+// the client: the one way every command gets its Consul client.
+func (c *cli) consulClient(fs *flag.FlagSet, f *consulFlags) (*consul.Client, error) {
+	if err := loadConsulEnv(fs, c.getenv); err != nil {
+		return nil, err
+	}
+	c.takeConsulSecrets(f)
+	return consul.New(f.options())
+}

@@ -34,11 +34,7 @@ func (c *cli) leases(args []string) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	if err := loadConsulEnv(fs, c.getenv); err != nil {
-		return c.fail("%v", err)
-	}
-	c.takeConsulSecrets(&cf)
-	cl, err := consul.New(cf.options())
+	cl, err := c.consulClient(fs, &cf)
 	if err != nil {
 		return c.fail("%v", err)
 	}
@@ -112,11 +108,7 @@ func (c *cli) lease(args []string) int {
 	if err != nil || subnet != subnet.Masked() {
 		return c.fail("%q is not a subnet such as 10.42.3.0/24", rest[0])
 	}
-	if err := loadConsulEnv(fs, c.getenv); err != nil {
-		return c.fail("%v", err)
-	}
-	c.takeConsulSecrets(&cf)
-	cl, err := consul.New(cf.options())
+	cl, err := c.consulClient(fs, &cf)
 	if err != nil {
 		return c.fail("%v", err)
 	}

@@ -8,7 +8,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/drover-net/drover/discovery/consul"
 )
 
 // services lists drover-registered service instances from Consul with their
@@ -20,11 +19,7 @@ func (c *cli) services(args []string) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	if err := loadConsulEnv(fs, c.getenv); err != nil {
-		return c.fail("%v", err)
-	}
-	c.takeConsulSecrets(&cf)
-	cl, err := consul.New(cf.options())
+	cl, err := c.consulClient(fs, &cf)
 	if err != nil {
 		return c.fail("%v", err)
 	}
