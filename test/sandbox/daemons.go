@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -42,7 +41,7 @@ func (s *Sandbox) consulConfig(node, addr, dataDir string, server bool) string {
 	// A persisted node ID: an agent restarted with an empty data dir comes
 	// back with the same ID, so Consul does not refuse it ("Node name … is
 	// reserved by node …") while the catalog still knows the old one.
-	fmt.Fprintf(&b, "node_id = %q\n", s.nodeID(node))
+	fmt.Fprintf(&b, "node_id = %q\n", s.NodeID(node))
 	fmt.Fprintf(&b, "bind_addr = %q\nadvertise_addr = %q\n", addr, addr)
 	fmt.Fprintf(&b, "retry_join = %s\nretry_interval = \"1s\"\n", s.retryJoin())
 	b.WriteString("log_level = \"warn\"\ndisable_update_check = true\nenable_script_checks = false\n")
@@ -58,13 +57,6 @@ func (s *Sandbox) consulConfig(node, addr, dataDir string, server bool) string {
 		b.WriteString(s.consulSecurityConfig(node, false, s.agentToken(node)))
 	}
 	return b.String()
-}
-
-// nodeID is a Consul node ID derived from the sandbox prefix and node name
-// (a UUID-shaped digest), the same on every start.
-func (s *Sandbox) nodeID(node string) string {
-	h := sha256.Sum256([]byte(s.opt.Prefix + "/" + node))
-	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
 }
 
 func (s *Sandbox) consulDaemon(node, netns, mnt, addr, dir, runDir string, server bool) (daemon, error) {

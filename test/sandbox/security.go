@@ -149,7 +149,6 @@ func (s *Sandbox) consulSecurityConfig(node string, server bool, token string) s
 		cert, key = s.serverCert()
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "node_id = %q\n", s.NodeID(node))
 	fmt.Fprintf(&b, "encrypt = %q\nencrypt_verify_incoming = true\nencrypt_verify_outgoing = true\n", s.GossipKey())
 	fmt.Fprintf(&b, "tls {\n  defaults {\n    ca_file = %q\n    cert_file = %q\n    key_file = %q\n    verify_incoming = true\n    verify_outgoing = true\n  }\n", s.CAFile(), cert, key)
 	b.WriteString("  internal_rpc {\n    verify_server_hostname = true\n  }\n")
