@@ -72,9 +72,9 @@ func TestNamesAndAddresses(t *testing.T) {
 			t.Errorf("client config lacks %q:\n%s", w, cfg)
 		}
 	}
-	if id := sb.nodeID("h1"); !regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`).MatchString(id) ||
-		id != sb.nodeID("h1") || id == sb.nodeID("h2") {
-		t.Errorf("nodeID(h1) = %q: want a stable UUID, unlike h2's %q", id, sb.nodeID("h2"))
+	if id := sb.NodeID("h1"); !regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`).MatchString(id) ||
+		id != sb.NodeID("h1") || id == sb.NodeID("h2") {
+		t.Errorf("nodeID(h1) = %q: want a stable UUID, unlike h2's %q", id, sb.NodeID("h2"))
 	}
 	if strings.Contains(cfg, "server = true") {
 		t.Errorf("client config is a server:\n%s", cfg)
