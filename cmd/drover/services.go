@@ -7,7 +7,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-
 )
 
 // services lists drover-registered service instances from Consul with their
