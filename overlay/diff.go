@@ -58,9 +58,10 @@ func (p Plan) String() string {
 }
 
 // Diff compares actual with desired and returns the per-peer delta. prev is
-// the state last applied: an endpoint is set when a peer is new, has none,
-// or its published endpoint changed since prev — never merely because the
-// peer roamed. src is the route source address (may be invalid). It is pure.
+// the state last applied: an endpoint is set when a peer is new to the
+// device, has none, or its published endpoint changed since prev — never
+// merely because the peer roamed, and not after a restart (no prev) over
+// the endpoint the device has. src is the route source address (may be invalid). It is pure.
 func Diff(actual Actual, spec DeviceSpec, prev, desired State, src netip.Addr) Plan {
 	var p Plan
 	have := map[wgtypes.Key]wgtypes.Peer{}
@@ -90,7 +91,11 @@ func Diff(actual Actual, spec DeviceSpec, prev, desired State, src netip.Addr) P
 			what = append(what, "allowed-ips "+want.Subnet.String())
 		}
 		if want.Endpoint.IsValid() {
-			published := prev.Peers[key].Endpoint != want.Endpoint
+			// Only a change of the published endpoint since the last pass
+			// overrides the device's: without a last pass (a restart) the
+			// device's endpoint may be one WireGuard roamed to, and it works.
+			before, known := prev.Peers[key]
+			published := known && before.Endpoint != want.Endpoint
 			if !exists || cur.Endpoint == nil || published && !sameEndpoint(cur.Endpoint, want.Endpoint) {
 				pc.Endpoint = net.UDPAddrFromAddrPort(want.Endpoint)
 				what = append(what, "endpoint "+want.Endpoint.String())

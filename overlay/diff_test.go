@@ -246,13 +246,17 @@ func TestDiff(t *testing.T) {
 			wantEmpty: true,
 		},
 		{
-			name:    "no prev (restart) and the peer roamed: endpoint set",
-			actual:  Actual{Device: withDevice(func(d *wgtypes.Device) { peerOf(d, ka).Endpoint = udp("198.51.100.7:40000") }), Routes: routesOf(abc, src)},
-			desired: abc,
-			src:     src,
-			want: wgtypes.Config{Peers: []wgtypes.PeerConfig{
-				{PublicKey: ka, UpdateOnly: true, Endpoint: udp("192.0.2.1:51820")},
-			}},
+			// Issue 12, defect 14: a restarted agent used to write the
+			// record's endpoint over the one WireGuard learned by roaming,
+			// cutting traffic until the peer sent again. With no prev it
+			// cannot tell a roam from a change, and the device's endpoint is
+			// the one that works (a peer that really moved reaches us and
+			// WireGuard follows it).
+			name:      "no prev (restart) and the peer roamed: the device's endpoint is kept",
+			actual:    Actual{Device: withDevice(func(d *wgtypes.Device) { peerOf(d, ka).Endpoint = udp("198.51.100.7:40000") }), Routes: routesOf(abc, src)},
+			desired:   abc,
+			src:       src,
+			wantEmpty: true,
 		},
 		{
 			name:    "existing peer without an endpoint gets the published one",
