@@ -217,17 +217,27 @@ func (c *Controller) Run(ctx context.Context) error {
 		defer close(guarded)
 		c.guardRecord(ctx)
 	}()
+	c.repairHost(ctx)
 	c.reconcile(ctx)
 	for {
+		local := false
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-c.kick:
 		case <-t.C:
+			local = true
 		case <-probe.C:
+			local = true
 		}
 		if ctx.Err() != nil {
 			return nil
+		}
+		// The host check (Docker network, firewall: a Docker call and a
+		// few nft/iptables runs) belongs to the timers, not to every
+		// Consul change.
+		if local {
+			c.repairHost(ctx)
 		}
 		c.reconcile(ctx)
 	}
@@ -235,7 +245,6 @@ func (c *Controller) Run(ctx context.Context) error {
 
 func (c *Controller) reconcile(ctx context.Context) {
 	begin := time.Now()
-	c.repairHost(ctx)
 	err := c.reconcileOnce(ctx)
 	c.mu.Lock()
 	c.reconciles++

@@ -326,15 +326,7 @@ func TestOverlay(t *testing.T) {
 	})
 
 	t.Run("a fourth host joins within 5s and leaves cleanly", func(t *testing.T) {
-		opt := sb.Options()
-		opt.Hosts, opt.Agents = 4, false
-		sb4, err := sandbox.New(opt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := sb4.Up(ctx); err != nil {
-			t.Fatalf("adding h4: %v", err)
-		}
+		sb4 := growSandbox(ctx, t, sb, 4)
 		ip4 := ""
 		begin := time.Now()
 		if err := sb4.Start(ctx, "h4", sandbox.ProcAgent); err != nil {
@@ -376,6 +368,22 @@ func TestOverlay(t *testing.T) {
 
 // runOnMesh starts the demo image on host's drover network and returns its
 // overlay address.
+// growSandbox adds hosts to sb up to n (without starting their agents) and
+// returns the grown sandbox.
+func growSandbox(ctx context.Context, t *testing.T, sb *sandbox.Sandbox, n int) *sandbox.Sandbox {
+	t.Helper()
+	opt := sb.Options()
+	opt.Hosts, opt.Agents = n, false
+	grown, err := sandbox.New(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := grown.Up(ctx); err != nil {
+		t.Fatalf("adding h%d: %v", n, err)
+	}
+	return grown
+}
+
 func runOnMesh(ctx context.Context, t *testing.T, sb *sandbox.Sandbox, host, name, marker string) string {
 	t.Helper()
 	if _, err := sb.Docker(ctx, host, "run", "-d", "--name", name, "--hostname", name+"-"+host,

@@ -210,15 +210,7 @@ func TestRecords(t *testing.T) {
 
 	t.Run("a vanished lease never has two owners", func(t *testing.T) {
 		_, h2sub := nodeIdentity(ctx, t, sb, "h2")
-		opt := sb.Options()
-		opt.Hosts, opt.Agents = 4, false
-		sb4, err := sandbox.New(opt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := sb4.Up(ctx); err != nil {
-			t.Fatalf("adding h4: %v", err)
-		}
+		sb4 := growSandbox(ctx, t, sb, 4)
 		// h2's agent is paused (SIGSTOP; its tunnel and Consul record stay)
 		// so that it cannot take its lease back before h4 chooses: what
 		// keeps h4 off h2's subnet is h2's drover-node record alone.
