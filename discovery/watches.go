@@ -120,7 +120,7 @@ func (w *Watches) KV(prefix string) (*Latest[map[string]KVPair], <-chan struct{}
 
 // ServiceNames returns the sorted names of the catalog's services that have
 // an instance matching filter (Consul's filter language over a service
-// instance, e.g. `"lb_mode" in ServiceMeta`) and a channel kicked on every
+// instance, e.g. contract.LBFilter) and a channel kicked on every
 // change.
 func (w *Watches) ServiceNames(filter string) (*Latest[[]string], <-chan struct{}) {
 	return watchTopic(w, w.catalogs, filter, "services:"+filter, func(ctx context.Context, idx uint64) ([]string, uint64, error) {

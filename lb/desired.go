@@ -6,11 +6,11 @@ import (
 	"net/netip"
 	"reflect"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/drover-net/drover/discovery"
+	"github.com/drover-net/drover/discovery/contract"
 )
 
 // Options tune Desired. Zero fields take their defaults.
@@ -191,7 +191,7 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 			if in.Health != "passing" {
 				continue
 			}
-			if _, ok := in.Meta["lb_mode"]; !ok {
+			if !contract.AsksForLB(in.Meta) {
 				continue
 			}
 			set, reason := settingsOf(opt, in.Meta)
@@ -367,58 +367,25 @@ func slotsFor(min, n int) int {
 // settingsOf parses the service-level settings of one instance.
 func settingsOf(opt Options, m map[string]string) (svcSettings, string) {
 	var s svcSettings
-	s.Mode = m["lb_mode"]
-	if s.Mode != "http" && s.Mode != "tcp" {
-		return s, fmt.Sprintf("lb_mode %q: want http or tcp", s.Mode)
+	l, err := contract.DecodeLB(m)
+	if err != nil {
+		return s, err.Error()
 	}
-	if v, ok := m["lb_port"]; ok {
-		p, err := strconv.Atoi(v)
-		if err != nil || p < 1 || p > 65535 {
-			return s, fmt.Sprintf("lb_port %q: want a port 1-65535", v)
-		}
-		s.Port = p
-	} else if s.Mode == "http" {
+	s.Mode, s.Host, s.Path, s.Port, s.Balance = l.Mode, l.Host, l.Path, l.Port, l.Balance
+	if s.Port == 0 {
 		s.Port = opt.HTTPPort
-	} else {
-		return s, "lb_mode tcp needs lb_port"
 	}
-	s.Host, s.Path = m["lb_host"], m["lb_path"]
-	if s.Mode == "tcp" && (s.Host != "" || s.Path != "") {
-		return s, "lb_host and lb_path need lb_mode http"
-	}
-	if _, ok := m["lb_host"]; ok && !discovery.ValidHost(s.Host) {
-		return s, fmt.Sprintf("lb_host %q: want a lower-case DNS name", s.Host)
-	}
-	if _, ok := m["lb_path"]; ok && !discovery.ValidPath(s.Path) {
-		return s, fmt.Sprintf("lb_path %q: want a path starting with \"/\" without spaces, quotes, '\\' or '#'", s.Path)
-	}
-	s.Balance = opt.DefaultBalance
-	if v, ok := m["lb_balance"]; ok {
-		s.Balance = v
+	if s.Balance == "" {
+		s.Balance = opt.DefaultBalance
 	}
 	switch s.Balance {
 	case "roundrobin", "leastconn", "source":
 	default:
-		return s, fmt.Sprintf("lb_balance %q: want roundrobin, leastconn or source", s.Balance)
+		return s, fmt.Sprintf("balance %q: want roundrobin, leastconn or source", s.Balance)
 	}
 	// Check kind and path are per backend in HAProxy (option httpchk).
-	s.CheckKind, s.CheckPath = DefaultCheck.Kind, ""
-	if v, ok := m["check_kind"]; ok {
-		switch v {
-		case "http", "tcp", "none":
-			s.CheckKind = v
-		default:
-			return s, fmt.Sprintf("check_kind %q: want http, tcp or none", v)
-		}
-	}
-	if s.CheckKind == "http" {
-		s.CheckPath = "/"
-		if v, ok := m["check_path"]; ok {
-			if !discovery.ValidPath(v) {
-				return s, fmt.Sprintf("check_path %q: want a path starting with \"/\" without spaces, quotes, '\\' or '#'", v)
-			}
-			s.CheckPath = v
-		}
+	if s.CheckKind, s.CheckPath, err = contract.DecodeCheckKind(m, DefaultCheck); err != nil {
+		return s, err.Error()
 	}
 	return s, ""
 }
@@ -443,55 +410,12 @@ func serverOf(service string, in discovery.Instance) (Server, []Problem) {
 		return Server{}, probs
 	}
 	srv.Addr = netip.AddrPortFrom(ip.Unmap(), uint16(in.Port)).String()
-	if v, ok := in.Meta["weight"]; ok {
-		w, err := strconv.Atoi(v)
-		if err != nil || w < 0 || w > maxWeight {
-			bad("weight %q: want 0-%d; using 100", v, maxWeight)
-		} else {
-			srv.Weight = w
-		}
+	if srv.Weight, err = contract.DecodeWeight(in.Meta, srv.Weight); err != nil {
+		bad("%s", err)
 	}
-	c := DefaultCheck
-	if v, ok := in.Meta["check_kind"]; ok {
-		c.Kind = v // validated by settingsOf
-	}
-	if c.Kind == "http" {
-		c.Path = "/"
-		if v, ok := in.Meta["check_path"]; ok {
-			c.Path = v
-		}
-	}
-	dur := func(key string, d *time.Duration) {
-		v, ok := in.Meta[key]
-		if !ok {
-			return
-		}
-		x, err := time.ParseDuration(v)
-		if err != nil || x < time.Millisecond || x > time.Hour || x%time.Millisecond != 0 {
-			bad("%s %q: want a duration of whole milliseconds, 1ms to 1h; using %s", key, v, fmtDur(*d))
-			return
-		}
-		*d = x
-	}
-	num := func(key string, n *int) {
-		v, ok := in.Meta[key]
-		if !ok {
-			return
-		}
-		x, err := strconv.Atoi(v)
-		if err != nil || x < 1 || x > 1000 {
-			bad("%s %q: want 1-1000; using %d", key, v, *n)
-			return
-		}
-		*n = x
-	}
-	dur("check_interval", &c.Interval)
-	dur("check_timeout", &c.Timeout)
-	num("check_rise", &c.Rise)
-	num("check_fall", &c.Fall)
-	if c.Timeout > c.Interval {
-		bad("check_timeout %s exceeds check_interval %s; using %s", fmtDur(c.Timeout), fmtDur(c.Interval), fmtDur(c.Interval))
-		c.Timeout = c.Interval
+	c, errs := contract.DecodeCheck(in.Meta, DefaultCheck)
+	for _, err := range errs {
+		bad("%s", err)
 	}
 	srv.Check = c
 	return srv, probs
@@ -542,9 +466,4 @@ func shortHash(s string) string {
 }
 
 // fmtDur writes a duration the way haproxy.cfg takes it.
-func fmtDur(d time.Duration) string {
-	if d%time.Second == 0 {
-		return fmt.Sprintf("%ds", d/time.Second)
-	}
-	return fmt.Sprintf("%dms", d/time.Millisecond)
-}
+func fmtDur(d time.Duration) string { return contract.FormatDuration(d) }

@@ -8,6 +8,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/drover-net/drover/discovery"
+
+	"github.com/drover-net/drover/discovery/contract"
 )
 
 // inst builds a passing instance; kv are Meta key/value pairs.
@@ -26,7 +28,7 @@ func srv(name, addr string) Server {
 func TestDesired(t *testing.T) {
 	httpCheck := DefaultCheck
 	httpCheck.Kind, httpCheck.Path = "http", "/healthz"
-	critical := inst("web-3", "10.42.0.3", 8080, "lb_mode", "http")
+	critical := inst("web-3", "10.42.0.3", 8080, contract.KeyLBMode, "http")
 	critical.Health = "critical"
 
 	tests := []struct {
@@ -43,8 +45,8 @@ func TestDesired(t *testing.T) {
 			name: "http default port, unhealthy and non-lb instances left out",
 			services: map[string][]discovery.Instance{
 				"web": {
-					inst("web-2", "10.42.0.2", 8080, "lb_mode", "http"),
-					inst("web-1", "10.42.0.1", 8080, "lb_mode", "http", "weight", "50"),
+					inst("web-2", "10.42.0.2", 8080, contract.KeyLBMode, "http"),
+					inst("web-1", "10.42.0.1", 8080, contract.KeyLBMode, "http", "weight", "50"),
 					critical,
 				},
 				"db": {inst("db-1", "10.42.0.9", 5432)},
@@ -61,11 +63,11 @@ func TestDesired(t *testing.T) {
 			name: "routes sorted most specific first",
 			opt:  Options{HTTPPort: 8000, DefaultBalance: "leastconn"},
 			services: map[string][]discovery.Instance{
-				"api":  {inst("a", "10.0.0.1", 1, "lb_mode", "http", "lb_host", "web.example", "lb_path", "/api")},
-				"web":  {inst("w", "10.0.0.2", 1, "lb_mode", "http", "lb_host", "web.example")},
-				"all":  {inst("c", "10.0.0.3", 1, "lb_mode", "http")},
-				"img":  {inst("i", "10.0.0.4", 1, "lb_mode", "http", "lb_path", "/img")},
-				"long": {inst("l", "10.0.0.5", 1, "lb_mode", "http", "lb_host", "static.web.example")},
+				"api":  {inst("a", "10.0.0.1", 1, contract.KeyLBMode, "http", contract.KeyLBHost, "web.example", contract.KeyLBPath, "/api")},
+				"web":  {inst("w", "10.0.0.2", 1, contract.KeyLBMode, "http", contract.KeyLBHost, "web.example")},
+				"all":  {inst("c", "10.0.0.3", 1, contract.KeyLBMode, "http")},
+				"img":  {inst("i", "10.0.0.4", 1, contract.KeyLBMode, "http", contract.KeyLBPath, "/img")},
+				"long": {inst("l", "10.0.0.5", 1, contract.KeyLBMode, "http", contract.KeyLBHost, "static.web.example")},
 			},
 			want: State{
 				Frontends: []Frontend{{Name: "http_8000", Mode: "http", Port: 8000, Routes: []Route{
@@ -89,9 +91,9 @@ func TestDesired(t *testing.T) {
 			opt:  Options{SlotsMin: 2},
 			services: map[string][]discovery.Instance{
 				"pg": {
-					inst("drover:h1:abc:5432", "10.42.1.2", 5432, "lb_mode", "tcp", "lb_port", "5432", "lb_balance", "source"),
-					inst("drover:h2:def:5432", "10.42.2.2", 5432, "lb_mode", "tcp", "lb_port", "5432", "lb_balance", "source"),
-					inst("drover:h3:123:5432", "10.42.3.2", 5432, "lb_mode", "tcp", "lb_port", "5432", "lb_balance", "source"),
+					inst("drover:h1:abc:5432", "10.42.1.2", 5432, contract.KeyLBMode, "tcp", contract.KeyLBPort, "5432", contract.KeyLBBalance, "source"),
+					inst("drover:h2:def:5432", "10.42.2.2", 5432, contract.KeyLBMode, "tcp", contract.KeyLBPort, "5432", contract.KeyLBBalance, "source"),
+					inst("drover:h3:123:5432", "10.42.3.2", 5432, contract.KeyLBMode, "tcp", contract.KeyLBPort, "5432", contract.KeyLBBalance, "source"),
 				},
 			},
 			want: State{
@@ -107,10 +109,10 @@ func TestDesired(t *testing.T) {
 			name: "disagreeing instances refuse the whole service",
 			services: map[string][]discovery.Instance{
 				"web": {
-					inst("web-1", "10.0.0.1", 80, "lb_mode", "http", "lb_path", "/a"),
-					inst("web-2", "10.0.0.2", 80, "lb_mode", "http", "lb_path", "/b"),
+					inst("web-1", "10.0.0.1", 80, contract.KeyLBMode, "http", contract.KeyLBPath, "/a"),
+					inst("web-2", "10.0.0.2", 80, contract.KeyLBMode, "http", contract.KeyLBPath, "/b"),
 				},
-				"ok": {inst("ok-1", "10.0.0.3", 80, "lb_mode", "http")},
+				"ok": {inst("ok-1", "10.0.0.3", 80, contract.KeyLBMode, "http")},
 			},
 			want: State{
 				Frontends: []Frontend{{Name: "http_80", Mode: "http", Port: 80, Routes: []Route{{Backend: "ok"}}}},
@@ -121,14 +123,14 @@ func TestDesired(t *testing.T) {
 		{
 			name: "invalid service settings refuse the service",
 			services: map[string][]discovery.Instance{
-				"a": {inst("a1", "10.0.0.1", 80, "lb_mode", "udp")},
-				"b": {inst("b1", "10.0.0.1", 80, "lb_mode", "tcp")},
-				"c": {inst("c1", "10.0.0.1", 80, "lb_mode", "http", "lb_port", "70000")},
-				"d": {inst("d1", "10.0.0.1", 80, "lb_mode", "http", "lb_host", "Web Example")},
-				"e": {inst("e1", "10.0.0.1", 80, "lb_mode", "http", "lb_path", "/a#b")},
-				"f": {inst("f1", "10.0.0.1", 80, "lb_mode", "http", "lb_balance", "random")},
-				"g": {inst("g1", "10.0.0.1", 80, "lb_mode", "tcp", "lb_port", "9000", "lb_host", "x.example")},
-				"h": {inst("h1", "10.0.0.1", 80, "lb_mode", "http", "check_kind", "udp")},
+				"a": {inst("a1", "10.0.0.1", 80, contract.KeyLBMode, "udp")},
+				"b": {inst("b1", "10.0.0.1", 80, contract.KeyLBMode, "tcp")},
+				"c": {inst("c1", "10.0.0.1", 80, contract.KeyLBMode, "http", contract.KeyLBPort, "70000")},
+				"d": {inst("d1", "10.0.0.1", 80, contract.KeyLBMode, "http", contract.KeyLBHost, "Web Example")},
+				"e": {inst("e1", "10.0.0.1", 80, contract.KeyLBMode, "http", contract.KeyLBPath, "/a#b")},
+				"f": {inst("f1", "10.0.0.1", 80, contract.KeyLBMode, "http", contract.KeyLBBalance, "random")},
+				"g": {inst("g1", "10.0.0.1", 80, contract.KeyLBMode, "tcp", contract.KeyLBPort, "9000", contract.KeyLBHost, "x.example")},
+				"h": {inst("h1", "10.0.0.1", 80, contract.KeyLBMode, "http", contract.KeyCheckKind, "udp")},
 			},
 			probs: []Problem{
 				{"a", "a1", `lb_mode "udp": want http or tcp; service left out`},
@@ -144,8 +146,8 @@ func TestDesired(t *testing.T) {
 		{
 			name: "two tcp services on one port refuse both",
 			services: map[string][]discovery.Instance{
-				"a": {inst("a1", "10.0.0.1", 1, "lb_mode", "tcp", "lb_port", "9000")},
-				"b": {inst("b1", "10.0.0.2", 1, "lb_mode", "tcp", "lb_port", "9000")},
+				"a": {inst("a1", "10.0.0.1", 1, contract.KeyLBMode, "tcp", contract.KeyLBPort, "9000")},
+				"b": {inst("b1", "10.0.0.2", 1, contract.KeyLBMode, "tcp", contract.KeyLBPort, "9000")},
 			},
 			probs: []Problem{
 				{"a", "", "tcp port 9000 is claimed by 2 services; service left out"},
@@ -155,8 +157,8 @@ func TestDesired(t *testing.T) {
 		{
 			name: "tcp service on an http port is refused, http keeps it",
 			services: map[string][]discovery.Instance{
-				"t": {inst("t1", "10.0.0.1", 1, "lb_mode", "tcp", "lb_port", "80")},
-				"w": {inst("w1", "10.0.0.2", 1, "lb_mode", "http")},
+				"t": {inst("t1", "10.0.0.1", 1, contract.KeyLBMode, "tcp", contract.KeyLBPort, "80")},
+				"w": {inst("w1", "10.0.0.2", 1, contract.KeyLBMode, "http")},
 			},
 			want: State{
 				Frontends: []Frontend{{Name: "http_80", Mode: "http", Port: 80, Routes: []Route{{Backend: "w"}}}},
@@ -167,8 +169,8 @@ func TestDesired(t *testing.T) {
 		{
 			name: "same route for two services refuses both",
 			services: map[string][]discovery.Instance{
-				"a": {inst("a1", "10.0.0.1", 1, "lb_mode", "http", "lb_host", "x.example")},
-				"b": {inst("b1", "10.0.0.2", 1, "lb_mode", "http", "lb_host", "x.example")},
+				"a": {inst("a1", "10.0.0.1", 1, contract.KeyLBMode, "http", contract.KeyLBHost, "x.example")},
+				"b": {inst("b1", "10.0.0.2", 1, contract.KeyLBMode, "http", contract.KeyLBHost, "x.example")},
 			},
 			probs: []Problem{
 				{"a", "", `route host "x.example" path "" on port 80 is claimed by 2 services; service left out`},
@@ -179,11 +181,11 @@ func TestDesired(t *testing.T) {
 			name: "check from meta, bad values default",
 			services: map[string][]discovery.Instance{
 				"web": {
-					inst("w1", "10.0.0.1", 80, "lb_mode", "http", "check_kind", "http", "check_path", "/healthz"),
-					inst("w2", "10.0.0.2", 80, "lb_mode", "http", "check_kind", "http", "check_path", "/healthz",
-						"check_interval", "5s", "check_timeout", "500ms", "check_rise", "1", "check_fall", "5"),
-					inst("w3", "10.0.0.3", 80, "lb_mode", "http", "check_kind", "http", "check_path", "/healthz",
-						"check_interval", "soon", "check_rise", "0", "weight", "300"),
+					inst("w1", "10.0.0.1", 80, contract.KeyLBMode, "http", contract.KeyCheckKind, "http", contract.KeyCheckPath, "/healthz"),
+					inst("w2", "10.0.0.2", 80, contract.KeyLBMode, "http", contract.KeyCheckKind, "http", contract.KeyCheckPath, "/healthz",
+						contract.KeyCheckInterval, "5s", contract.KeyCheckTimeout, "500ms", contract.KeyCheckRise, "1", contract.KeyCheckFall, "5"),
+					inst("w3", "10.0.0.3", 80, contract.KeyLBMode, "http", contract.KeyCheckKind, "http", contract.KeyCheckPath, "/healthz",
+						contract.KeyCheckInterval, "soon", contract.KeyCheckRise, "0", "weight", "300"),
 				},
 			},
 			want: State{
@@ -205,14 +207,14 @@ func TestDesired(t *testing.T) {
 			name: "bad address, unspecified address, duplicate address and colliding names",
 			services: map[string][]discovery.Instance{
 				"web": {
-					inst("a:1", "10.0.0.1", 80, "lb_mode", "http"),
-					inst("a_1", "10.0.0.2", 80, "lb_mode", "http"),
-					inst("b", "10.0.0.1", 80, "lb_mode", "http"),
-					inst("c", "not-an-ip", 80, "lb_mode", "http"),
-					inst("slot1", "10.0.0.4", 80, "lb_mode", "http"),
-					inst("d", "0.0.0.0", 80, "lb_mode", "http"),
-					inst("e", "::", 80, "lb_mode", "http"),
-					inst("f", "::ffff:0.0.0.0", 80, "lb_mode", "http"),
+					inst("a:1", "10.0.0.1", 80, contract.KeyLBMode, "http"),
+					inst("a_1", "10.0.0.2", 80, contract.KeyLBMode, "http"),
+					inst("b", "10.0.0.1", 80, contract.KeyLBMode, "http"),
+					inst("c", "not-an-ip", 80, contract.KeyLBMode, "http"),
+					inst("slot1", "10.0.0.4", 80, contract.KeyLBMode, "http"),
+					inst("d", "0.0.0.0", 80, contract.KeyLBMode, "http"),
+					inst("e", "::", 80, contract.KeyLBMode, "http"),
+					inst("f", "::ffff:0.0.0.0", 80, contract.KeyLBMode, "http"),
 				},
 			},
 			want: State{
@@ -261,7 +263,7 @@ func TestSlotsFor(t *testing.T) {
 }
 
 func TestStateEqualClone(t *testing.T) {
-	s, _ := Desired(Options{}, map[string][]discovery.Instance{"web": {inst("w1", "10.0.0.1", 80, "lb_mode", "http")}})
+	s, _ := Desired(Options{}, map[string][]discovery.Instance{"web": {inst("w1", "10.0.0.1", 80, contract.KeyLBMode, "http")}})
 	c := s.Clone()
 	if !s.Equal(c) {
 		t.Fatal("clone not equal")

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/drover-net/drover/discovery"
+
+	"github.com/drover-net/drover/discovery/contract"
 )
 
 // hostilePayloads are values a careless or hostile registration could
@@ -70,19 +72,19 @@ var hostileFields = []struct {
 	{"id", func(_ *string, in *discovery.Instance, p string) { in.ID = p }},
 	{"address", func(_ *string, in *discovery.Instance, p string) { in.Address = p }},
 	{"meta-key", func(_ *string, in *discovery.Instance, p string) { in.Meta[p] = "x\n    server evil 1.2.3.4:80" }},
-	{"lb_host", metaSetter("lb_host")},
-	{"lb_path", metaSetter("lb_path")},
-	{"lb_mode", metaSetter("lb_mode")},
-	{"lb_port", metaSetter("lb_port")},
-	{"lb_balance", metaSetter("lb_balance")},
+	{contract.KeyLBHost, metaSetter(contract.KeyLBHost)},
+	{contract.KeyLBPath, metaSetter(contract.KeyLBPath)},
+	{contract.KeyLBMode, metaSetter(contract.KeyLBMode)},
+	{contract.KeyLBPort, metaSetter(contract.KeyLBPort)},
+	{contract.KeyLBBalance, metaSetter(contract.KeyLBBalance)},
 	{"weight", metaSetter("weight")},
-	{"check_kind", metaSetter("check_kind")},
-	{"check_path", func(_ *string, in *discovery.Instance, p string) {
-		in.Meta["check_kind"], in.Meta["check_path"] = "http", p
+	{contract.KeyCheckKind, metaSetter(contract.KeyCheckKind)},
+	{contract.KeyCheckPath, func(_ *string, in *discovery.Instance, p string) {
+		in.Meta[contract.KeyCheckKind], in.Meta[contract.KeyCheckPath] = "http", p
 	}},
-	{"check_interval", metaSetter("check_interval")},
-	{"check_timeout", metaSetter("check_timeout")},
-	{"check_rise", metaSetter("check_rise")},
+	{contract.KeyCheckInterval, metaSetter(contract.KeyCheckInterval)},
+	{contract.KeyCheckTimeout, metaSetter(contract.KeyCheckTimeout)},
+	{contract.KeyCheckRise, metaSetter(contract.KeyCheckRise)},
 }
 
 func metaSetter(key string) func(*string, *discovery.Instance, string) {
@@ -123,7 +125,7 @@ func hostileCases() []hostileCase {
 // cases apart, so that haproxy -c can check many cases in one file.)
 func (c hostileCase) services() map[string][]discovery.Instance {
 	name := fmt.Sprintf("hostile-%d", c.n)
-	in := inst("hostile-1", "10.66.0.1", 8080, "lb_mode", "http", "lb_host", "hostile.example")
+	in := inst("hostile-1", "10.66.0.1", 8080, contract.KeyLBMode, "http", contract.KeyLBHost, "hostile.example")
 	for _, f := range hostileFields {
 		if f.name == c.field {
 			f.set(&name, &in, c.payload)
@@ -133,7 +135,7 @@ func (c hostileCase) services() map[string][]discovery.Instance {
 		in.Port = c.port
 	}
 	return map[string][]discovery.Instance{
-		"good": {inst("good-1", "10.99.0.1", 8080, "lb_mode", "http", "lb_host", "good.example")},
+		"good": {inst("good-1", "10.99.0.1", 8080, contract.KeyLBMode, "http", contract.KeyLBHost, "good.example")},
 		name:   {in},
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/drover-net/drover/discovery"
+
+	"github.com/drover-net/drover/discovery/contract"
 )
 
 // webState is the desired state of service web with the given instances
@@ -15,7 +17,7 @@ func webState(t *testing.T, ids ...string) State {
 	t.Helper()
 	var ins []discovery.Instance
 	for i := 0; i+1 < len(ids); i += 2 {
-		ins = append(ins, inst(ids[i], ids[i+1], 8080, "lb_mode", "http"))
+		ins = append(ins, inst(ids[i], ids[i+1], 8080, contract.KeyLBMode, "http"))
 	}
 	s, probs := Desired(Options{SlotsMin: 4}, map[string][]discovery.Instance{"web": ins})
 	if len(probs) > 0 {

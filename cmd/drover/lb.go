@@ -11,13 +11,14 @@ import (
 	"time"
 
 	"github.com/drover-net/drover/discovery"
+	"github.com/drover-net/drover/discovery/contract"
 	"github.com/drover-net/drover/lb"
 	"github.com/drover-net/drover/lb/haproxy"
 )
 
 // lbFilter selects, in Consul's filter language, the service instances
 // that ask for a load balancer (their drover.lb.mode label became meta).
-const lbFilter = `"lb_mode" in ServiceMeta`
+const lbFilter = contract.LBFilter
 
 // lbSource is lb.Source over the shared Consul watches: the names of the
 // services with lb meta, then one watch per such service.
