@@ -15,6 +15,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/drover-net/drover/discovery"
+	"github.com/drover-net/drover/internal/atomicfile"
 )
 
 // WG drives the WireGuard device (kernel or userspace alike). *wg.Link fits.
@@ -171,7 +172,7 @@ func (c *Controller) Start(ctx context.Context) (Self, error) {
 		return Self{}, fmt.Errorf("leasing a subnet: %w", err)
 	}
 	if subnet != cached {
-		if err := os.WriteFile(c.leaseFile(), []byte(subnet.String()+"\n"), 0o600); err != nil {
+		if err := atomicfile.Write(c.leaseFile(), []byte(subnet.String()+"\n"), 0o600); err != nil {
 			return Self{}, fmt.Errorf("caching lease: %w", err)
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/drover-net/drover/discovery/consul"
 	"github.com/drover-net/drover/discovery/docker"
 	"github.com/drover-net/drover/healthcheck"
+	"github.com/drover-net/drover/internal/atomicfile"
 	"github.com/drover-net/drover/internal/backoff"
 	"github.com/drover-net/drover/internal/buildinfo"
 	"github.com/drover-net/drover/internal/execcmd"
@@ -268,7 +269,7 @@ func persistNodeName(dir, flag, def string) (string, error) {
 	if name == "" {
 		name = def
 	}
-	if err := os.WriteFile(path, []byte(name+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(path, []byte(name+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("storing node name: %w", err)
 	}
 	return name, nil
