@@ -153,13 +153,20 @@ type svcSettings struct {
 // Desired computes the HAProxy state for the given services (service name →
 // its instances, in any order). It is pure and deterministic.
 //
-// Only passing instances with Meta lb_mode take part. A service whose
-// instances disagree on a service-level setting (mode, port, host, path,
-// balance, check kind and path) or carry an invalid one is left out whole
-// with a Problem. An invalid weight or check value takes its default with a
-// Problem. Conflicting claims on a port or route refuse every service
-// involved; a tcp service on the port of an http frontend is refused (the
-// http services keep the port).
+// Only passing instances with Meta lb_mode take part. A conflict hurts only
+// the newcomer, "first" meaning the lowest Consul CreateIndex (then the
+// lower ID or name):
+//   - a service's settings (mode, port, host, path, balance, check kind and
+//     path) are those of its first instance with valid settings; a later
+//     instance that disagrees, or carries an invalid setting, is left out
+//     alone with a Problem;
+//   - a port, a route (host and path) or a backend name belongs to the
+//     service that claimed it first (the age of a service is that of its
+//     first instance); later claimants are left out whole with a Problem.
+//     An http port and a tcp port are one port: whichever mode came first
+//     keeps it.
+//
+// An invalid weight or check value takes its default with a Problem.
 func Desired(opt Options, services map[string][]discovery.Instance) (State, []Problem) {
 	opt = opt.withDefaults()
 	var probs []Problem
@@ -167,9 +174,9 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 		name    string
 		set     svcSettings
 		servers []Server
+		first   discovery.Instance // the instance that set the settings
 	}
 	var svcs []*svc
-	usedBackend := map[string]string{} // backend name → service
 
 	names := make([]string, 0, len(services))
 	for n := range services {
@@ -179,33 +186,35 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 
 	for _, name := range names {
 		insts := append([]discovery.Instance(nil), services[name]...)
-		sort.Slice(insts, func(i, j int) bool { return insts[i].ID < insts[j].ID })
+		sort.Slice(insts, func(i, j int) bool { return earlier(insts[i], insts[j]) })
 		var (
 			s        *svc
-			refused  bool
-			firstID  string
 			srvNames = map[string]bool{}
 			addrs    = map[string]bool{}
 		)
+		// The settings are the first valid instance's, whatever its
+		// health, so that one instance going critical does not hand the
+		// service to a newcomer's settings.
 		for _, in := range insts {
-			if in.Health != "passing" {
+			if !contract.AsksForLB(in.Meta) {
 				continue
 			}
-			if !contract.AsksForLB(in.Meta) {
+			if set, reason := settingsOf(opt, in.Meta); reason == "" {
+				s = &svc{name: name, set: set, first: in}
+				break
+			}
+		}
+		for _, in := range insts {
+			if in.Health != "passing" || !contract.AsksForLB(in.Meta) {
 				continue
 			}
 			set, reason := settingsOf(opt, in.Meta)
 			if reason != "" {
-				probs = append(probs, Problem{name, in.ID, reason + "; service left out"})
-				refused = true
+				probs = append(probs, Problem{name, in.ID, reason + "; instance left out"})
 				continue
 			}
-			if s == nil {
-				s = &svc{name: name, set: set}
-				firstID = in.ID
-			} else if s.set != set {
-				probs = append(probs, Problem{name, in.ID, fmt.Sprintf("lb settings %s disagree with instance %s (%s); service left out", set, firstID, s.set)})
-				refused = true
+			if s.set != set {
+				probs = append(probs, Problem{name, in.ID, fmt.Sprintf("lb settings %s disagree with the service's (%s, from instance %s, registered first); instance left out", set, s.set, s.first.ID)})
 				continue
 			}
 			srv, ps := serverOf(name, in)
@@ -228,74 +237,59 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 			addrs[srv.Addr] = true
 			s.servers = append(s.servers, srv)
 		}
-		if s == nil || refused || len(s.servers) == 0 {
+		if s == nil || len(s.servers) == 0 {
 			continue
 		}
-		be := sanitize(name)
-		if other, ok := usedBackend[be]; ok {
-			probs = append(probs, Problem{name, "", fmt.Sprintf("backend name %s collides with service %s; service left out", be, other)})
-			continue
-		}
-		usedBackend[be] = name
 		svcs = append(svcs, s)
 	}
 
-	// Ports and routes. Every conflict refuses all services involved.
+	// Backend names, ports and routes go to the first claimant: services
+	// are taken oldest first, and each keeps what it finds free.
+	sort.SliceStable(svcs, func(i, j int) bool { return earlier(svcs[i].first, svcs[j].first) })
 	type portUse struct {
-		http []*svc
-		tcp  []*svc
+		mode  string
+		owner string               // tcp: the service; http: the first service
+		route map[[2]string]string // http: route → service
 	}
+	usedBackend := map[string]string{} // backend name → service
 	ports := map[int]*portUse{}
+	var kept []*svc
 	for _, s := range svcs {
-		pu := ports[s.set.Port]
-		if pu == nil {
-			pu = &portUse{}
-			ports[s.set.Port] = pu
+		be := sanitize(s.name)
+		if other, ok := usedBackend[be]; ok {
+			probs = append(probs, Problem{s.name, "", fmt.Sprintf("backend name %s is taken by service %s (registered first); service left out", be, other)})
+			continue
 		}
-		if s.set.Mode == "http" {
-			pu.http = append(pu.http, s)
-		} else {
-			pu.tcp = append(pu.tcp, s)
-		}
-	}
-	refused := map[*svc]bool{}
-	for port, pu := range ports {
-		if len(pu.tcp) > 1 {
-			for _, s := range pu.tcp {
-				refused[s] = true
-				probs = append(probs, Problem{s.name, "", fmt.Sprintf("tcp port %d is claimed by %d services; service left out", port, len(pu.tcp))})
-			}
-		}
-		if len(pu.tcp) > 0 && len(pu.http) > 0 {
-			for _, s := range pu.tcp {
-				if !refused[s] {
-					refused[s] = true
-					probs = append(probs, Problem{s.name, "", fmt.Sprintf("port %d is an http frontend; tcp service left out", port)})
-				}
-			}
-		}
-		routes := map[[2]string][]*svc{}
-		for _, s := range pu.http {
+		port := s.set.Port
+		pu := ports[port]
+		switch {
+		case pu == nil:
+		case pu.mode == "tcp" && s.set.Mode == "tcp":
+			probs = append(probs, Problem{s.name, "", fmt.Sprintf("tcp port %d is taken by service %s (registered first); service left out", port, pu.owner)})
+			continue
+		case pu.mode != s.set.Mode:
+			probs = append(probs, Problem{s.name, "", fmt.Sprintf("port %d is the %s frontend of service %s (registered first); %s service left out", port, pu.mode, pu.owner, s.set.Mode)})
+			continue
+		default: // http next to http: the route must be free
 			k := [2]string{s.set.Host, s.set.Path}
-			routes[k] = append(routes[k], s)
-		}
-		for k, ss := range routes {
-			if len(ss) < 2 {
+			if other, ok := pu.route[k]; ok {
+				probs = append(probs, Problem{s.name, "", fmt.Sprintf("route host %q path %q on port %d is taken by service %s (registered first); service left out", k[0], k[1], port, other)})
 				continue
 			}
-			for _, s := range ss {
-				refused[s] = true
-				probs = append(probs, Problem{s.name, "", fmt.Sprintf("route host %q path %q on port %d is claimed by %d services; service left out", k[0], k[1], port, len(ss))})
-			}
 		}
+		if pu == nil {
+			pu = &portUse{mode: s.set.Mode, owner: s.name, route: map[[2]string]string{}}
+			ports[port] = pu
+		}
+		pu.route[[2]string{s.set.Host, s.set.Path}] = s.name
+		usedBackend[be] = s.name
+		kept = append(kept, s)
 	}
+	svcs = kept
 
 	var st State
 	fes := map[int]*Frontend{}
 	for _, s := range svcs {
-		if refused[s] {
-			continue
-		}
 		be := sanitize(s.name)
 		sort.Slice(s.servers, func(i, j int) bool { return s.servers[i].Name < s.servers[j].Name })
 		st.Backends = append(st.Backends, Backend{
@@ -330,6 +324,18 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 		return a.Reason < b.Reason
 	})
 	return st, probs
+}
+
+// earlier reports whether a was registered before b: lower CreateIndex,
+// then lower ID (for registrations Consul did not number, as in tests).
+func earlier(a, b discovery.Instance) bool {
+	if a.CreateIndex != b.CreateIndex {
+		return a.CreateIndex < b.CreateIndex
+	}
+	if a.ID != b.ID {
+		return a.ID < b.ID
+	}
+	return a.Service < b.Service
 }
 
 func (s svcSettings) String() string {
