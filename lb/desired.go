@@ -18,6 +18,11 @@ type Options struct {
 	HTTPPort       int    // port of HTTP services without lb_port (default 80)
 	SlotsMin       int    // smallest server-slot pool per backend (default 8)
 	DefaultBalance string // balance of services without lb_balance (default "roundrobin")
+	// Own are the lb host's own addresses: never proxied.
+	Own []netip.Addr
+	// Allow are the networks whose instances are proxied although no
+	// drover agent registered them (--lb-allow).
+	Allow []netip.Prefix
 }
 
 func (o Options) withDefaults() Options {
@@ -166,6 +171,14 @@ type svcSettings struct {
 //     An http port and a tcp port are one port: whichever mode came first
 //     keeps it.
 //
+// Only drover's instances are proxied, and never the lb host itself: when
+// services holds the drover-node records (key discovery.NodeService, as the
+// agent's source always gives them), an instance must name a drover node
+// with a record from the same Consul node and an address in that node's
+// subnet (or the host's own address, for a published port), unless its
+// address is in Options.Allow. Loopback, link-local, multicast and
+// Options.Own addresses are refused whatever else holds.
+//
 // An invalid weight or check value takes its default with a Problem.
 func Desired(opt Options, services map[string][]discovery.Instance) (State, []Problem) {
 	opt = opt.withDefaults()
@@ -180,9 +193,17 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 
 	names := make([]string, 0, len(services))
 	for n := range services {
-		names = append(names, n)
+		if n != discovery.NodeService {
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
+	own := map[netip.Addr]bool{}
+	for _, a := range opt.Own {
+		own[a.Unmap()] = true
+	}
+	records, checkOrigin := services[discovery.NodeService]
+	origins := originsOf(records)
 
 	for _, name := range names {
 		insts := append([]discovery.Instance(nil), services[name]...)
@@ -217,7 +238,13 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 				probs = append(probs, Problem{name, in.ID, fmt.Sprintf("lb settings %s disagree with the service's (%s, from instance %s, registered first); instance left out", set, s.set, s.first.ID)})
 				continue
 			}
-			srv, ps := serverOf(name, in)
+			srv, ps := serverOf(name, in, own)
+			if srv.Addr != "" && checkOrigin {
+				if why := origins.refuse(in, opt.Allow); why != "" {
+					probs = append(probs, Problem{name, in.ID, why + "; instance left out"})
+					continue
+				}
+			}
 			probs = append(probs, ps...)
 			if srv.Addr == "" {
 				continue
@@ -326,6 +353,56 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 	return st, probs
 }
 
+// origins are the live drover-node records by drover node name.
+type origins map[string][]discovery.Node
+
+func originsOf(records []discovery.Instance) origins {
+	o := origins{}
+	for _, n := range discovery.NodesFromInstances(records) {
+		if n.Name != "" {
+			o[n.Name] = append(o[n.Name], n)
+		}
+	}
+	return o
+}
+
+// refuse says why in may not be proxied, "" when it may: it is inside an
+// allowed network, or the drover agent it names (Meta drover_node) has a
+// drover-node record registered by the same Consul node, and its address
+// is in that agent's container subnet or is that host's own address (a
+// published port). A record's health does not matter: containers keep
+// serving while their host's drover is down.
+func (o origins) refuse(in discovery.Instance, allow []netip.Prefix) string {
+	ip, err := netip.ParseAddr(in.Address)
+	if err != nil {
+		return "" // serverOf says why
+	}
+	ip = ip.Unmap()
+	for _, p := range allow {
+		if p.Contains(ip) {
+			return ""
+		}
+	}
+	name := in.Meta[discovery.MetaNode]
+	if name == "" {
+		return "not registered by a drover agent (no " + discovery.MetaNode + " meta) and not in --lb-allow"
+	}
+	recs := o[name]
+	if len(recs) == 0 {
+		return fmt.Sprintf("drover node %q has no %s record, and the address is not in --lb-allow", name, discovery.NodeService)
+	}
+	for _, r := range recs {
+		if r.ConsulNode != in.Node {
+			continue
+		}
+		if r.Subnet.IsValid() && r.Subnet.Contains(ip) || r.Endpoint.IsValid() && r.Endpoint.Addr().Unmap() == ip {
+			return ""
+		}
+		return fmt.Sprintf("address %s is outside drover node %q's subnet %s, and not in --lb-allow", ip, name, r.Subnet)
+	}
+	return fmt.Sprintf("registered on Consul node %q, but drover node %q runs on %q; not in --lb-allow", in.Node, name, recs[0].ConsulNode)
+}
+
 // earlier reports whether a was registered before b: lower CreateIndex,
 // then lower ID (for registrations Consul did not number, as in tests).
 func earlier(a, b discovery.Instance) bool {
@@ -398,7 +475,7 @@ func settingsOf(opt Options, m map[string]string) (svcSettings, string) {
 
 // serverOf builds the server of one instance. Its Addr is empty when the
 // instance has no usable address (with a Problem).
-func serverOf(service string, in discovery.Instance) (Server, []Problem) {
+func serverOf(service string, in discovery.Instance, own map[netip.Addr]bool) (Server, []Problem) {
 	var probs []Problem
 	bad := func(f string, a ...any) {
 		probs = append(probs, Problem{service, in.ID, fmt.Sprintf(f, a...)})
@@ -413,6 +490,23 @@ func serverOf(service string, in discovery.Instance) (Server, []Problem) {
 	// connection's destination": the load balancer itself.
 	if ip.Unmap().IsUnspecified() {
 		bad("address %q: an unspecified address would make HAProxy connect back to itself; instance left out", in.Address)
+		return Server{}, probs
+	}
+	// Loopback and link-local addresses are the lb host's own services
+	// (its Consul API, a cloud's metadata endpoint at 169.254.169.254):
+	// publishing them would hand them to anyone who can reach the lb.
+	switch u := ip.Unmap(); {
+	case u.IsLoopback():
+		bad("address %q is a loopback address: the lb host's own services are never proxied; instance left out", in.Address)
+		return Server{}, probs
+	case u.IsLinkLocalUnicast() || u.IsLinkLocalMulticast():
+		bad("address %q is link-local (metadata services live there): never proxied; instance left out", in.Address)
+		return Server{}, probs
+	case u.IsMulticast():
+		bad("address %q is a multicast address; instance left out", in.Address)
+		return Server{}, probs
+	case own[u]:
+		bad("address %q is one of the lb host's own addresses: its own services are never proxied; instance left out", in.Address)
 		return Server{}, probs
 	}
 	srv.Addr = netip.AddrPortFrom(ip.Unmap(), uint16(in.Port)).String()
