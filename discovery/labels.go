@@ -67,6 +67,7 @@ var droverKeys = map[string]bool{
 	"service": true, "tags": true,
 	"check": true, "check.interval": true, "check.timeout": true, "check.rise": true, "check.fall": true, "check.grace": true,
 	"lb.mode": true, "lb.port": true, "lb.host": true, "lb.path": true, "lb.balance": true,
+	"lb.sticky": true, "lb.proxy-protocol": true, "lb.tunnel-timeout": true,
 	"weight": true,
 	"port":   false, "ignore": false, // container-wide only
 }
@@ -465,6 +466,12 @@ func checkValue(key string, s setting) *fault {
 		}
 	case "lb.balance":
 		f = oneOf(s, "roundrobin", "leastconn", "source")
+	case "lb.sticky":
+		f = oneOf(s, "true", "false")
+	case "lb.proxy-protocol":
+		f = oneOf(s, "v1", "v2")
+	case "lb.tunnel-timeout":
+		_, f = parseTunnel(s)
 	case "weight":
 		_, f = parseIntRange(s, 0, maxWeight)
 	case "ignore":
@@ -606,6 +613,17 @@ func parseGrace(s setting) (time.Duration, *fault) {
 	return d, nil
 }
 
+const wantTunnel = "want a duration of whole seconds between 1s and 24h"
+
+// parseTunnel reads drover.lb.tunnel-timeout.
+func parseTunnel(s setting) (time.Duration, *fault) {
+	d, err := time.ParseDuration(s.value)
+	if err != nil || d < contract.MinTunnel || d > contract.MaxTunnel || d%time.Second != 0 {
+		return 0, badf(s, wantTunnel)
+	}
+	return d, nil
+}
+
 const wantTimeout = "want a duration between 100ms and the check interval"
 
 // parseTimeout checks the timeout on its own; registration checks it
@@ -688,8 +706,8 @@ func (r *labelReader) registration(node string, port int) (Registration, []fault
 	// Load balancer.
 	if mode, ok := r.lookup(port, "lb.mode"); ok {
 		if mode.value == "tcp" {
-			for _, key := range []string{"lb.host", "lb.path"} {
-				if s, ok := r.lookup(port, key); ok {
+			for _, key := range []string{"lb.host", "lb.path", "lb.sticky"} {
+				if s, ok := r.lookup(port, key); ok && !(key == "lb.sticky" && s.value == "false") {
 					add(&fault{
 						perPort: s.perPort || mode.perPort,
 						reason:  fmt.Sprintf("%s %q: want drover.lb.mode http, but %s is \"tcp\"", s.key, s.value, mode.key),
@@ -712,6 +730,15 @@ func (r *labelReader) registration(node string, port int) (Registration, []fault
 		}
 		if s, ok := r.lookup(port, "weight"); ok {
 			l.Weight, _ = parseIntRange(s, 0, maxWeight)
+		}
+		if s, ok := r.lookup(port, "lb.sticky"); ok {
+			l.Sticky = s.value == "true"
+		}
+		if s, ok := r.lookup(port, "lb.proxy-protocol"); ok {
+			l.ProxyProtocol = s.value
+		}
+		if s, ok := r.lookup(port, "lb.tunnel-timeout"); ok {
+			l.TunnelTimeout, _ = parseTunnel(s)
 		}
 		contract.Encode(reg.Meta, l, reg.Check)
 	}

@@ -41,6 +41,14 @@ func TestContractLabelsToServerLine(t *testing.T) {
 			[]string{"10.42.1.5:8080 weight 100 check", "timeout check", "option httpchk"}},
 		{"tcp", []string{"drover.lb.mode", "tcp", "drover.lb.port", "5432"}, []string{
 			"frontend tcp_5432", "mode tcp", "bind :5432", "default_backend web"}, []string{"frontend http_80"}},
+		{"sticky", []string{"drover.lb.sticky", "true"}, []string{
+			"insert indirect nocache httponly", "10.42.1.5:8080 weight 100 check inter 5s fall 3 rise 1 cookie "}, nil},
+		{"proxy protocol", []string{"drover.lb.proxy-protocol", "v2"}, []string{
+			"10.42.1.5:8080 weight 100 check inter 5s fall 3 rise 1 send-proxy-v2 check-send-proxy"}, nil},
+		{"tunnel timeout", []string{"drover.lb.tunnel-timeout", "90s"}, []string{"timeout tunnel 90s"}, nil},
+		{"default tunnel timeout", nil, []string{"timeout tunnel 3600s"}, nil},
+		{"forwarded headers", nil, []string{"option forwardfor", "http-request del-header X-Forwarded-For",
+			"http-request set-header X-Forwarded-Proto http"}, nil},
 		{"per-port settings", []string{"drover.8080.lb.host", "api.example", "drover.8080.check", "http:/ready"},
 			[]string{"acl r0_host hdr(host) -i api.example api.example:80", "option httpchk GET /ready"}, nil},
 	}

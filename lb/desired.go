@@ -23,6 +23,24 @@ type Options struct {
 	// Allow are the networks whose instances are proxied although no
 	// drover agent registered them (--lb-allow).
 	Allow []netip.Prefix
+	// TunnelTimeout is the idle timeout of upgraded (WebSocket) and tcp
+	// connections of services that set none (default 1h).
+	TunnelTimeout time.Duration
+	// Edge are the frontend-wide settings, copied into State.Edge.
+	Edge Edge
+}
+
+// Edge are the settings every frontend shares.
+type Edge struct {
+	// TrustedProxies are the previous hops whose X-Forwarded-* headers
+	// are kept (appended to); from anyone else they are replaced.
+	TrustedProxies []netip.Prefix
+	// AcceptProxy makes every frontend expect the PROXY protocol (an lb
+	// host behind an L4 balancer).
+	AcceptProxy bool
+	// HardStopAfter bounds how long an old HAProxy worker keeps its
+	// connections after a reload (default 15m).
+	HardStopAfter time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -35,8 +53,20 @@ func (o Options) withDefaults() Options {
 	if o.DefaultBalance == "" {
 		o.DefaultBalance = "roundrobin"
 	}
+	if o.TunnelTimeout <= 0 {
+		o.TunnelTimeout = DefaultTunnelTimeout
+	}
+	if o.Edge.HardStopAfter <= 0 {
+		o.Edge.HardStopAfter = DefaultHardStopAfter
+	}
 	return o
 }
+
+// Defaults of Options.
+const (
+	DefaultTunnelTimeout = time.Hour
+	DefaultHardStopAfter = 15 * time.Minute
+)
 
 // Server is one server line of a backend.
 //
@@ -63,6 +93,13 @@ type Backend struct {
 	// power of two ≥ max(SlotsMin, len(Servers)). Slots beyond the
 	// servers are rendered disabled, ready for runtime operations.
 	Slots int
+	// Sticky inserts a cookie naming the server (slot), so that a client
+	// stays on one server until it drains or fails.
+	Sticky bool
+	// ProxyProtocol ("v1", "v2" or "") is sent to the servers.
+	ProxyProtocol string
+	// TunnelTimeout is the idle timeout of upgraded and tcp connections.
+	TunnelTimeout time.Duration
 }
 
 // Route sends HTTP requests whose Host is Host (any host when empty) and
@@ -85,6 +122,7 @@ type Frontend struct {
 type State struct {
 	Frontends []Frontend
 	Backends  []Backend
+	Edge      Edge
 }
 
 // Problem is one reason an instance or a whole service was left out or
@@ -108,7 +146,8 @@ func (s State) Equal(o State) bool {
 
 // Clone returns a deep copy of s.
 func (s State) Clone() State {
-	var c State
+	c := State{Edge: s.Edge}
+	c.Edge.TrustedProxies = append([]netip.Prefix(nil), s.Edge.TrustedProxies...)
 	for _, f := range s.Frontends {
 		f.Routes = append([]Route(nil), f.Routes...)
 		c.Frontends = append(c.Frontends, f)
@@ -128,6 +167,17 @@ func (s State) normal() State {
 	}
 	if len(c.Backends) == 0 {
 		c.Backends = nil
+	}
+	if len(c.Edge.TrustedProxies) == 0 {
+		c.Edge.TrustedProxies = nil
+	}
+	if c.Edge.HardStopAfter <= 0 {
+		c.Edge.HardStopAfter = DefaultHardStopAfter // what Render writes
+	}
+	for i := range c.Backends {
+		if c.Backends[i].TunnelTimeout <= 0 {
+			c.Backends[i].TunnelTimeout = DefaultTunnelTimeout
+		}
 	}
 	for i := range c.Frontends {
 		if len(c.Frontends[i].Routes) == 0 {
@@ -153,6 +203,9 @@ type svcSettings struct {
 	Mode, Host, Path, Balance string
 	Port                      int
 	CheckKind, CheckPath      string
+	Sticky                    bool
+	ProxyProtocol             string
+	TunnelTimeout             time.Duration
 }
 
 // Desired computes the HAProxy state for the given services (service name →
@@ -314,13 +367,15 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 	}
 	svcs = kept
 
-	var st State
+	st := State{Edge: opt.Edge}
+	st.Edge.TrustedProxies = append([]netip.Prefix(nil), opt.Edge.TrustedProxies...)
 	fes := map[int]*Frontend{}
 	for _, s := range svcs {
 		be := sanitize(s.name)
 		sort.Slice(s.servers, func(i, j int) bool { return s.servers[i].Name < s.servers[j].Name })
 		st.Backends = append(st.Backends, Backend{
 			Name: be, Mode: s.set.Mode, Balance: s.set.Balance,
+			Sticky: s.set.Sticky, ProxyProtocol: s.set.ProxyProtocol, TunnelTimeout: s.set.TunnelTimeout,
 			Servers: s.servers, Slots: slotsFor(opt.SlotsMin, len(s.servers)),
 		})
 		fe := fes[s.set.Port]
@@ -416,7 +471,14 @@ func earlier(a, b discovery.Instance) bool {
 }
 
 func (s svcSettings) String() string {
-	return fmt.Sprintf("mode=%s port=%d host=%q path=%q balance=%s check=%s %q", s.Mode, s.Port, s.Host, s.Path, s.Balance, s.CheckKind, s.CheckPath)
+	out := fmt.Sprintf("mode=%s port=%d host=%q path=%q balance=%s check=%s %q", s.Mode, s.Port, s.Host, s.Path, s.Balance, s.CheckKind, s.CheckPath)
+	if s.Sticky {
+		out += " sticky"
+	}
+	if s.ProxyProtocol != "" {
+		out += " proxy-protocol=" + s.ProxyProtocol
+	}
+	return out + " tunnel=" + fmtDur(s.TunnelTimeout)
 }
 
 // sortRoutes orders routes most specific first: longer host, then longer
@@ -455,6 +517,10 @@ func settingsOf(opt Options, m map[string]string) (svcSettings, string) {
 		return s, err.Error()
 	}
 	s.Mode, s.Host, s.Path, s.Port, s.Balance = l.Mode, l.Host, l.Path, l.Port, l.Balance
+	s.Sticky, s.ProxyProtocol, s.TunnelTimeout = l.Sticky, l.ProxyProtocol, l.TunnelTimeout
+	if s.TunnelTimeout == 0 {
+		s.TunnelTimeout = opt.TunnelTimeout
+	}
 	if s.Port == 0 {
 		s.Port = opt.HTTPPort
 	}

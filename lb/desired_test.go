@@ -21,6 +21,20 @@ func inst(id, addr string, port int, kv ...string) discovery.Instance {
 	return discovery.Instance{ID: id, Address: addr, Port: port, Meta: m, Health: "passing"}
 }
 
+// withStateDefaults fills in what Desired sets when Options leave it
+// unset: the edge's hard-stop-after and every backend's tunnel timeout.
+func withStateDefaults(s State) State {
+	if s.Edge.HardStopAfter == 0 {
+		s.Edge.HardStopAfter = DefaultHardStopAfter
+	}
+	for i := range s.Backends {
+		if s.Backends[i].TunnelTimeout == 0 {
+			s.Backends[i].TunnelTimeout = DefaultTunnelTimeout
+		}
+	}
+	return s
+}
+
 // with sets the instance's health.
 func with(in discovery.Instance, health string) discovery.Instance {
 	in.Health = health
@@ -136,7 +150,7 @@ func TestDesired(t *testing.T) {
 				},
 			},
 			probs: []Problem{
-				{"web", "web-2", `lb settings mode=http port=80 host="" path="/b" balance=roundrobin check=tcp "" disagree with the service's (mode=http port=80 host="" path="/a" balance=roundrobin check=tcp "", from instance web-1, registered first); instance left out`},
+				{"web", "web-2", `lb settings mode=http port=80 host="" path="/b" balance=roundrobin check=tcp "" tunnel=3600s disagree with the service's (mode=http port=80 host="" path="/a" balance=roundrobin check=tcp "" tunnel=3600s, from instance web-1, registered first); instance left out`},
 				{"web", "web-4", `lb_port "x": want a port 1-65535; instance left out`},
 			},
 		},
@@ -149,7 +163,7 @@ func TestDesired(t *testing.T) {
 				},
 			},
 			probs: []Problem{
-				{"web", "web-2", `lb settings mode=http port=80 host="" path="/b" balance=roundrobin check=tcp "" disagree with the service's (mode=http port=80 host="" path="/a" balance=roundrobin check=tcp "", from instance web-1, registered first); instance left out`},
+				{"web", "web-2", `lb settings mode=http port=80 host="" path="/b" balance=roundrobin check=tcp "" tunnel=3600s disagree with the service's (mode=http port=80 host="" path="/a" balance=roundrobin check=tcp "" tunnel=3600s, from instance web-1, registered first); instance left out`},
 			},
 		},
 		{
@@ -307,6 +321,7 @@ func TestDesired(t *testing.T) {
 				tt.opt.SlotsMin = 4 // the cases were written for pools of 4
 			}
 			got, probs := Desired(tt.opt, tt.services)
+			tt.want = withStateDefaults(tt.want)
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("state (-want +got):\n%s", diff)
 			}

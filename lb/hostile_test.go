@@ -141,7 +141,7 @@ func (c hostileCase) services() map[string][]discovery.Instance {
 }
 
 // goodBackend is what service "good" must always become.
-var goodBackend = Backend{Name: "good", Mode: "http", Balance: "roundrobin", Slots: 8,
+var goodBackend = Backend{Name: "good", Mode: "http", Balance: "roundrobin", Slots: 8, TunnelTimeout: DefaultTunnelTimeout,
 	Servers: []Server{srv("good-1", "10.99.0.1:8080")}}
 
 // TestHostileInputsNeverReachTheFile puts each hostile payload into each
@@ -273,6 +273,15 @@ func checkHostile(c hostileCase, g Globals, preamble map[string]bool) (st State,
 	return st, outcome, errs
 }
 
+// fixedLines are lines Render writes as constants, whatever the input:
+// they may use words an injection would (http-request).
+var fixedLines = map[string]bool{
+	"    http-request del-header X-Forwarded-For":              true,
+	"    option forwardfor":                                    true,
+	"    http-request set-header X-Forwarded-Proto http":       true,
+	"    http-request set-header X-Forwarded-Port %[dst_port]": true,
+}
+
 // renderGrammar is every line Render writes after the global and defaults
 // sections, with names, hosts and paths limited to what is safe unquoted.
 var renderGrammar = func() []*regexp.Regexp {
@@ -284,8 +293,13 @@ var renderGrammar = func() []*regexp.Regexp {
 		addr = `(?:[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+|\[[0-9a-f:.]+\]):[0-9]+`
 	)
 	var res []*regexp.Regexp
+	var fixed []string
+	for l := range fixedLines {
+		fixed = append(fixed, regexp.QuoteMeta(l))
+	}
 	for _, re := range []string{
 		``,
+		`(?:` + strings.Join(fixed, "|") + `)`,
 		`frontend (?:http|tcp)_[0-9]+`,
 		`backend ` + name,
 		`    mode (?:http|tcp)`,
@@ -299,7 +313,10 @@ var renderGrammar = func() []*regexp.Regexp {
 		`    retry-on conn-failure empty-response response-timeout`,
 		`    option httpchk GET ` + path,
 		`    timeout check ` + dur,
-		`    server ` + name + ` ` + addr + ` weight [0-9]+(?: check inter ` + dur + ` fall [0-9]+ rise [0-9]+)?(?: disabled)?`,
+		`    timeout tunnel ` + dur,
+		`    cookie drv_[0-9a-f]{8} insert indirect nocache httponly`,
+		`    server ` + name + ` ` + addr + ` weight [0-9]+(?: check inter ` + dur + ` fall [0-9]+ rise [0-9]+)?` +
+			`(?: send-proxy(?:-v2)?)?(?: check-send-proxy)?(?: cookie [0-9a-f]{8})?(?: disabled)?`,
 	} {
 		res = append(res, regexp.MustCompile(`^`+re+`$`))
 	}
@@ -330,6 +347,9 @@ lines:
 			if strings.Contains(l, f) {
 				errs = append(errs, fmt.Sprintf("line %d %q holds injected %q", n+1, l, f))
 			}
+		}
+		if fixedLines[l] {
+			continue // Render's own constant lines (never built from input)
 		}
 		for _, w := range strings.Fields(l) {
 			switch w {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/netip"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -26,16 +29,19 @@ type lbSource struct {
 	ctx   context.Context
 	w     *discovery.Watches
 	names *discovery.Latest[[]string]
+	nodes *discovery.Latest[[]discovery.Instance] // drover-node records: who may be proxied
 	kick  chan struct{}
 
 	mu       sync.Mutex
 	services map[string]*discovery.Latest[[]discovery.Instance]
 }
 
-func newLBSource(ctx context.Context, w *discovery.Watches) *lbSource {
-	s := &lbSource{ctx: ctx, w: w, kick: make(chan struct{}, 1), services: map[string]*discovery.Latest[[]discovery.Instance]{}}
+func newLBSource(ctx context.Context, w *discovery.Watches, nodes *discovery.Latest[[]discovery.Instance]) *lbSource {
+	s := &lbSource{ctx: ctx, w: w, nodes: nodes, kick: make(chan struct{}, 1), services: map[string]*discovery.Latest[[]discovery.Instance]{}}
 	var k <-chan struct{}
 	s.names, k = w.ServiceNames(lbFilter)
+	s.forward(k)
+	_, k = w.Service(discovery.NodeService) // the same watch as nodes: its kicks
 	s.forward(k)
 	return s
 }
@@ -54,7 +60,16 @@ func (s *lbSource) Snapshot() (map[string][]discovery.Instance, error) {
 	if !ok {
 		return nil, fmt.Errorf("lb services: %w", lb.ErrNotRead)
 	}
-	out := map[string][]discovery.Instance{}
+	nodes, ok, _ := s.nodes.Get()
+	if err := s.nodes.Err(); err != nil {
+		return nil, fmt.Errorf("reading %s records: %w", discovery.NodeService, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("%s records: %w", discovery.NodeService, lb.ErrNotRead)
+	}
+	// The records go in under their service name: lb.Desired proxies only
+	// instances of the drover nodes they name.
+	out := map[string][]discovery.Instance{discovery.NodeService: nodes}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, n := range names {
@@ -92,12 +107,34 @@ func (a *agent) startLB() (*lb.Controller, error) {
 		return nil, err
 	}
 	a.haproxy = h
+	allow, _ := parseCIDRs(a.cfg.LBAllow) // validated with the config
+	trusted, _ := parseCIDRs(a.cfg.LBTrusted)
 	return lb.NewController(lb.ControllerOptions{
-		Desired:           lb.Options{HTTPPort: a.cfg.LBHTTPPort, SlotsMin: a.cfg.LBSlots},
+		Desired: lb.Options{HTTPPort: a.cfg.LBHTTPPort, SlotsMin: a.cfg.LBSlots, Own: hostAddrs(a.log),
+			Allow: allow, TunnelTimeout: a.cfg.LBTunnel,
+			Edge: lb.Edge{TrustedProxies: trusted, AcceptProxy: a.cfg.LBAcceptPrx, HardStopAfter: a.cfg.LBHardStop}},
 		MinReloadInterval: a.cfg.LBReloadMin,
 		Confirm:           a.cfg.LBConfirm,
 		Log:               a.log.With("component", "lb"),
-	}, newLBSource(a.ctx, a.watches), h), nil
+	}, newLBSource(a.ctx, a.watches, a.nodes), h), nil
+}
+
+// hostAddrs are this host's own addresses, which the lb never proxies.
+func hostAddrs(log *slog.Logger) []netip.Addr {
+	as, err := net.InterfaceAddrs()
+	if err != nil {
+		log.Warn("cannot list this host's addresses; the lb refuses only loopback and link-local ones", "err", err)
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range as {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	return out
 }
 
 // LBStatus is the lb part of `drover status`.

@@ -22,12 +22,15 @@ import (
 
 // The meta keys of the contract.
 const (
-	KeyLBMode    = "lb_mode"    // "http" or "tcp"; its presence asks for a load balancer
-	KeyLBPort    = "lb_port"    // frontend port
-	KeyLBHost    = "lb_host"    // http: Host header routed to the service
-	KeyLBPath    = "lb_path"    // http: path prefix routed to the service
-	KeyLBBalance = "lb_balance" // roundrobin, leastconn or source
-	KeyWeight    = "weight"     // server weight 0-256
+	KeyLBMode    = "lb_mode"           // "http" or "tcp"; its presence asks for a load balancer
+	KeyLBPort    = "lb_port"           // frontend port
+	KeyLBHost    = "lb_host"           // http: Host header routed to the service
+	KeyLBPath    = "lb_path"           // http: path prefix routed to the service
+	KeyLBBalance = "lb_balance"        // roundrobin, leastconn or source
+	KeyWeight    = "weight"            // server weight 0-256
+	KeyLBSticky  = "lb_sticky"         // "true": cookie persistence
+	KeyLBProxy   = "lb_proxy_protocol" // "v1" or "v2": PROXY protocol to the servers
+	KeyLBTunnel  = "lb_tunnel_timeout" // idle timeout of upgraded/long-lived connections
 
 	KeyCheckKind     = "check_kind"     // http, tcp or none
 	KeyCheckPath     = "check_path"     // http check path
@@ -49,7 +52,10 @@ const (
 	MinCheckTime = time.Millisecond
 	MaxCheckTime = time.Hour
 	maxHost      = 253
-	maxPath      = 1024
+	// MinTunnel and MaxTunnel bound the tunnel timeout.
+	MinTunnel = time.Second
+	MaxTunnel = 24 * time.Hour
+	maxPath   = 1024
 )
 
 // LB is the load-balancer part of a registration: the settings every
@@ -61,6 +67,16 @@ type LB struct {
 	Path    string // http only; "" routes any path
 	Balance string // "": the lb's default
 	Weight  int    // 0-256; a registration always carries one
+	// Sticky pins a client to one server with a cookie, until that server
+	// drains or fails.
+	Sticky bool
+	// ProxyProtocol is "v1" or "v2" to send the PROXY protocol header to
+	// the servers (the client's address, for tcp services too), "" for
+	// none.
+	ProxyProtocol string
+	// TunnelTimeout is how long an upgraded (WebSocket) or tcp connection
+	// may stay idle; 0: the lb's default.
+	TunnelTimeout time.Duration
 }
 
 // Check is a health check definition: discovery hands it to Consul and
@@ -98,6 +114,15 @@ func Encode(meta map[string]string, l *LB, c Check) {
 	}
 	if l.Balance != "" {
 		meta[KeyLBBalance] = l.Balance
+	}
+	if l.Sticky {
+		meta[KeyLBSticky] = "true"
+	}
+	if l.ProxyProtocol != "" {
+		meta[KeyLBProxy] = l.ProxyProtocol
+	}
+	if l.TunnelTimeout != 0 {
+		meta[KeyLBTunnel] = FormatDuration(l.TunnelTimeout)
 	}
 	meta[KeyWeight] = strconv.Itoa(l.Weight)
 	meta[KeyCheckKind] = c.Kind
@@ -140,6 +165,9 @@ func DecodeLB(meta map[string]string) (LB, error) {
 	if l.Mode == "tcp" && (host != "" || path != "") {
 		return l, fmt.Errorf("%s and %s need %s http", KeyLBHost, KeyLBPath, KeyLBMode)
 	}
+	if l.Mode == "tcp" && meta[KeyLBSticky] == "true" {
+		return l, fmt.Errorf("%s needs %s http (a cookie)", KeyLBSticky, KeyLBMode)
+	}
 	if hasHost && !ValidHost(host) {
 		return l, fmt.Errorf("%s %q: want a lower-case DNS name", KeyLBHost, host)
 	}
@@ -154,6 +182,28 @@ func DecodeLB(meta map[string]string) (LB, error) {
 		default:
 			return l, fmt.Errorf("%s %q: want roundrobin, leastconn or source", KeyLBBalance, v)
 		}
+	}
+	if v, ok := meta[KeyLBSticky]; ok {
+		switch v {
+		case "true":
+			l.Sticky = true
+		case "false":
+		default:
+			return l, fmt.Errorf("%s %q: want true or false", KeyLBSticky, v)
+		}
+	}
+	if v, ok := meta[KeyLBProxy]; ok {
+		if v != "v1" && v != "v2" {
+			return l, fmt.Errorf("%s %q: want v1 or v2", KeyLBProxy, v)
+		}
+		l.ProxyProtocol = v
+	}
+	if v, ok := meta[KeyLBTunnel]; ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < MinTunnel || d > MaxTunnel || d%time.Millisecond != 0 {
+			return l, fmt.Errorf("%s %q: want a duration of whole milliseconds, 1s to 24h", KeyLBTunnel, v)
+		}
+		l.TunnelTimeout = d
 	}
 	return l, nil
 }

@@ -17,7 +17,8 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	for _, l := range []LB{
 		{Mode: "http", Weight: 100},
 		{Mode: "http", Port: 8080, Host: "web.example", Path: "/api", Balance: "leastconn", Weight: 0},
-		{Mode: "tcp", Port: 5432, Balance: "source", Weight: 256},
+		{Mode: "tcp", Port: 5432, Balance: "source", Weight: 256, ProxyProtocol: "v2", TunnelTimeout: 90 * time.Minute},
+		{Mode: "http", Sticky: true, ProxyProtocol: "v1", TunnelTimeout: 1500 * time.Millisecond, Weight: 1},
 	} {
 		m := map[string]string{}
 		Encode(m, &l, ck)
@@ -71,6 +72,9 @@ func TestDecodeRefuses(t *testing.T) {
 		`lb_host and lb_path need lb_mode http`:    KeyLBMode + "=tcp," + KeyLBPort + "=1," + KeyLBPath + "=/x",
 		`lb_balance "random": want roundrobin`:     KeyLBMode + "=http," + KeyLBBalance + "=random",
 		`check_kind "udp": want http, tcp or none`: KeyCheckKind + "=udp",
+		`lb_sticky "yes": want true or false`:      KeyLBMode + "=http," + KeyLBSticky + "=yes",
+		`lb_proxy_protocol "v3": want v1 or v2`:    KeyLBMode + "=http," + KeyLBProxy + "=v3",
+		`lb_tunnel_timeout "2d": want a duration`:  KeyLBMode + "=http," + KeyLBTunnel + "=2d",
 		`check_path "x": want a path`:              KeyCheckKind + "=http," + KeyCheckPath + "=x",
 	}
 	for want, kv := range lbCases {
@@ -124,7 +128,7 @@ func TestNoKeyOutsideTheCodec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := []string{KeyLBMode, KeyLBPort, KeyLBHost, KeyLBPath, KeyLBBalance,
+	keys := []string{KeyLBMode, KeyLBPort, KeyLBHost, KeyLBPath, KeyLBBalance, KeyLBSticky, KeyLBProxy, KeyLBTunnel,
 		KeyCheckKind, KeyCheckPath, KeyCheckInterval, KeyCheckTimeout, KeyCheckRise, KeyCheckFall}
 	alt := strings.Join(keys, "|")
 	inCode := regexp.MustCompile("[\"`](lb_[a-z]|(" + alt + ")\\b)")
