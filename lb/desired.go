@@ -16,6 +16,7 @@ import (
 // Options tune Desired. Zero fields take their defaults.
 type Options struct {
 	HTTPPort       int    // port of HTTP services without lb_port (default 80)
+	HTTPSPort      int    // port of the HTTPS frontend of lb_tls services (default 443)
 	SlotsMin       int    // smallest server-slot pool per backend (default 8)
 	DefaultBalance string // balance of services without lb_balance (default "roundrobin")
 	// Own are the lb host's own addresses: never proxied.
@@ -46,6 +47,9 @@ type Edge struct {
 func (o Options) withDefaults() Options {
 	if o.HTTPPort <= 0 {
 		o.HTTPPort = 80
+	}
+	if o.HTTPSPort <= 0 {
+		o.HTTPSPort = 443
 	}
 	if o.SlotsMin <= 0 {
 		o.SlotsMin = 8
@@ -100,18 +104,25 @@ type Backend struct {
 	ProxyProtocol string
 	// TunnelTimeout is the idle timeout of upgraded and tcp connections.
 	TunnelTimeout time.Duration
+	// HSTS, when > 0, is the max-age of the Strict-Transport-Security
+	// header added to HTTPS answers.
+	HSTS time.Duration `json:",omitempty"`
 }
 
 // Route sends HTTP requests whose Host is Host (any host when empty) and
 // whose path starts with PathPrefix (any path when empty) to Backend.
 type Route struct {
 	Host, PathPrefix, Backend string
+	// Redirect (301 or 308) answers the route with a redirect to HTTPS
+	// instead of sending it to Backend (plain-HTTP frontends only).
+	Redirect int `json:",omitempty"`
 }
 
 // Frontend is one listening port.
 type Frontend struct {
-	Name           string // "http_<port>" or "tcp_<port>"
+	Name           string // "http_<port>", "https_<port>" or "tcp_<port>"
 	Mode           string // "http" or "tcp"
+	TLS            bool   `json:",omitempty"` // an HTTPS frontend: certificates chosen by SNI
 	Port           int
 	Routes         []Route // http only; longer host first, then longer path first
 	DefaultBackend string  // tcp only
@@ -206,6 +217,9 @@ type svcSettings struct {
 	Sticky                    bool
 	ProxyProtocol             string
 	TunnelTimeout             time.Duration
+	TLS                       bool
+	Redirect                  int
+	HSTS                      time.Duration
 }
 
 // Desired computes the HAProxy state for the given services (service name →
@@ -326,11 +340,6 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 	// Backend names, ports and routes go to the first claimant: services
 	// are taken oldest first, and each keeps what it finds free.
 	sort.SliceStable(svcs, func(i, j int) bool { return earlier(svcs[i].first, svcs[j].first) })
-	type portUse struct {
-		mode  string
-		owner string               // tcp: the service; http: the first service
-		route map[[2]string]string // http: route → service
-	}
 	usedBackend := map[string]string{} // backend name → service
 	ports := map[int]*portUse{}
 	var kept []*svc
@@ -340,28 +349,23 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 			probs = append(probs, Problem{s.name, "", fmt.Sprintf("backend name %s is taken by service %s (registered first); service left out", be, other)})
 			continue
 		}
-		port := s.set.Port
-		pu := ports[port]
-		switch {
-		case pu == nil:
-		case pu.mode == "tcp" && s.set.Mode == "tcp":
-			probs = append(probs, Problem{s.name, "", fmt.Sprintf("tcp port %d is taken by service %s (registered first); service left out", port, pu.owner)})
+		// A TLS service claims its route on the HTTPS port as well.
+		claims := []claim{{s.set.Port, s.set.Mode}}
+		if s.set.TLS {
+			claims = append(claims, claim{opt.HTTPSPort, "https"})
+		}
+		if why := claimable(ports, claims, [2]string{s.set.Host, s.set.Path}); why != "" {
+			probs = append(probs, Problem{s.name, "", why})
 			continue
-		case pu.mode != s.set.Mode:
-			probs = append(probs, Problem{s.name, "", fmt.Sprintf("port %d is the %s frontend of service %s (registered first); %s service left out", port, pu.mode, pu.owner, s.set.Mode)})
-			continue
-		default: // http next to http: the route must be free
-			k := [2]string{s.set.Host, s.set.Path}
-			if other, ok := pu.route[k]; ok {
-				probs = append(probs, Problem{s.name, "", fmt.Sprintf("route host %q path %q on port %d is taken by service %s (registered first); service left out", k[0], k[1], port, other)})
-				continue
+		}
+		for _, c := range claims {
+			pu := ports[c.port]
+			if pu == nil {
+				pu = &portUse{mode: c.mode, owner: s.name, route: map[[2]string]string{}}
+				ports[c.port] = pu
 			}
+			pu.route[[2]string{s.set.Host, s.set.Path}] = s.name
 		}
-		if pu == nil {
-			pu = &portUse{mode: s.set.Mode, owner: s.name, route: map[[2]string]string{}}
-			ports[port] = pu
-		}
-		pu.route[[2]string{s.set.Host, s.set.Path}] = s.name
 		usedBackend[be] = s.name
 		kept = append(kept, s)
 	}
@@ -375,7 +379,7 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 		sort.Slice(s.servers, func(i, j int) bool { return s.servers[i].Name < s.servers[j].Name })
 		st.Backends = append(st.Backends, Backend{
 			Name: be, Mode: s.set.Mode, Balance: s.set.Balance,
-			Sticky: s.set.Sticky, ProxyProtocol: s.set.ProxyProtocol, TunnelTimeout: s.set.TunnelTimeout,
+			Sticky: s.set.Sticky, ProxyProtocol: s.set.ProxyProtocol, TunnelTimeout: s.set.TunnelTimeout, HSTS: s.set.HSTS,
 			Servers: s.servers, Slots: slotsFor(opt.SlotsMin, len(s.servers)),
 		})
 		fe := fes[s.set.Port]
@@ -386,6 +390,14 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 		if s.set.Mode == "tcp" {
 			fe.DefaultBackend = be
 		} else {
+			fe.Routes = append(fe.Routes, Route{Host: s.set.Host, PathPrefix: s.set.Path, Backend: be, Redirect: s.set.Redirect})
+		}
+		if s.set.TLS {
+			fe := fes[opt.HTTPSPort]
+			if fe == nil {
+				fe = &Frontend{Name: fmt.Sprintf("https_%d", opt.HTTPSPort), Mode: "http", TLS: true, Port: opt.HTTPSPort}
+				fes[opt.HTTPSPort] = fe
+			}
 			fe.Routes = append(fe.Routes, Route{Host: s.set.Host, PathPrefix: s.set.Path, Backend: be})
 		}
 	}
@@ -406,6 +418,41 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 		return a.Reason < b.Reason
 	})
 	return st, probs
+}
+
+// portUse is who holds a port: its mode ("http", "https" or "tcp"), the
+// service that claimed it first, and for http(s) the routes by service.
+type portUse struct {
+	mode  string
+	owner string
+	route map[[2]string]string
+}
+
+// claim is one port a service wants, in a mode.
+type claim struct {
+	port int
+	mode string
+}
+
+// claimable says why s cannot have every one of claims, "" when it can:
+// a port belongs to the mode that took it first, a tcp port to one
+// service, an http(s) route to one service.
+func claimable(ports map[int]*portUse, claims []claim, k [2]string) string {
+	for _, c := range claims {
+		pu := ports[c.port]
+		switch {
+		case pu == nil:
+		case pu.mode == "tcp" && c.mode == "tcp":
+			return fmt.Sprintf("tcp port %d is taken by service %s (registered first); service left out", c.port, pu.owner)
+		case pu.mode != c.mode:
+			return fmt.Sprintf("port %d is the %s frontend of service %s (registered first); %s service left out", c.port, pu.mode, pu.owner, c.mode)
+		default:
+			if other, ok := pu.route[k]; ok {
+				return fmt.Sprintf("route host %q path %q on port %d is taken by service %s (registered first); service left out", k[0], k[1], c.port, other)
+			}
+		}
+	}
+	return ""
 }
 
 // origins are the live drover-node records by drover node name.
@@ -518,6 +565,7 @@ func settingsOf(opt Options, m map[string]string) (svcSettings, string) {
 	}
 	s.Mode, s.Host, s.Path, s.Port, s.Balance = l.Mode, l.Host, l.Path, l.Port, l.Balance
 	s.Sticky, s.ProxyProtocol, s.TunnelTimeout = l.Sticky, l.ProxyProtocol, l.TunnelTimeout
+	s.TLS, s.Redirect, s.HSTS = l.TLS, l.Redirect, l.HSTS
 	if s.TunnelTimeout == 0 {
 		s.TunnelTimeout = opt.TunnelTimeout
 	}

@@ -282,6 +282,9 @@ var fixedLines = map[string]bool{
 	"    http-request set-header X-Forwarded-Port %[dst_port]": true,
 }
 
+// redirectLine is Render's HTTPS redirect of a route.
+var redirectLine = regexp.MustCompile(`^    http-request redirect scheme https code (?:301|308) if r[0-9]+_(?:host|path)(?: r[0-9]+_path)?$`)
+
 // renderGrammar is every line Render writes after the global and defaults
 // sections, with names, hosts and paths limited to what is safe unquoted.
 var renderGrammar = func() []*regexp.Regexp {
@@ -300,10 +303,12 @@ var renderGrammar = func() []*regexp.Regexp {
 	for _, re := range []string{
 		``,
 		`(?:` + strings.Join(fixed, "|") + `)`,
-		`frontend (?:http|tcp)_[0-9]+`,
+		`frontend (?:http|https|tcp)_[0-9]+`,
+		redirectLine.String()[1 : len(redirectLine.String())-1],
+		`    http-response set-header Strict-Transport-Security "max-age=[0-9]+" if \{ ssl_fc \}`,
 		`backend ` + name,
 		`    mode (?:http|tcp)`,
-		`    bind :[0-9]+`,
+		`    bind :[0-9]+(?: ssl crt-list [^ ]+ alpn h2,http/1\.1)?(?: accept-proxy)?`,
 		`    no option idle-close-on-response`,
 		`    default_backend ` + name,
 		`    acl r[0-9]+_host hdr\(host\) -i ` + host + ` ` + host + `:[0-9]+`,
@@ -348,8 +353,8 @@ lines:
 				errs = append(errs, fmt.Sprintf("line %d %q holds injected %q", n+1, l, f))
 			}
 		}
-		if fixedLines[l] {
-			continue // Render's own constant lines (never built from input)
+		if fixedLines[l] || redirectLine.MatchString(l) {
+			continue // Render's own lines (constants, or validated names only)
 		}
 		for _, w := range strings.Fields(l) {
 			switch w {

@@ -198,7 +198,7 @@ func diffBackend(ob, nb Backend) ([]string, []Op) {
 	if backendCheck(ob) != backendCheck(nb) {
 		rs = append(rs, fmt.Sprintf("backend %s check changed", nb.Name))
 	}
-	if ob.Sticky != nb.Sticky || ob.ProxyProtocol != nb.ProxyProtocol || tunnelOf(ob) != tunnelOf(nb) {
+	if ob.Sticky != nb.Sticky || ob.ProxyProtocol != nb.ProxyProtocol || tunnelOf(ob) != tunnelOf(nb) || ob.HSTS != nb.HSTS {
 		rs = append(rs, fmt.Sprintf("backend %s options changed", nb.Name))
 	}
 	if len(rs) > 0 {

@@ -3,16 +3,26 @@ package lb
 import (
 	"bytes"
 	"fmt"
+	"strings"
+	"time"
 )
 
 // Globals are the host-specific paths written into the global section.
 type Globals struct {
 	StatsSocket string // the worker's admin socket (drover uses the master socket; operators may use this one)
 	StateFile   string // server-state-file: health and admin state kept across reloads
+	// CertList is the crt-list file of the HTTPS frontends: the adapter
+	// keeps in it every certificate, and a self-signed default for
+	// clients that send no known name.
+	CertList string
+	// User and Group, when set, are what the workers run as once the
+	// ports are bound (the master stays root to reload).
+	User, Group string
 }
 
 // DefaultGlobals are the paths of a packaged install.
-var DefaultGlobals = Globals{StatsSocket: "/run/drover/haproxy.sock", StateFile: "/var/lib/drover/lb/haproxy.state"}
+var DefaultGlobals = Globals{StatsSocket: "/run/drover/haproxy.sock", StateFile: "/var/lib/drover/lb/haproxy.state",
+	CertList: "/var/lib/drover/lb/certs/crt-list"}
 
 // Render writes the complete haproxy.cfg (HAProxy 2.6, master-worker) for
 // s. It is pure and deterministic: equal States give equal bytes. It
@@ -38,6 +48,16 @@ func Render(s State, g Globals) []byte {
 	w("    close-spread-time 5s")
 	w("    mworker-max-reloads 50")
 	w("    server-state-file %s", g.StateFile)
+	// Mozilla's "intermediate" TLS: 1.2 and 1.3, forward secrecy, AEAD.
+	w("    ssl-default-bind-ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
+	w("    ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256")
+	w("    ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets")
+	if g.User != "" {
+		w("    user %s", g.User)
+	}
+	if g.Group != "" {
+		w("    group %s", g.Group)
+	}
 	w("")
 	w("defaults")
 	w("    mode http")
@@ -55,6 +75,9 @@ func Render(s State, g Globals) []byte {
 		w("frontend %s", f.Name)
 		w("    mode %s", f.Mode)
 		bind := fmt.Sprintf("    bind :%d", f.Port)
+		if f.TLS {
+			bind += " ssl crt-list " + g.CertList + " alpn h2,http/1.1"
+		}
 		if s.Edge.AcceptProxy {
 			bind += " accept-proxy"
 		}
@@ -67,8 +90,16 @@ func Render(s State, g Globals) []byte {
 			}
 			continue
 		}
-		forwarded(w, s.Edge, "http")
+		proto := "http"
+		if f.TLS {
+			proto = "https"
+		}
+		forwarded(w, s.Edge, proto)
+		// ACLs first, then redirects, then backends: HAProxy runs every
+		// http-request rule before any use_backend anyway, and warns when
+		// the file says otherwise.
 		var dflt string
+		var redirects, uses []string
 		for i, r := range f.Routes {
 			var conds []string
 			if r.Host != "" {
@@ -83,11 +114,14 @@ func Render(s State, g Globals) []byte {
 				dflt = r.Backend
 				continue
 			}
-			line := "    use_backend " + r.Backend + " if"
-			for _, c := range conds {
-				line += " " + c
+			if r.Redirect != 0 && !f.TLS {
+				redirects = append(redirects, fmt.Sprintf("    http-request redirect scheme https code %d if %s", r.Redirect, strings.Join(conds, " ")))
+				continue
 			}
-			w("%s", line)
+			uses = append(uses, "    use_backend "+r.Backend+" if "+strings.Join(conds, " "))
+		}
+		for _, l := range append(redirects, uses...) {
+			w("%s", l)
 		}
 		if dflt != "" {
 			w("    default_backend %s", dflt)
@@ -116,6 +150,9 @@ func Render(s State, g Globals) []byte {
 			tunnel = DefaultTunnelTimeout
 		}
 		w("    timeout tunnel %s", fmtDur(tunnel))
+		if be.HSTS > 0 {
+			w("    http-response set-header Strict-Transport-Security \"max-age=%d\" if { ssl_fc }", be.HSTS/time.Second)
+		}
 		if be.Sticky {
 			// The cookie names the slot by a hash: stable across
 			// runtime operations, and it tells clients nothing.

@@ -2,13 +2,22 @@ package lb
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"flag"
+	"math/big"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -105,6 +114,19 @@ func TestRenderHAProxyCheck(t *testing.T) {
 				}
 				s = strings.ReplaceAll(s, p, filepath.Join(dir, filepath.Base(p)))
 			}
+			if strings.Contains(s, DefaultGlobals.CertList) {
+				// A crt-list with one self-signed certificate stands in
+				// for the adapter's.
+				list := filepath.Join(dir, "crt-list")
+				pem := filepath.Join(dir, "default.pem")
+				if err := os.WriteFile(pem, selfSigned(t, "default.invalid"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(list, []byte(pem+"\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				s = strings.ReplaceAll(s, DefaultGlobals.CertList, list)
+			}
 			// drover keeps the state file; one with only a version line stands in.
 			if err := os.WriteFile(filepath.Join(dir, filepath.Base(DefaultGlobals.StateFile)), []byte("1\n"), 0o600); err != nil {
 				t.Fatal(err)
@@ -122,4 +144,54 @@ func TestRenderHAProxyCheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRenderWorkerUser checks the workers' user and group lines and that
+// HAProxy takes them (the user exists where HAProxy is installed).
+func TestRenderWorkerUser(t *testing.T) {
+	dir := t.TempDir()
+	g := Globals{StatsSocket: filepath.Join(dir, "s.sock"), StateFile: filepath.Join(dir, "state"), User: "haproxy", Group: "haproxy"}
+	cfg := Render(State{}, g)
+	for _, want := range []string{"\n    user haproxy\n", "\n    group haproxy\n"} {
+		if !bytes.Contains(cfg, []byte(want)) {
+			t.Errorf("config lacks %q:\n%s", want, cfg)
+		}
+	}
+	if bytes.Contains(Render(State{}, DefaultGlobals), []byte("    user ")) {
+		t.Error("a user line without Globals.User")
+	}
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		t.Skip("haproxy not on PATH")
+	}
+	if _, err := user.Lookup("haproxy"); err != nil {
+		t.Skip("no haproxy user here")
+	}
+	os.WriteFile(g.StateFile, []byte("1\n"), 0o600)
+	f := filepath.Join(dir, "haproxy.cfg")
+	os.WriteFile(f, cfg, 0o600)
+	if out, err := exec.Command(bin, "-c", "-f", f).CombinedOutput(); err != nil {
+		t.Fatalf("haproxy -c: %v\n%s", err, out)
+	}
+}
+
+// selfSigned returns a PEM bundle (certificate, then key) for name.
+func selfSigned(t testing.TB, name string) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return append(out, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})...)
 }

@@ -21,6 +21,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -83,13 +84,35 @@ func New(opt Options) (*HAProxy, error) {
 	if opt.Log == nil {
 		opt.Log = slog.Default()
 	}
-	return &HAProxy{opt: opt}, nil
+	h := &HAProxy{opt: opt}
+	if err := h.ensureCerts(); err != nil {
+		return nil, fmt.Errorf("haproxy: %w", err)
+	}
+	return h, nil
 }
 
 // Globals are the paths the rendered config must name.
+//
+// A managed HAProxy started as root runs its workers as the "haproxy" user
+// and group when they exist (Debian's package and the haproxy image make
+// them): once the ports are bound, a worker compromised by a request holds
+// no root rights. An external HAProxy's user is its operator's business.
 func (h *HAProxy) Globals() lb.Globals {
-	return lb.Globals{StatsSocket: filepath.Join(h.opt.Dir, "haproxy.sock"), StateFile: filepath.Join(h.opt.Dir, "haproxy.state")}
+	g := lb.Globals{StatsSocket: filepath.Join(h.opt.Dir, "haproxy.sock"), StateFile: filepath.Join(h.opt.Dir, "haproxy.state"),
+		CertList: h.certList()}
+	if h.opt.Mode == ModeManaged && os.Geteuid() == 0 {
+		if _, err := user.Lookup(workerUser); err == nil {
+			g.User = workerUser
+		}
+		if _, err := user.LookupGroup(workerUser); err == nil {
+			g.Group = workerUser
+		}
+	}
+	return g
 }
+
+// workerUser is the unprivileged user and group HAProxy's workers run as.
+const workerUser = "haproxy"
 
 // ConfigPath is the file HAProxy runs from.
 func (h *HAProxy) ConfigPath() string { return h.opt.ConfigPath }
