@@ -14,13 +14,16 @@ import (
 // here as a constant so that this package imports nothing of drover's).
 const LeasePrefix = "drover/v1/leases/"
 
+// CertPrefix holds the lb's certificate bundles (private keys included).
+const CertPrefix = "drover/v1/certs/"
+
 // Options selects what the policy grants.
 type Options struct {
 	// Node is the Consul node name of the agent's host; empty grants the
 	// node rules by prefix "" (any node), for a policy shared by all hosts.
 	Node string
-	// LB adds nothing today (the load balancer reads what the base policy
-	// already grants); it is kept so that a later lb need lands here.
+	// LB is a load-balancer host: it may read the certificate bundles
+	// under CertPrefix, which every other host is denied.
 	LB bool
 	// ConfgenPrefixes are the KV prefixes confgen reads (its resources'
 	// keys joined to --prefix); each gets key_prefix read.
@@ -31,7 +34,7 @@ type Options struct {
 type Rule struct {
 	Kind   string // node, node_prefix, service_prefix, key_prefix, agent
 	Name   string
-	Access string // read or write
+	Access string // read, write or deny
 	Why    string
 }
 
@@ -53,6 +56,11 @@ func Rules(opt Options) []Rule {
 		Rule{"key_prefix", LeasePrefix, "write", "leasing, renewing and releasing this host's subnet with check-and-set"},
 		Rule{"key_prefix", "drover/v1/", "read", "watching every lease (the overlay and `drover leases`)"},
 	)
+	if opt.LB {
+		rs = append(rs, Rule{"key_prefix", CertPrefix, "read", "the HTTPS frontends' certificate bundles (this is a load-balancer host)"})
+	} else {
+		rs = append(rs, Rule{"key_prefix", CertPrefix, "deny", "certificate bundles hold private keys: only load-balancer hosts read them"})
+	}
 	ps := append([]string(nil), opt.ConfgenPrefixes...)
 	sort.Strings(ps)
 	for _, p := range ps {

@@ -21,11 +21,22 @@ func TestHCLHasEveryRuleWithItsReason(t *testing.T) {
 			t.Errorf("policy lacks %q:\n%s", want, got)
 		}
 	}
-	if strings.Count(got, "key_prefix") != 4 {
-		t.Errorf("drover/v1/x is already readable; want 4 key rules:\n%s", got)
+	if strings.Count(got, "key_prefix") != 5 {
+		t.Errorf("drover/v1/x is already readable; want 5 key rules:\n%s", got)
 	}
 	if n := strings.Count(got, "\n# "); n != len(Rules(Options{Node: "h1", ConfgenPrefixes: []string{"app", "motd"}})) {
 		t.Errorf("want one reason per rule, got %d:\n%s", n, got)
+	}
+}
+
+func TestOnlyLBHostsReadCertificates(t *testing.T) {
+	deny := "key_prefix \"drover/v1/certs/\" {\n  policy = \"deny\"\n}"
+	read := "key_prefix \"drover/v1/certs/\" {\n  policy = \"read\"\n}"
+	if got := HCL(Options{Node: "h2"}); !strings.Contains(got, deny) || strings.Contains(got, read) {
+		t.Errorf("a host without --lb must be denied the certificates:\n%s", got)
+	}
+	if got := HCL(Options{Node: "h1", LB: true}); !strings.Contains(got, read) || strings.Contains(got, deny) {
+		t.Errorf("an lb host must read the certificates:\n%s", got)
 	}
 }
 
