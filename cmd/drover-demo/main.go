@@ -31,6 +31,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -291,9 +293,24 @@ const (
 // loadConfig is load's parsed and validated flags.
 type loadConfig struct {
 	url, host, stopFile       string
+	caFile, connect           string  // https: the CA to trust; the address to dial instead of the URL's host
+	close                     bool    // a new connection for every request
 	rate                      float64 // requests per second
 	duration, timeout, report time.Duration
 	workers                   int
+}
+
+// tlsConfig trusts caFile's certificates when set (nil: the defaults).
+func (c loadConfig) tlsConfig() *tls.Config {
+	if c.caFile == "" {
+		return nil
+	}
+	b, err := os.ReadFile(c.caFile)
+	pool := x509.NewCertPool()
+	if err != nil || !pool.AppendCertsFromPEM(b) {
+		fmt.Fprintf(os.Stderr, "load: -cacert %s: no certificate read (%v)\n", c.caFile, err)
+	}
+	return &tls.Config{RootCAs: pool}
 }
 
 // load runs the load generator (see the package comment). It returns an
@@ -309,6 +326,9 @@ func load(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&c.host, "host", "", "Host header (default: the URL's host)")
 	fs.DurationVar(&c.report, "report", 0, "interval of a progress line to stderr: totals and replies per host since the last line (0: none)")
 	fs.StringVar(&c.stopFile, "stop-file", "", "stop early once this file exists")
+	fs.StringVar(&c.caFile, "cacert", "", "https: PEM file of the CA to trust (default: the system's)")
+	fs.StringVar(&c.connect, "connect", "", "host:port to connect to instead of the URL's (the URL's host stays the SNI name and Host)")
+	fs.BoolVar(&c.close, "close", false, "a new connection for every request (no keep-alive)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -354,12 +374,20 @@ func load(args []string, stdout, stderr io.Writer) error {
 // returns the results and the number of requests dropped because every
 // worker was busy.
 func runLoad(ctx context.Context, c loadConfig, progress io.Writer) (*loadStats, int) {
+	dialer := &net.Dialer{Timeout: c.timeout, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
 		Proxy:               nil, // never a proxy from the environment: the target is on a test network
-		DialContext:         (&net.Dialer{Timeout: c.timeout, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         dialer.DialContext,
 		MaxIdleConns:        c.workers,
 		MaxIdleConnsPerHost: c.workers,
 		IdleConnTimeout:     90 * time.Second,
+		DisableKeepAlives:   c.close,
+		TLSClientConfig:     c.tlsConfig(),
+	}
+	if c.connect != "" {
+		tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, network, c.connect)
+		}
 	}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{

@@ -96,6 +96,7 @@ type agent struct {
 	confgen *confgen.Watcher // nil unless --confdir
 	lb      *lb.Controller   // nil unless --lb
 	haproxy *haproxy.HAProxy // nil unless --lb
+	certs   *lb.CertSync     // nil unless --lb
 	ctx     context.Context
 	watches *discovery.Watches
 	nodes   *discovery.Latest[[]discovery.Instance]
@@ -170,6 +171,8 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		a.lb = c
 		g.Go(func() error { return a.lb.Run(gctx) })
+		a.certs = lb.NewCertSync(newCertSource(gctx, a.watches, a.cfg.LBCertDir), a.haproxy, log.With("component", "certs"), 0)
+		g.Go(func() error { return a.certs.Run(gctx) })
 	}
 	g.Go(func() error { a.reregisterOnNewToken(gctx); return nil })
 	g.Go(func() error { return a.serveMetrics(gctx, a.cfg.MetricsAddr) })

@@ -46,6 +46,8 @@ type Config struct {
 	LBHTTPPort   int           // port of http services without drover.lb.port
 	LBReloadMin  time.Duration // at most one reload per this interval; changes in between coalesce
 	LBConfirm    time.Duration // a backend losing all or most servers at once waits this long for confirmation
+	LBHTTPSPort  int           // port of the HTTPS frontend of drover.lb.tls services
+	LBCertDir    string        // directory of PEM bundles (besides KV drover/v1/certs/)
 	LBAllow      string        // CIDRs whose instances are proxied without a drover-node record (comma-separated)
 	LBTrusted    string        // CIDRs of proxies whose X-Forwarded-* headers are kept (comma-separated)
 	LBAcceptPrx  bool          // frontends expect the PROXY protocol (behind an L4 balancer)
@@ -77,6 +79,7 @@ func DefaultConfig() Config {
 		LBHTTPPort:   80,
 		LBReloadMin:  2 * time.Second,
 		LBConfirm:    3 * time.Second,
+		LBHTTPSPort:  443,
 		LBHardStop:   15 * time.Minute,
 		LBTunnel:     time.Hour,
 		LogFormat:    "text",
@@ -117,6 +120,8 @@ func agentFlags(fs *flag.FlagSet, cfg *Config) *string {
 	fs.IntVar(&cfg.LBHTTPPort, "lb-http-port", cfg.LBHTTPPort, "port of http services without drover.lb.port")
 	fs.DurationVar(&cfg.LBReloadMin, "lb-reload-interval", cfg.LBReloadMin, "at most one HAProxy reload per interval; structural changes in between coalesce")
 	fs.DurationVar(&cfg.LBConfirm, "lb-confirm", cfg.LBConfirm, "a backend losing all or most of its servers in one Consul read waits this long for the same answer before it is applied")
+	fs.IntVar(&cfg.LBHTTPSPort, "lb-https-port", cfg.LBHTTPSPort, "port of the HTTPS frontend of services with drover.lb.tls=true")
+	fs.StringVar(&cfg.LBCertDir, "lb-cert-dir", cfg.LBCertDir, "directory of PEM bundles (chain, then key; *.pem) served by SNI, besides Consul KV drover/v1/certs/ (empty: KV only)")
 	fs.StringVar(&cfg.LBAllow, "lb-allow", cfg.LBAllow, "comma-separated CIDRs whose instances the lb proxies although no drover agent registered them (default: none; loopback, link-local and this host's addresses never)")
 	fs.StringVar(&cfg.LBTrusted, "lb-trusted-proxies", cfg.LBTrusted, "comma-separated CIDRs of proxies in front of the lb whose X-Forwarded-For/-Proto/-Port are kept; from anyone else they are replaced")
 	fs.BoolVar(&cfg.LBAcceptPrx, "lb-accept-proxy", cfg.LBAcceptPrx, "every lb frontend expects the PROXY protocol (an lb host behind an L4 balancer that sends it)")
@@ -227,6 +232,9 @@ func (c Config) Validate() error {
 	}
 	if c.LBHTTPPort < 1 || c.LBHTTPPort > 65535 {
 		bad("--lb-http-port %d: want 1..65535", c.LBHTTPPort)
+	}
+	if c.LBHTTPSPort < 1 || c.LBHTTPSPort > 65535 || (c.LB && c.LBHTTPSPort == c.LBHTTPPort) {
+		bad("--lb-https-port %d: want 1..65535, not --lb-http-port", c.LBHTTPSPort)
 	}
 	if c.LBReloadMin < 0 || c.LBConfirm < 0 {
 		bad("--lb-reload-interval and --lb-confirm must be ≥ 0")

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -110,7 +111,7 @@ func (a *agent) startLB() (*lb.Controller, error) {
 	allow, _ := parseCIDRs(a.cfg.LBAllow) // validated with the config
 	trusted, _ := parseCIDRs(a.cfg.LBTrusted)
 	return lb.NewController(lb.ControllerOptions{
-		Desired: lb.Options{HTTPPort: a.cfg.LBHTTPPort, SlotsMin: a.cfg.LBSlots, Own: hostAddrs(a.log),
+		Desired: lb.Options{HTTPPort: a.cfg.LBHTTPPort, HTTPSPort: a.cfg.LBHTTPSPort, SlotsMin: a.cfg.LBSlots, Own: hostAddrs(a.log),
 			Allow: allow, TunnelTimeout: a.cfg.LBTunnel,
 			Edge: lb.Edge{TrustedProxies: trusted, AcceptProxy: a.cfg.LBAcceptPrx, HardStopAfter: a.cfg.LBHardStop}},
 		MinReloadInterval: a.cfg.LBReloadMin,
@@ -158,6 +159,7 @@ type LBStatus struct {
 	LastApplyDur    time.Duration  `json:"last_apply_duration_ns"`
 	LastError       string         `json:"last_error,omitempty"`
 	Procs           *haproxy.Procs `json:"processes,omitempty"`
+	TLS             lb.CertStatus  `json:"tls"`
 	ProcsError      string         `json:"processes_error,omitempty"`
 }
 
@@ -192,6 +194,9 @@ func (a *agent) lbStatus(ctx context.Context) *LBStatus {
 		Holding: cs.Holding, PendingReload: cs.PendingReload, RuntimeOps: cs.RuntimeOps, Reloads: cs.Reloads,
 		FailedReloads: cs.FailedReloads, ValidationFails: cs.ValidationFails, ApplyErrors: cs.ApplyErrors,
 		LastApply: cs.LastApply, LastApplyDur: cs.LastApplyDur, LastError: cs.LastError,
+	}
+	if a.certs != nil {
+		st.TLS = a.certs.Status()
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -270,6 +275,20 @@ func printLB(w io.Writer, s *LBStatus) {
 		}
 	}
 	tw.Flush()
+	if len(s.TLS.Certs) > 0 {
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "CERTIFICATE\tSOURCE\tHOSTS\tEXPIRES")
+		for _, c := range s.TLS.Certs {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, c.Source, strings.Join(c.Names, ","), c.NotAfter.Format(time.RFC3339))
+		}
+		tw.Flush()
+	}
+	for _, r := range s.TLS.Refused {
+		fmt.Fprintf(w, "REFUSED %s\n", r)
+	}
+	if s.TLS.LastError != "" {
+		fmt.Fprintf(w, "certificates: %s\n", s.TLS.LastError)
+	}
 	for _, p := range s.Problems {
 		fmt.Fprintf(w, "REFUSED %s\n", p)
 	}
