@@ -84,6 +84,13 @@ func TestUnderlayMTU(t *testing.T) {
 		return nil
 	})
 	t.Logf("FIGURE underlay MTU 1500→1300 noticed, drover0 and status at 1220 after %s", time.Since(changed).Round(time.Millisecond))
+	harness.Eventually(t, 10*time.Second, "h2's nft table clamps TCP MSS to 1180", func() error {
+		out, err := sb.Output(ctx, "h2", "nft", "list", "table", "ip", "drover")
+		if err == nil && strings.Count(out, "maxseg size set 1180") != 2 {
+			err = fmt.Errorf("table ip drover:\n%s", out)
+		}
+		return err
+	})
 	for _, c := range [][2]string{{"h1", ip2}, {"h2", ip1}} {
 		harness.Eventually(t, 30*time.Second, "8 MB transfer after the change, client on "+c[0], func() error { return bigTransfer(ctx, sb, c[0], c[1]) })
 	}
