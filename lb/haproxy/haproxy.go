@@ -548,24 +548,34 @@ func (h *HAProxy) Persist(ctx context.Context, st lb.State) error {
 		// config and the next reload renders again.
 		return fmt.Errorf("config for the runtime changes does not validate (not written): %w", err)
 	}
-	if err := h.saveServerState(ctx, st); err != nil {
-		return err
-	}
+	serr := h.saveServerState(ctx, st)
 	if err := h.swap(cfg); err != nil {
 		return err
 	}
-	return h.saveRunning(st)
+	if err := h.saveRunning(st); err != nil {
+		return err
+	}
+	if serr != nil {
+		h.opt.Log.Warn("server state not saved; health restarts on the next HAProxy start", "err", serr)
+	}
+	return nil
 }
 
 // saveServerState writes the server-state file from the current worker's
-// `show servers state`, keeping only the lines that agree with st.
+// `show servers state`, keeping only the lines that agree with st. When
+// the worker cannot be read, the file is emptied (its version line only):
+// losing saved health is better than a start bringing back an older state.
 func (h *HAProxy) saveServerState(ctx context.Context, st lb.State) error {
-	dump, err := h.worker(ctx, "show servers state")
-	if err != nil {
-		return fmt.Errorf("reading server state: %w", err)
+	state := "1\n"
+	dump, derr := h.worker(ctx, "show servers state")
+	if derr == nil {
+		state = lb.KeepServerState(dump, st)
 	}
-	if err := writeAtomic(h.Globals().StateFile, []byte(lb.KeepServerState(dump, st))); err != nil {
+	if err := writeAtomic(h.Globals().StateFile, []byte(state)); err != nil {
 		return fmt.Errorf("saving server state: %w", err)
+	}
+	if derr != nil {
+		return fmt.Errorf("reading server state (state file emptied): %w", derr)
 	}
 	return nil
 }
