@@ -68,6 +68,7 @@ var droverKeys = map[string]bool{
 	"check": true, "check.interval": true, "check.timeout": true, "check.rise": true, "check.fall": true, "check.grace": true,
 	"lb.mode": true, "lb.port": true, "lb.host": true, "lb.path": true, "lb.balance": true,
 	"lb.sticky": true, "lb.proxy-protocol": true, "lb.tunnel-timeout": true,
+	"lb.tls": true, "lb.redirect": true, "lb.hsts": true,
 	"weight": true,
 	"port":   false, "ignore": false, // container-wide only
 }
@@ -472,6 +473,12 @@ func checkValue(key string, s setting) *fault {
 		f = oneOf(s, "v1", "v2")
 	case "lb.tunnel-timeout":
 		_, f = parseTunnel(s)
+	case "lb.tls":
+		f = oneOf(s, "true", "false")
+	case "lb.redirect":
+		f = oneOf(s, "301", "308")
+	case "lb.hsts":
+		_, f = parseHSTS(s)
 	case "weight":
 		_, f = parseIntRange(s, 0, maxWeight)
 	case "ignore":
@@ -613,6 +620,17 @@ func parseGrace(s setting) (time.Duration, *fault) {
 	return d, nil
 }
 
+const wantHSTS = "want a duration of whole seconds between 1s and 17520h (two years)"
+
+// parseHSTS reads drover.lb.hsts (the max-age).
+func parseHSTS(s setting) (time.Duration, *fault) {
+	d, err := time.ParseDuration(s.value)
+	if err != nil || d < time.Second || d > contract.MaxHSTS || d%time.Second != 0 {
+		return 0, badf(s, wantHSTS)
+	}
+	return d, nil
+}
+
 const wantTunnel = "want a duration of whole seconds between 1s and 24h"
 
 // parseTunnel reads drover.lb.tunnel-timeout.
@@ -739,6 +757,20 @@ func (r *labelReader) registration(node string, port int) (Registration, []fault
 		}
 		if s, ok := r.lookup(port, "lb.tunnel-timeout"); ok {
 			l.TunnelTimeout, _ = parseTunnel(s)
+		}
+		if s, ok := r.lookup(port, "lb.tls"); ok {
+			l.TLS = s.value == "true"
+		}
+		if s, ok := r.lookup(port, "lb.redirect"); ok {
+			l.Redirect, _ = strconv.Atoi(s.value)
+		}
+		if s, ok := r.lookup(port, "lb.hsts"); ok {
+			l.HSTS, _ = parseHSTS(s)
+		}
+		if (l.TLS || l.Redirect != 0 || l.HSTS != 0) && (l.Mode != "http" || l.Host == "") {
+			add(&fault{perPort: mode.perPort, reason: fmt.Sprintf("drover.lb.tls, .redirect and .hsts need drover.lb.mode http and drover.lb.host (the certificate is chosen by host name); %s is %q", mode.key, mode.value)})
+		} else if (l.Redirect != 0 || l.HSTS != 0) && !l.TLS {
+			add(&fault{perPort: mode.perPort, reason: "drover.lb.redirect and drover.lb.hsts need drover.lb.tls=true"})
 		}
 		contract.Encode(reg.Meta, l, reg.Check)
 	}

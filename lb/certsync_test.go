@@ -15,8 +15,10 @@ type fakeCertSource struct {
 	err     error
 }
 
-func (f *fakeCertSource) Certs() (map[string][]byte, map[string][]byte, error) { return f.kv, f.dir, f.err }
-func (f *fakeCertSource) Changed() <-chan struct{}                             { return nil }
+func (f *fakeCertSource) Certs() (map[string][]byte, map[string][]byte, error) {
+	return f.kv, f.dir, f.err
+}
+func (f *fakeCertSource) Changed() <-chan struct{} { return nil }
 
 // fakeInstaller holds installed bundles by name.
 type fakeInstaller struct {

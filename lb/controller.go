@@ -34,11 +34,21 @@ const NotReadGrace = 10 * time.Second
 
 // Proxy is the HAProxy the controller drives (lb/haproxy in production,
 // a fake in unit tests).
+//
+// Apply runs runtime operations only and touches no file, so that a server
+// change reaches HAProxy in milliseconds whatever the config's size.
+// Persist brings the files up to st, the state runtime operations led to:
+// the config (validated, swapped atomically), the server-state file (so that
+// a restarted HAProxy brings back no older address, port or state) and the
+// running record; the controller calls it from its own goroutine, coalesced,
+// never concurrently with itself or Reload. Ensure reports whether it had
+// to start HAProxy again (from the files).
 type Proxy interface {
 	Running() (State, bool)
 	Start(ctx context.Context, initial State) error
-	Ensure(ctx context.Context) error
-	Apply(ctx context.Context, ops []Op, after State) error
+	Ensure(ctx context.Context) (restarted bool, err error)
+	Apply(ctx context.Context, ops []Op) error
+	Persist(ctx context.Context, st State) error
 	Reload(ctx context.Context, next State) error
 }
 
@@ -59,8 +69,18 @@ type Controller struct {
 	src   Source
 	proxy Proxy
 
-	mu sync.Mutex
+	// files orders Persist and Reload: both write the config file.
+	files sync.Mutex
+
+	mu sync.Mutex // guards st and the persist fields below
 	st ControllerStatus
+	// toPersist is the latest state runtime operations led to that the
+	// files do not carry yet; persistGen counts such states, persistedGen
+	// the last one written (or superseded by a reload).
+	toPersist    State
+	persistGen   uint64
+	persistedGen uint64
+	persistKick  chan struct{}
 }
 
 // ControllerStatus is what status and metrics show.
@@ -81,6 +101,13 @@ type ControllerStatus struct {
 	LastApply       time.Time
 	LastApplyDur    time.Duration
 	PendingReload   bool
+	// PendingFile is true while the files lag the runtime (written in the
+	// background after runtime operations); FileWrites counts those
+	// writes, FileWriteDur is the last one's duration.
+	PendingFile  bool
+	FileWrites   int64
+	FileWriteDur time.Duration
+	Restarts     int64 // HAProxy started again by Ensure
 }
 
 // NewController returns a controller; Run starts it.
@@ -97,7 +124,86 @@ func NewController(opt ControllerOptions, src Source, proxy Proxy) *Controller {
 	if opt.Log == nil {
 		opt.Log = slog.Default()
 	}
-	return &Controller{opt: opt, src: src, proxy: proxy}
+	return &Controller{opt: opt, src: src, proxy: proxy, persistKick: make(chan struct{}, 1)}
+}
+
+// queuePersist records st as what runs after runtime operations and kicks
+// the file writer; states queued while it writes coalesce into the latest.
+func (c *Controller) queuePersist(st State) {
+	c.mu.Lock()
+	c.toPersist = st.Clone()
+	c.persistGen++
+	c.st.PendingFile = true
+	c.mu.Unlock()
+	select {
+	case c.persistKick <- struct{}{}:
+	default:
+	}
+}
+
+// reload runs a reload under the files lock; a successful one writes the
+// files for next, superseding every state queued before it.
+func (c *Controller) reload(ctx context.Context, next State) error {
+	c.files.Lock()
+	defer c.files.Unlock()
+	c.mu.Lock()
+	gen := c.persistGen
+	c.mu.Unlock()
+	err := c.proxy.Reload(ctx, next)
+	if err == nil {
+		c.mu.Lock()
+		if gen > c.persistedGen {
+			c.persistedGen = gen
+		}
+		c.st.PendingFile = c.persistGen > c.persistedGen
+		c.mu.Unlock()
+	}
+	return err
+}
+
+// persistLoop writes the files after runtime operations, in the background
+// and coalesced (issue 12 defect 19, issue 17 item 4): the controller's loop
+// never waits for a validation or a file write, and the files catch up with
+// the latest state. A failed write is retried on the next kick or check.
+func (c *Controller) persistLoop(ctx context.Context) {
+	retry := time.NewTicker(c.opt.Check)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.persistKick:
+		case <-retry.C:
+		}
+		c.persistOnce(ctx)
+	}
+}
+
+func (c *Controller) persistOnce(ctx context.Context) {
+	c.files.Lock()
+	defer c.files.Unlock()
+	c.mu.Lock()
+	gen, st := c.persistGen, c.toPersist
+	due := gen > c.persistedGen
+	c.mu.Unlock()
+	if !due {
+		return
+	}
+	begin := time.Now()
+	if err := c.proxy.Persist(ctx, st); err != nil {
+		c.fail("writing haproxy files", err)
+		return
+	}
+	d := time.Since(begin)
+	c.mu.Lock()
+	if gen > c.persistedGen {
+		c.persistedGen = gen
+	}
+	c.st.PendingFile = c.persistGen > c.persistedGen
+	c.st.FileWrites++
+	c.st.FileWriteDur = d
+	c.mu.Unlock()
+	c.opt.Log.Debug("haproxy files written after runtime changes", "took", d.Round(time.Millisecond))
 }
 
 // Status returns a copy of the controller's status.
@@ -138,6 +244,21 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	c.update(func(s *ControllerStatus) { s.LastError = "" })
 	c.update(func(s *ControllerStatus) { s.Running = running.Clone() })
+	persisted := make(chan struct{})
+	pctx, stopPersist := context.WithCancel(ctx)
+	go func() {
+		defer close(persisted)
+		c.persistLoop(pctx)
+	}()
+	defer func() {
+		stopPersist()
+		<-persisted
+		// What the runtime runs reaches the files before the controller
+		// returns (agent shutdown), so a restart starts from it.
+		fctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c.persistOnce(fctx)
+	}()
 	forceReload := !known
 	var lastReload time.Time
 	// reloadGap grows after failed reloads (a config HAProxy refuses, say
@@ -165,8 +286,17 @@ func (c *Controller) Run(ctx context.Context) error {
 		case <-c.src.Changed():
 		case <-wake.C:
 		case <-check.C:
-			if err := c.proxy.Ensure(ctx); err != nil {
+			restarted, err := c.proxy.Ensure(ctx)
+			if err != nil {
 				c.fail("haproxy process", err)
+			}
+			if restarted {
+				// It came back from the files, which may lag the runtime
+				// by a write in flight: reload the desired state so that
+				// what runs is what is desired, not what the files held.
+				c.update(func(s *ControllerStatus) { s.Restarts++ })
+				c.opt.Log.Warn("haproxy was started again; reloading the desired state into it")
+				forceReload, lastReload = true, time.Time{}
 			}
 		}
 		snap, err := c.src.Snapshot()
@@ -248,7 +378,7 @@ func (c *Controller) Run(ctx context.Context) error {
 				continue
 			}
 			lastReload = time.Now()
-			if err := c.proxy.Reload(ctx, desired); err != nil {
+			if err := c.reload(ctx, desired); err != nil {
 				c.update(func(s *ControllerStatus) {
 					s.FailedReloads++
 					if strings.Contains(err.Error(), "validating") {
@@ -262,8 +392,9 @@ func (c *Controller) Run(ctx context.Context) error {
 				if part := KeepStructure(running, desired); !forceReload {
 					if p := Diff(running, part); !p.Reload && len(p.Ops) > 0 {
 						after := After(running, part, p)
-						if err := c.proxy.Apply(ctx, p.Ops, after); err == nil {
+						if err := c.proxy.Apply(ctx, p.Ops); err == nil {
 							running = after
+							c.queuePersist(running)
 							c.update(func(s *ControllerStatus) {
 								s.RuntimeOps += int64(len(p.Ops))
 								s.Running = running.Clone()
@@ -290,7 +421,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			continue
 		}
 		after := After(running, desired, plan)
-		if err := c.proxy.Apply(ctx, plan.Ops, after); err != nil {
+		if err := c.proxy.Apply(ctx, plan.Ops); err != nil {
 			c.update(func(s *ControllerStatus) { s.ApplyErrors++ })
 			c.fail("runtime api", err)
 			// What runs is now uncertain: the next pass reloads the
@@ -300,6 +431,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			continue
 		}
 		running = after
+		c.queuePersist(running)
 		d := time.Since(begin)
 		c.update(func(s *ControllerStatus) {
 			s.RuntimeOps += int64(len(plan.Ops))

@@ -62,6 +62,14 @@ type fakeProxy struct {
 	// startErrs fail the first Start calls, one each.
 	startErrs []error
 	starts    int
+	// write is how long Persist takes (validation and file rewrite at
+	// 10,000 servers take about 0.6 s); persists counts its calls.
+	write    time.Duration
+	writing  int
+	overlap  bool
+	persists int
+	// restarted makes the next Ensure report a restart.
+	restarted bool
 }
 
 func (p *fakeProxy) Running() (State, bool) { return p.running, p.known }
@@ -77,8 +85,14 @@ func (p *fakeProxy) Start(context.Context, State) error {
 	p.started = true
 	return nil
 }
-func (p *fakeProxy) Ensure(context.Context) error { return nil }
-func (p *fakeProxy) Apply(_ context.Context, ops []Op, after State) error {
+func (p *fakeProxy) Ensure(context.Context) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.restarted
+	p.restarted = false
+	return r, nil
+}
+func (p *fakeProxy) Apply(_ context.Context, ops []Op) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.applyErr != nil {
@@ -87,12 +101,39 @@ func (p *fakeProxy) Apply(_ context.Context, ops []Op, after State) error {
 		return err
 	}
 	p.ops = append(p.ops, ops...)
-	p.running = after
 	return nil
+}
+
+// Persist writes "the files": slowly when write is set, and never twice at
+// once (the controller must not).
+func (p *fakeProxy) Persist(_ context.Context, st State) error {
+	p.mu.Lock()
+	write := p.write
+	p.writing++
+	if p.writing > 1 {
+		p.overlap = true
+	}
+	p.mu.Unlock()
+	time.Sleep(write)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.writing--
+	p.running, p.persists = st, p.persists+1
+	return nil
+}
+
+// file returns the state the files hold and how many writes there were.
+func (p *fakeProxy) file() (State, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.running.Clone(), p.persists
 }
 func (p *fakeProxy) Reload(_ context.Context, next State) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.writing > 0 {
+		p.overlap = true
+	}
 	if p.reloadErr != nil {
 		p.failed++
 		return p.reloadErr
@@ -364,4 +405,55 @@ func TestNewServiceFirstReadIsNotStale(t *testing.T) {
 		defer px.mu.Unlock()
 		return len(px.running.Backends) == 2
 	})
+}
+
+// A slow file write after runtime operations delays neither the next
+// runtime operation nor anything else in the loop, and the files catch up
+// with the latest state, coalesced (issue 12 defect 19, issue 17 item 4).
+func TestControllerRuntimeOpsDoNotWaitForTheFile(t *testing.T) {
+	src, px := newFakeSource(), &fakeProxy{write: 600 * time.Millisecond}
+	src.set(webInstances(2), nil)
+	c := startController(t, src, px, ControllerOptions{MinReloadInterval: 10 * time.Millisecond})
+	eventually(t, "first reload", func() bool { r, _ := px.counts(); return r == 1 })
+	src.set(webInstances(3), nil)
+	eventually(t, "runtime ops for w3", func() bool { _, o := px.counts(); return o > 0 })
+	for n := 4; n <= 6; n++ {
+		_, before := px.counts()
+		begin := time.Now()
+		src.set(webInstances(n), nil)
+		eventually(t, fmt.Sprintf("runtime ops for w%d", n), func() bool { _, o := px.counts(); return o > before })
+		if d := time.Since(begin); d > 150*time.Millisecond {
+			t.Errorf("change to %d servers reached the runtime after %s, behind a file write (want < 150ms)", n, d.Round(time.Millisecond))
+		}
+	}
+	if !c.Status().PendingFile {
+		t.Errorf("status does not show the files lagging while they are written")
+	}
+	eventually(t, "the files catch up with 6 servers", func() bool {
+		st, _ := px.file()
+		return st.Equal(c.Status().Running) && enabledCount(st.Backends[0]) == 6
+	})
+	if _, n := px.file(); n > 3 {
+		t.Errorf("%d file writes for 4 quick changes; want them coalesced (≤ 3)", n)
+	}
+	eventually(t, "no file pending", func() bool { return !c.Status().PendingFile })
+	if px.overlap {
+		t.Error("a file write overlapped another or a reload")
+	}
+}
+
+// After HAProxy was started again from files that may lag the runtime, the
+// controller reloads the desired state into it.
+func TestControllerReloadsAfterRestart(t *testing.T) {
+	src, px := newFakeSource(), &fakeProxy{}
+	src.set(webInstances(2), nil)
+	c := startController(t, src, px, ControllerOptions{MinReloadInterval: 10 * time.Millisecond, Check: 20 * time.Millisecond})
+	eventually(t, "first reload", func() bool { r, _ := px.counts(); return r == 1 })
+	px.mu.Lock()
+	px.restarted = true
+	px.mu.Unlock()
+	eventually(t, "a reload after the restart", func() bool { r, _ := px.counts(); return r == 2 })
+	if s := c.Status(); s.Restarts != 1 {
+		t.Errorf("status restarts %d, want 1", s.Restarts)
+	}
 }

@@ -18,6 +18,10 @@ type HostState struct {
 	LastRepair string    `json:"last_repair,omitempty"` // what the last one put back
 	RepairedAt time.Time `json:"repaired_at,omitempty"`
 	LastError  string    `json:"last_error,omitempty"` // of the last check, empty when it held
+	// Network is the container network's MTU state when it is not simply
+	// drover0's: kept at an older MTU while containers are attached (TCP
+	// MSS clamped meanwhile).
+	Network string `json:"network,omitempty"`
 }
 
 // repairHost checks the container network and the firewall rules and puts
@@ -26,7 +30,7 @@ type HostState struct {
 // after Start counts nothing: Start has just written them.
 func (c *Controller) repairHost(ctx context.Context) {
 	c.mu.Lock()
-	self, leaving := c.self, c.leaving
+	self, leaving, mtu, note := c.self, c.leaving, c.mtu, c.host.Network
 	c.mu.Unlock()
 	if leaving || !self.Subnet.IsValid() {
 		return
@@ -34,16 +38,31 @@ func (c *Controller) repairHost(ctx context.Context) {
 	var done []string
 	var errs []error
 	if c.bridge != nil {
-		what, err := c.bridge.EnsureNetwork(ctx, self.Subnet, Gateway(self.Subnet), c.opt.MTU)
+		what, err := c.bridge.EnsureNetwork(ctx, self.Subnet, Gateway(self.Subnet), mtu)
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("checking the container network: %w", err))
-		case what != "adopted":
+		case what == "adopted":
+			note = ""
+		case strings.HasPrefix(what, "kept at mtu"):
+			// Containers keep their MTU until they leave; the MSS clamp
+			// below makes their TCP fit the tunnel meanwhile.
+			if what != note {
+				c.opt.Log.Info("container network keeps its MTU while containers are attached; TCP MSS clamped to fit drover0", "network", what, "mss", mtu-40)
+			}
+			note = what
+		case strings.HasPrefix(what, "recreated for mtu"):
+			c.opt.Log.Info("container network follows drover0's MTU", "network", what)
+			note = ""
+		default:
 			done = append(done, "container network "+what)
 		}
 	}
+	c.mu.Lock()
+	c.host.Network = note
+	c.mu.Unlock()
 	if c.fw != nil {
-		fixed, err := c.fw.Ensure(ctx, self.Subnet, c.opt.ClusterCIDR)
+		fixed, err := c.fw.Ensure(ctx, self.Subnet, c.opt.ClusterCIDR, mtu)
 		done = append(done, fixed...)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("checking the firewall rules: %w", err))

@@ -22,6 +22,7 @@ import (
 // ConfigureDevice applies a delta and must leave untouched peers alone.
 type WG interface {
 	Ensure(ctx context.Context) error // interface exists, up, MTU set; idempotent
+	SetMTU(mtu int)                   // the MTU the next Ensure sets
 	Device(name string) (*wgtypes.Device, error)
 	ConfigureDevice(name string, cfg wgtypes.Config) error
 }
@@ -43,11 +44,12 @@ type Bridge interface {
 // Firewall keeps drover's host rules: masquerade for container traffic that
 // leaves the cluster (never traffic to other hosts' subnets), cluster
 // traffic through the tunnel accepted on a host whose FORWARD policy is
-// DROP, and container addresses reachable only through the tunnel. Ensure
+// DROP, container addresses reachable only through the tunnel, and TCP MSS
+// clamped to fit a tunnel of MTU mtu between the bridge and it. Ensure
 // compares before it writes and returns what it wrote (nil when nothing
 // drifted); it is called every few seconds.
 type Firewall interface {
-	Ensure(ctx context.Context, subnet, cluster netip.Prefix) ([]string, error)
+	Ensure(ctx context.Context, subnet, cluster netip.Prefix, mtu int) ([]string, error)
 	Remove(ctx context.Context) error
 }
 
@@ -65,15 +67,19 @@ type Options struct {
 	ClusterCIDR netip.Prefix
 	SubnetBits  int
 	ListenPort  int
-	Endpoint    netip.AddrPort // published underlay endpoint
-	MTU         int
-	Keepalive   time.Duration
-	PeerTimeout time.Duration // a node failing this long stops being a peer
-	Resync      time.Duration
-	DataDir     string
-	NodeName    string
-	PrivateKey  wgtypes.Key
-	Log         *slog.Logger
+	Endpoint    netip.AddrPort // published underlay endpoint (at start)
+	MTU         int            // drover0's MTU (at start)
+	// MTUPinned and EndpointPinned say the operator set them (--mtu,
+	// --endpoint): they never follow the underlay link.
+	MTUPinned      bool
+	EndpointPinned bool
+	Keepalive      time.Duration
+	PeerTimeout    time.Duration // a node failing this long stops being a peer
+	Resync         time.Duration
+	DataDir        string
+	NodeName       string
+	PrivateKey     wgtypes.Key
+	Log            *slog.Logger
 }
 
 // Controller runs the overlay: lease, interface, network, announcement, and
@@ -93,6 +99,7 @@ type Controller struct {
 	recs     Records
 	watchRec RecordWatcher
 	onRepair func()
+	under    Underlay // nil: MTU and endpoint stay as started
 
 	annMu sync.Mutex // orders the record guard's Announce against Leave's Withdraw
 
@@ -108,9 +115,12 @@ type Controller struct {
 	lastPlan      string
 	applies       int
 	failingSince  map[string]time.Time
-	leaving       bool      // set by Leave: reconcile must not recreate anything
-	recordRepairs int       // drover-node records the guard wrote back
-	host          HostState // container network and firewall checks
+	leaving       bool           // set by Leave: reconcile must not recreate anything
+	recordRepairs int            // drover-node records the guard wrote back
+	host          HostState      // container network and firewall checks
+	mtu           int            // drover0's MTU now (follows the underlay)
+	endpoint      netip.AddrPort // published endpoint now (follows the underlay)
+	underErr      string         // last underlay probe error
 }
 
 // Deps are the controller's collaborators.
@@ -131,6 +141,9 @@ type Deps struct {
 	// or changes, it is announced again and OnRepair (may be nil) called.
 	Record   RecordWatcher
 	OnRepair func()
+	// Underlay (may be nil) reads the underlay link on the 2 s check, so
+	// that drover0's MTU and the published endpoint follow it.
+	Underlay Underlay
 }
 
 // New returns a controller; it changes nothing yet.
@@ -143,7 +156,7 @@ func New(opt Options, d Deps) *Controller {
 	}
 	return &Controller{opt: opt, wg: d.WG, kern: d.Kernel, bridge: d.Bridge, ann: d.Ann, fw: d.Firewall, kv: d.KV,
 		nodes: d.Nodes, leases: d.Leases, kick: d.Kick, recs: d.Records, watchRec: d.Record, onRepair: d.OnRepair,
-		failingSince: map[string]time.Time{}}
+		under: d.Underlay, failingSince: map[string]time.Time{}, mtu: opt.MTU, endpoint: opt.Endpoint}
 }
 
 func (c *Controller) leaseFile() string { return filepath.Join(c.opt.DataDir, "lease") }
@@ -181,21 +194,21 @@ func (c *Controller) Start(ctx context.Context) (Self, error) {
 	c.self = self
 	c.mu.Unlock()
 	if c.bridge != nil {
-		what, err := c.bridge.EnsureNetwork(ctx, subnet, Gateway(subnet), c.opt.MTU)
+		what, err := c.bridge.EnsureNetwork(ctx, subnet, Gateway(subnet), c.MTU())
 		if err != nil {
 			return Self{}, err
 		}
 		c.opt.Log.Info("container network ready", "subnet", subnet, "gateway", Gateway(subnet), "action", what)
 	}
 	if c.fw != nil {
-		if _, err := c.fw.Ensure(ctx, subnet, c.opt.ClusterCIDR); err != nil {
+		if _, err := c.fw.Ensure(ctx, subnet, c.opt.ClusterCIDR, c.MTU()); err != nil {
 			return Self{}, err
 		}
 	}
-	if _, err := c.ann.Announce(ctx, self, c.opt.Endpoint); err != nil {
+	if _, err := c.ann.Announce(ctx, self, c.Endpoint()); err != nil {
 		return Self{}, err
 	}
-	c.opt.Log.Info("joined the mesh", "node", self.Name, "subnet", subnet, "endpoint", c.opt.Endpoint, "public_key", pub.String())
+	c.opt.Log.Info("joined the mesh", "node", self.Name, "subnet", subnet, "endpoint", c.Endpoint(), "mtu", c.MTU(), "public_key", pub.String())
 	return self, nil
 }
 
@@ -238,6 +251,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		// few nft/iptables runs) belongs to the timers, not to every
 		// Consul change.
 		if local {
+			c.checkUnderlay(ctx)
 			c.repairHost(ctx)
 		}
 		c.reconcile(ctx)

@@ -90,7 +90,7 @@ func (c *Controller) announceUnlessLeaving(ctx context.Context) (bool, error) {
 	}
 	actx, cancel := context.WithTimeout(ctx, recordCallTimeout)
 	defer cancel()
-	return c.ann.Announce(actx, self, c.opt.Endpoint)
+	return c.ann.Announce(actx, self, c.Endpoint())
 }
 
 func (c *Controller) isLeaving() bool {

@@ -17,6 +17,7 @@ import (
 type startWG struct{}
 
 func (startWG) Ensure(context.Context) error                 { return nil }
+func (startWG) SetMTU(int)                                   {}
 func (startWG) Device(string) (*wgtypes.Device, error)       { return &wgtypes.Device{}, nil }
 func (startWG) ConfigureDevice(string, wgtypes.Config) error { return nil }
 

@@ -59,7 +59,7 @@ type Status struct {
 func (c *Controller) Status() Status {
 	c.mu.Lock()
 	st := Status{Node: c.self.Name, PublicKey: c.self.PublicKey.String(), Subnet: c.self.Subnet.String(),
-		Interface: c.opt.Interface, Endpoint: c.opt.Endpoint.String(), MTU: c.opt.MTU,
+		Interface: c.opt.Interface, Endpoint: c.endpoint.String(), MTU: c.mtu,
 		Rejections: append([]Rejection(nil), c.rejections...), LastApplied: c.lastApplied, LastPlan: c.lastPlan, Applies: c.applies,
 		Reconciles: c.reconciles, LastSuccess: c.lastSuccess, LastPassDur: c.lastDuration, Host: c.host, RecordRepairs: c.recordRepairs}
 	if c.lastErr != nil {

@@ -106,6 +106,12 @@ type agent struct {
 	self    overlay.Self // this host in the mesh, once joined
 	joined  atomic.Bool  // the overlay started and every controller exists
 	joinErr atomic.Value // string: the last join failure, "" once joined
+	// underlay is the interface holding the derived endpoint ("" when the
+	// endpoint's address is on no interface here, e.g. behind NAT), and
+	// mtuPinned/endpointPinned whether --mtu/--endpoint were set.
+	underlay       string
+	mtuPinned      bool
+	endpointPinned bool
 }
 
 func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
@@ -211,18 +217,22 @@ func (a *agent) setup(ctx context.Context) error {
 	if a.cfg.NodeName, err = persistNodeName(a.cfg.DataDir, a.cfg.NodeName, consulNode); err != nil {
 		return err
 	}
+	a.endpointPinned, a.mtuPinned = a.cfg.Endpoint != "", a.cfg.MTU != 0
 	if a.cfg.Endpoint == "" {
 		a.cfg.Endpoint = consulAddr
 	}
 	ep, _ := parseEndpoint(a.cfg.Endpoint, a.cfg.ListenPort)
 	a.cfg.Endpoint = ep.String()
+	name, mtu, err := netlink.LinkOf(ep.Addr())
+	if err == nil {
+		a.underlay = name
+	}
 	if a.cfg.MTU == 0 {
-		mtu, err := netlink.MTUOf(ep.Addr())
 		if err != nil {
 			a.log.Warn("cannot find the underlay MTU; assuming 1500", "endpoint", ep, "err", err)
 			mtu = 1500
 		}
-		a.cfg.MTU = mtu - 80
+		a.cfg.MTU = overlay.WantMTU(mtu)
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -316,6 +326,7 @@ func (a *agent) startOverlay(ctx context.Context, kick <-chan struct{}) error {
 	a.overlay = overlay.New(overlay.Options{
 		Interface: a.cfg.Interface, ClusterCIDR: cidr.Masked(), SubnetBits: a.cfg.SubnetSize,
 		ListenPort: a.cfg.ListenPort, Endpoint: ep, MTU: a.cfg.MTU, Keepalive: a.cfg.Keepalive,
+		MTUPinned: a.mtuPinned, EndpointPinned: a.endpointPinned,
 		PeerTimeout: a.cfg.PeerTimeout, Resync: a.cfg.Resync, DataDir: a.cfg.DataDir,
 		NodeName: a.cfg.NodeName, PrivateKey: key, Log: a.log.With("component", "overlay"),
 	}, overlay.Deps{
@@ -324,6 +335,7 @@ func (a *agent) startOverlay(ctx context.Context, kick <-chan struct{}) error {
 		Firewall: firewall.Host{Interface: a.cfg.Interface, Bridge: a.cfg.Bridge},
 		Nodes:    a.nodes, Leases: a.leases, Kick: kick,
 		Records: recordsShim{a.consul}, Record: recordWatcher{a.consul}, OnRepair: a.recordRepaired,
+		Underlay: a.underlayShim(),
 	})
 	return backoff.Retry(ctx, backoff.New(250*time.Millisecond, 10*time.Second), func(ctx context.Context) error {
 		self, err := a.overlay.Start(ctx)
@@ -353,7 +365,7 @@ func (a *agent) reregisterOnNewToken(ctx context.Context) {
 		case <-a.consul.TokenChanged():
 		}
 		a.log.Info("consul token changed; registering this node's services with it")
-		r := discovery.NodeRegistration(a.self.Name, a.self.PublicKey.String(), mustEndpoint(a.cfg), a.self.Subnet, buildinfo.String())
+		r := discovery.NodeRegistration(a.self.Name, a.self.PublicKey.String(), a.overlay.Endpoint(), a.self.Subnet, buildinfo.String())
 		if err := a.consul.Register(ctx, r); err != nil {
 			a.log.Warn("registering drover-node with the new token failed; the next token change or restart retries", "err", err)
 		}
@@ -361,9 +373,23 @@ func (a *agent) reregisterOnNewToken(ctx context.Context) {
 	}
 }
 
-func mustEndpoint(cfg Config) netip.AddrPort {
-	ep, _ := parseEndpoint(cfg.Endpoint, cfg.ListenPort)
-	return ep
+// underlayShim returns the overlay's view of the underlay interface, or nil
+// when the endpoint's address is on no local interface (drover0's MTU and
+// the endpoint then stay as started).
+func (a *agent) underlayShim() overlay.Underlay {
+	if a.underlay == "" {
+		a.log.Info("the endpoint's address is on no local interface; MTU and endpoint will not follow the underlay", "endpoint", a.cfg.Endpoint)
+		return nil
+	}
+	return underlayShim{netlink.Underlay{Name: a.underlay}}
+}
+
+// underlayShim adapts the netlink adapter to overlay.Underlay.
+type underlayShim struct{ u netlink.Underlay }
+
+func (u underlayShim) Probe() (overlay.UnderlayLink, error) {
+	name, mtu, addrs, err := u.u.Probe()
+	return overlay.UnderlayLink{Name: name, MTU: mtu, Addrs: addrs}, err
 }
 
 // doLeave takes the host out of the mesh and removes the interface.

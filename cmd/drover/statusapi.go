@@ -201,6 +201,9 @@ func printStatus(w io.Writer, r StatusReport) {
 			fmt.Fprintf(w, "host state check failed: %s\n", h.LastError)
 		}
 	}
+	if n := o.Host.Network; n != "" {
+		fmt.Fprintf(w, "container network %s (TCP MSS clamped to fit mtu %d; recreated once no container is attached)\n", n, o.MTU)
+	}
 	d := r.Sync
 	fmt.Fprintf(w, "\nservices registered by this node: %d (consul writes %d, passes %d)\n", len(d.Registrations), d.Writes, d.Passes)
 	for _, id := range d.Registrations {

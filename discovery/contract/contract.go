@@ -31,6 +31,9 @@ const (
 	KeyLBSticky  = "lb_sticky"         // "true": cookie persistence
 	KeyLBProxy   = "lb_proxy_protocol" // "v1" or "v2": PROXY protocol to the servers
 	KeyLBTunnel  = "lb_tunnel_timeout" // idle timeout of upgraded/long-lived connections
+	KeyLBTLS     = "lb_tls"            // "true": served on the HTTPS frontend (needs lb_host)
+	KeyLBRedir   = "lb_redirect"       // "301" or "308": plain HTTP redirected to HTTPS
+	KeyLBHSTS    = "lb_hsts"           // HSTS max-age on HTTPS answers
 
 	KeyCheckKind     = "check_kind"     // http, tcp or none
 	KeyCheckPath     = "check_path"     // http check path
@@ -55,7 +58,9 @@ const (
 	// MinTunnel and MaxTunnel bound the tunnel timeout.
 	MinTunnel = time.Second
 	MaxTunnel = 24 * time.Hour
-	maxPath   = 1024
+	// MaxHSTS bounds the HSTS max-age (two years, what preload lists ask).
+	MaxHSTS = 2 * 365 * 24 * time.Hour
+	maxPath = 1024
 )
 
 // LB is the load-balancer part of a registration: the settings every
@@ -77,6 +82,15 @@ type LB struct {
 	// TunnelTimeout is how long an upgraded (WebSocket) or tcp connection
 	// may stay idle; 0: the lb's default.
 	TunnelTimeout time.Duration
+	// TLS serves the service's host route on the HTTPS frontend too, with
+	// a certificate for Host chosen by SNI.
+	TLS bool
+	// Redirect (301 or 308, with TLS) answers plain HTTP with a redirect
+	// to HTTPS instead of serving it.
+	Redirect int
+	// HSTS, when > 0, adds Strict-Transport-Security with this max-age to
+	// HTTPS answers.
+	HSTS time.Duration
 }
 
 // Check is a health check definition: discovery hands it to Consul and
@@ -123,6 +137,15 @@ func Encode(meta map[string]string, l *LB, c Check) {
 	}
 	if l.TunnelTimeout != 0 {
 		meta[KeyLBTunnel] = FormatDuration(l.TunnelTimeout)
+	}
+	if l.TLS {
+		meta[KeyLBTLS] = "true"
+	}
+	if l.Redirect != 0 {
+		meta[KeyLBRedir] = strconv.Itoa(l.Redirect)
+	}
+	if l.HSTS != 0 {
+		meta[KeyLBHSTS] = FormatDuration(l.HSTS)
 	}
 	meta[KeyWeight] = strconv.Itoa(l.Weight)
 	meta[KeyCheckKind] = c.Kind
@@ -204,6 +227,34 @@ func DecodeLB(meta map[string]string) (LB, error) {
 			return l, fmt.Errorf("%s %q: want a duration of whole milliseconds, 1s to 24h", KeyLBTunnel, v)
 		}
 		l.TunnelTimeout = d
+	}
+	if v, ok := meta[KeyLBTLS]; ok {
+		switch v {
+		case "true":
+			l.TLS = true
+		case "false":
+		default:
+			return l, fmt.Errorf("%s %q: want true or false", KeyLBTLS, v)
+		}
+	}
+	if v, ok := meta[KeyLBRedir]; ok {
+		if v != "301" && v != "308" {
+			return l, fmt.Errorf("%s %q: want 301 or 308", KeyLBRedir, v)
+		}
+		l.Redirect, _ = strconv.Atoi(v)
+	}
+	if v, ok := meta[KeyLBHSTS]; ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second || d > MaxHSTS || d%time.Second != 0 {
+			return l, fmt.Errorf("%s %q: want whole seconds, 1s to 2 years", KeyLBHSTS, v)
+		}
+		l.HSTS = d
+	}
+	if (l.TLS || l.Redirect != 0 || l.HSTS != 0) && (l.Mode != "http" || l.Host == "") {
+		return l, fmt.Errorf("%s, %s and %s need %s http and %s (the certificate is chosen by host name)", KeyLBTLS, KeyLBRedir, KeyLBHSTS, KeyLBMode, KeyLBHost)
+	}
+	if (l.Redirect != 0 || l.HSTS != 0) && !l.TLS {
+		return l, fmt.Errorf("%s and %s need %s true", KeyLBRedir, KeyLBHSTS, KeyLBTLS)
 	}
 	return l, nil
 }

@@ -19,6 +19,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		{Mode: "http", Port: 8080, Host: "web.example", Path: "/api", Balance: "leastconn", Weight: 0},
 		{Mode: "tcp", Port: 5432, Balance: "source", Weight: 256, ProxyProtocol: "v2", TunnelTimeout: 90 * time.Minute},
 		{Mode: "http", Sticky: true, ProxyProtocol: "v1", TunnelTimeout: 1500 * time.Millisecond, Weight: 1},
+		{Mode: "http", Host: "secure.example", TLS: true, Redirect: 308, HSTS: 365 * 24 * time.Hour, Weight: 100},
 	} {
 		m := map[string]string{}
 		Encode(m, &l, ck)
@@ -75,6 +76,11 @@ func TestDecodeRefuses(t *testing.T) {
 		`lb_sticky "yes": want true or false`:      KeyLBMode + "=http," + KeyLBSticky + "=yes",
 		`lb_proxy_protocol "v3": want v1 or v2`:    KeyLBMode + "=http," + KeyLBProxy + "=v3",
 		`lb_tunnel_timeout "2d": want a duration`:  KeyLBMode + "=http," + KeyLBTunnel + "=2d",
+		`lb_tls "1": want true or false`:           KeyLBMode + "=http," + KeyLBHost + "=a.example," + KeyLBTLS + "=1",
+		`lb_redirect "302": want 301 or 308`:       KeyLBMode + "=http," + KeyLBHost + "=a.example," + KeyLBTLS + "=true," + KeyLBRedir + "=302",
+		`lb_hsts "1.5s": want whole seconds`:       KeyLBMode + "=http," + KeyLBHost + "=a.example," + KeyLBTLS + "=true," + KeyLBHSTS + "=1.5s",
+		`need lb_mode http and lb_host`:            KeyLBMode + "=http," + KeyLBTLS + "=true",
+		`lb_redirect and lb_hsts need lb_tls true`: KeyLBMode + "=http," + KeyLBHost + "=a.example," + KeyLBRedir + "=301",
 		`check_path "x": want a path`:              KeyCheckKind + "=http," + KeyCheckPath + "=x",
 	}
 	for want, kv := range lbCases {
@@ -128,7 +134,7 @@ func TestNoKeyOutsideTheCodec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := []string{KeyLBMode, KeyLBPort, KeyLBHost, KeyLBPath, KeyLBBalance, KeyLBSticky, KeyLBProxy, KeyLBTunnel,
+	keys := []string{KeyLBMode, KeyLBPort, KeyLBHost, KeyLBPath, KeyLBBalance, KeyLBSticky, KeyLBProxy, KeyLBTunnel, KeyLBTLS, KeyLBRedir, KeyLBHSTS,
 		KeyCheckKind, KeyCheckPath, KeyCheckInterval, KeyCheckTimeout, KeyCheckRise, KeyCheckFall}
 	alt := strings.Join(keys, "|")
 	inCode := regexp.MustCompile("[\"`](lb_[a-z]|(" + alt + ")\\b)")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
@@ -49,28 +50,35 @@ type NetworkSpec struct {
 }
 
 // EnsureNetwork creates the bridge network, or adopts an existing one of the
-// same name and subnet. A network of that name with another subnet is
-// recreated when no container uses it, and refused otherwise. It reports
-// what it did: "created", "adopted" or "recreated".
+// same name, subnet and MTU. A network of that name with another subnet or
+// MTU is recreated when no container uses it; with containers attached,
+// another subnet is refused and another MTU kept (their MTU cannot change
+// under them; the caller clamps TCP MSS meanwhile). It reports what it did:
+// see NetworkAction.
 func (d *Client) EnsureNetwork(ctx context.Context, spec NetworkSpec) (string, error) {
 	cur, err := d.c.NetworkInspect(ctx, spec.Name, network.InspectOptions{})
 	switch {
 	case err == nil:
+		facts := NetworkFacts{Containers: len(cur.Containers), MTU: DefaultMTU}
 		for _, cfg := range cur.IPAM.Config {
-			if p, perr := netip.ParsePrefix(cfg.Subnet); perr == nil && p == spec.Subnet {
-				return "adopted", nil
+			if p, perr := netip.ParsePrefix(cfg.Subnet); perr == nil {
+				facts.Subnets = append(facts.Subnets, p)
 			}
 		}
-		if len(cur.Containers) > 0 {
-			return "", fmt.Errorf("docker network %s has subnet %v, not %s, and %d containers use it: disconnect them or remove the network", spec.Name, cur.IPAM.Config, spec.Subnet, len(cur.Containers))
+		if m, perr := strconv.Atoi(cur.Options[mtuOption]); perr == nil && m > 0 {
+			facts.MTU = m
+		}
+		what, err := NetworkAction(facts, spec)
+		if err != nil || !strings.HasPrefix(what, "recreated") {
+			return what, err
 		}
 		if err := d.c.NetworkRemove(ctx, cur.ID); err != nil {
-			return "", fmt.Errorf("removing docker network %s with the wrong subnet: %w", spec.Name, err)
+			return "", fmt.Errorf("removing docker network %s to recreate it (%s): %w", spec.Name, what, err)
 		}
 		if err := d.create(ctx, spec); err != nil {
 			return "", err
 		}
-		return "recreated", nil
+		return what, nil
 	case errdefs.IsNotFound(err):
 		if err := d.create(ctx, spec); err != nil {
 			return "", err
@@ -81,12 +89,48 @@ func (d *Client) EnsureNetwork(ctx context.Context, spec NetworkSpec) (string, e
 	}
 }
 
+// DefaultMTU is the MTU of a Docker bridge network created without one.
+const DefaultMTU = 1500
+
+const mtuOption = "com.docker.network.driver.mtu"
+
+// NetworkFacts is what EnsureNetwork reads of an existing network.
+type NetworkFacts struct {
+	Subnets    []netip.Prefix
+	MTU        int // DefaultMTU when the network sets none
+	Containers int // attached containers
+}
+
+// NetworkAction decides what to do with an existing network for spec. It
+// returns "adopted" (nothing to do), "recreated" (wrong subnet, no
+// container), "recreated for mtu N (was M)" (no container), or "kept at mtu
+// M (want N): K containers attached", and an error for a wrong subnet with
+// containers attached. An MTU of 0 in spec accepts any. It is pure.
+func NetworkAction(cur NetworkFacts, spec NetworkSpec) (string, error) {
+	subnetOK := false
+	for _, p := range cur.Subnets {
+		subnetOK = subnetOK || p == spec.Subnet
+	}
+	switch {
+	case !subnetOK && cur.Containers > 0:
+		return "", fmt.Errorf("docker network %s has subnet %v, not %s, and %d containers use it: disconnect them or remove the network", spec.Name, cur.Subnets, spec.Subnet, cur.Containers)
+	case !subnetOK:
+		return "recreated", nil
+	case spec.MTU <= 0 || cur.MTU == spec.MTU:
+		return "adopted", nil
+	case cur.Containers > 0:
+		return fmt.Sprintf("kept at mtu %d (want %d): %d containers attached", cur.MTU, spec.MTU, cur.Containers), nil
+	default:
+		return fmt.Sprintf("recreated for mtu %d (was %d)", spec.MTU, cur.MTU), nil
+	}
+}
+
 func (d *Client) create(ctx context.Context, spec NetworkSpec) error {
 	opts := map[string]string{
 		"com.docker.network.bridge.enable_ip_masquerade": strconv.FormatBool(spec.Masq),
 	}
 	if spec.MTU > 0 {
-		opts["com.docker.network.driver.mtu"] = strconv.Itoa(spec.MTU)
+		opts[mtuOption] = strconv.Itoa(spec.MTU)
 	}
 	if spec.Bridge != "" {
 		opts["com.docker.network.bridge.name"] = spec.Bridge

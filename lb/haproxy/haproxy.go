@@ -217,23 +217,26 @@ func (h *HAProxy) waitAlive(ctx context.Context, d time.Duration, what string) e
 }
 
 // Ensure restarts a managed HAProxy whose master died (from the config on
-// disk, which is always a validated one). In external mode it only
-// reports.
-func (h *HAProxy) Ensure(ctx context.Context) error {
+// disk, which is always a validated one) and reports whether it did. In
+// external mode it only reports.
+func (h *HAProxy) Ensure(ctx context.Context) (bool, error) {
 	if h.Alive(ctx) {
-		return nil
+		return false, nil
 	}
 	h.resetRuntime()
 	if h.opt.Mode == ModeExternal {
-		return fmt.Errorf("external haproxy master socket %s does not answer", h.opt.MasterSocket)
+		return false, fmt.Errorf("external haproxy master socket %s does not answer", h.opt.MasterSocket)
 	}
 	if pid := h.masterPID(); pid != 0 {
 		// The master lives but does not answer (busy, or re-executing for
 		// a reload): never start a second one beside it.
-		return fmt.Errorf("haproxy master (pid %d) does not answer on %s", pid, h.opt.MasterSocket)
+		return false, fmt.Errorf("haproxy master (pid %d) does not answer on %s", pid, h.opt.MasterSocket)
 	}
 	h.opt.Log.Warn("haproxy is not running; restarting it", "config", h.opt.ConfigPath)
-	return h.startProcess(ctx)
+	if err := h.startProcess(ctx); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // masterPID returns the PID in the pid file when that process is alive and
@@ -332,10 +335,8 @@ func (h *HAProxy) Reload(ctx context.Context, next lb.State) error {
 	if err := h.Validate(ctx, cfg); err != nil {
 		return fmt.Errorf("validating new config: %w", err)
 	}
-	if dump, err := h.worker(ctx, "show servers state"); err == nil {
-		if err := writeAtomic(h.Globals().StateFile, []byte(lb.KeepServerState(dump, next))); err != nil {
-			h.opt.Log.Warn("could not save server state; health restarts after this reload", "err", err)
-		}
+	if err := h.saveServerState(ctx, next); err != nil {
+		h.opt.Log.Warn("could not save server state; health restarts after this reload", "err", err)
 	}
 	before, err := h.Procs(ctx)
 	if err != nil {
@@ -511,31 +512,11 @@ func (h *HAProxy) resetRuntime() {
 	h.mu.Unlock()
 }
 
-// Apply runs runtime operations (from lb.Diff) through the runtime API,
-// then writes the config for after (the state they lead to) and saves it
-// as running, so that the file always matches what runs and the next
-// reload or restart starts from it. A drained server is first set to
-// drain (no new connections) and then to maintenance; HAProxy lets the
-// requests it is serving finish.
-func (h *HAProxy) Apply(ctx context.Context, ops []lb.Op, after lb.State) error {
-	if err := h.ApplyOnly(ctx, ops); err != nil {
-		return err
-	}
-	cfg := lb.Render(after, h.Globals())
-	if err := h.Validate(ctx, cfg); err != nil {
-		// The runtime already runs it; the file keeps the previous valid
-		// config and the next reload renders again.
-		return fmt.Errorf("config for the runtime changes does not validate (not written): %w", err)
-	}
-	if err := h.swap(cfg); err != nil {
-		return err
-	}
-	return h.saveRunning(after)
-}
-
-// ApplyOnly runs runtime operations without touching the file (for
-// benchmarks and one-off operator actions; the controller uses Apply).
-func (h *HAProxy) ApplyOnly(ctx context.Context, ops []lb.Op) error {
+// Apply runs runtime operations (from lb.Diff) through the runtime API and
+// touches no file: Persist brings the files up to date afterwards. A
+// drained server is first set to drain (no new connections) and then to
+// maintenance; HAProxy lets the requests it is serving finish.
+func (h *HAProxy) Apply(ctx context.Context, ops []lb.Op) error {
 	rt, err := h.runtime(ctx)
 	if err != nil {
 		return err
@@ -545,6 +526,52 @@ func (h *HAProxy) ApplyOnly(ctx context.Context, ops []lb.Op) error {
 			h.resetRuntime()
 			return fmt.Errorf("runtime %s: %w", op, err)
 		}
+	}
+	return nil
+}
+
+// Persist writes the files for st, the state runtime operations led to, so
+// that the file always matches what runs and a restart or the next reload
+// starts from it: the config (rendered, validated as installed, swapped
+// atomically), the server-state file (`show servers state` kept only where
+// it agrees with st, so that a restarted HAProxy brings back no older
+// address, port or admin state) and the running record. It is safe to call
+// concurrently with Apply, not with itself or Reload.
+func (h *HAProxy) Persist(ctx context.Context, st lb.State) error {
+	cfg := lb.Render(st, h.Globals())
+	if err := h.Validate(ctx, cfg); err != nil {
+		// The runtime already runs it; the file keeps the previous valid
+		// config and the next reload renders again.
+		return fmt.Errorf("config for the runtime changes does not validate (not written): %w", err)
+	}
+	serr := h.saveServerState(ctx, st)
+	if err := h.swap(cfg); err != nil {
+		return err
+	}
+	if err := h.saveRunning(st); err != nil {
+		return err
+	}
+	if serr != nil {
+		h.opt.Log.Warn("server state not saved; health restarts on the next HAProxy start", "err", serr)
+	}
+	return nil
+}
+
+// saveServerState writes the server-state file from the current worker's
+// `show servers state`, keeping only the lines that agree with st. When
+// the worker cannot be read, the file is emptied (its version line only):
+// losing saved health is better than a start bringing back an older state.
+func (h *HAProxy) saveServerState(ctx context.Context, st lb.State) error {
+	state := "1\n"
+	dump, derr := h.worker(ctx, "show servers state")
+	if derr == nil {
+		state = lb.KeepServerState(dump, st)
+	}
+	if err := writeAtomic(h.Globals().StateFile, []byte(state)); err != nil {
+		return fmt.Errorf("saving server state: %w", err)
+	}
+	if derr != nil {
+		return fmt.Errorf("reading server state (state file emptied): %w", derr)
 	}
 	return nil
 }

@@ -9,7 +9,10 @@
 //   - two accept rules in iptables' DOCKER-USER chain (the chain Docker keeps
 //     for its users and evaluates first in FORWARD), so that cluster traffic
 //     through the tunnel passes a host whose FORWARD policy is DROP, as Docker
-//     leaves it.
+//     leaves it;
+//   - in the same table, a TCP MSS clamp between the bridge and the tunnel, so
+//     that TCP between containers fits the tunnel's MTU whatever the
+//     containers' own MTU (see overlay/README.md, "MTU").
 //
 // An nftables accept cannot overrule a drop in another table, which is why
 // the accept rules go where Docker's own filter rules are; a drop is final in
@@ -31,6 +34,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -46,6 +50,7 @@ const UserChain = "DOCKER-USER"
 type Spec struct {
 	Subnet  netip.Prefix // this host's container subnet
 	Cluster netip.Prefix // every host's subnets
+	MSS     int          // TCP MSS clamped between the bridge and the tunnel; 0: none
 }
 
 // Host manages the rules for one WireGuard interface and container bridge.
@@ -64,6 +69,19 @@ type Host struct {
 // transaction). It is pure.
 func (h Host) Ruleset(s Spec) string {
 	c := h.comments(s)
+	clamp := ""
+	if s.MSS > 0 {
+		// Both directions between the bridge and the tunnel: a SYN from a
+		// local container caps what the remote side sends, a SYN arriving
+		// through the tunnel caps what the local container sends. So a
+		// container whose MTU is still larger than drover0's (its network
+		// cannot be recreated while it is attached), or a peer whose
+		// tunnel MTU is larger than ours, never sends a TCP segment that
+		// does not fit this host's tunnel.
+		clamp = fmt.Sprintf(`		iifname "%[1]s" oifname "%[2]s" tcp flags & (syn|rst) == syn tcp option maxseg size > %[3]d tcp option maxseg size set %[3]d comment "%[4]s"
+		iifname "%[2]s" oifname "%[1]s" tcp flags & (syn|rst) == syn tcp option maxseg size > %[3]d tcp option maxseg size set %[3]d comment "%[5]s"
+`, h.Bridge, h.Interface, s.MSS, c[2], c[3])
+	}
 	return fmt.Sprintf(`table ip %[1]s {}
 flush table ip %[1]s
 table ip %[1]s {
@@ -74,20 +92,36 @@ table ip %[1]s {
 	chain forward {
 		type filter hook forward priority filter - 10; policy accept;
 		oifname "%[4]s" ip daddr %[2]s iifname != { "%[5]s", "%[4]s" } ct state new ct status & dnat == 0 drop comment "%[7]s"
-	}
+%[8]s	}
 }
-`, Table, s.Subnet.Masked(), s.Cluster.Masked(), h.Bridge, h.Interface, c[0], c[1])
+`, Table, s.Subnet.Masked(), s.Cluster.Masked(), h.Bridge, h.Interface, c[0], c[1], clamp)
 }
 
 // comments are the nft rules' comments; they carry a digest of the spec so
-// that a table written for another subnet, bridge or interface is told
-// apart from the current one by reading the comments alone.
-func (h Host) comments(s Spec) [2]string {
+// that a table written for another subnet, bridge, interface or MSS is told
+// apart from the current one by reading the comments alone. The last two
+// belong to the MSS clamp and are absent when there is none.
+func (h Host) comments(s Spec) []string {
 	tag := fmt.Sprintf("%s %s %s %s", s.Subnet.Masked(), s.Cluster.Masked(), h.Bridge, h.Interface)
-	return [2]string{
+	out := []string{
 		"drover: containers leaving the cluster [" + tag + "]",
 		"drover: container addresses only through the tunnel [" + tag + "]",
 	}
+	if s.MSS > 0 {
+		out = append(out,
+			fmt.Sprintf("drover: tcp mss %d from local containers to the tunnel [%s]", s.MSS, tag),
+			fmt.Sprintf("drover: tcp mss %d from the tunnel to local containers [%s]", s.MSS, tag))
+	}
+	return out
+}
+
+// MSS is the TCP maximum segment size that fits a tunnel of MTU mtu: the
+// MTU less 40 bytes of IPv4 and TCP headers (0 when mtu is unknown).
+func MSS(mtu int) int {
+	if mtu <= 40 {
+		return 0
+	}
+	return mtu - 40
 }
 
 // AcceptRules are the DOCKER-USER rule specs (iptables arguments after the
@@ -101,12 +135,12 @@ func (h Host) AcceptRules(s Spec) [][]string {
 	}
 }
 
-// Ensure makes the host's rules match subnet and cluster, writing only what
-// drifted. It returns what it wrote, one phrase per item ("nft table ip
+// Ensure makes the host's rules match subnet, cluster and the tunnel's MTU
+// (TCP MSS clamped to fit it; 0: no clamp), writing only what drifted. It returns what it wrote, one phrase per item ("nft table ip
 // drover written", …); nil when everything was in place. Both halves are
 // tried even when one fails.
-func (h Host) Ensure(ctx context.Context, subnet, cluster netip.Prefix) ([]string, error) {
-	s := Spec{Subnet: subnet, Cluster: cluster}
+func (h Host) Ensure(ctx context.Context, subnet, cluster netip.Prefix, mtu int) ([]string, error) {
+	s := Spec{Subnet: subnet, Cluster: cluster, MSS: MSS(mtu)}
 	var done []string
 	var errs []error
 	ok, err := h.tableCurrent(ctx, s)
@@ -139,8 +173,7 @@ func (h Host) tableCurrent(ctx context.Context, s Spec) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("reading nft table ip %s: %w", Table, err)
 	}
-	want := h.comments(s)
-	return len(got) == len(want) && got[0] == want[0] && got[1] == want[1], nil
+	return slices.Equal(got, h.comments(s)), nil
 }
 
 // ruleComments extracts the comments of every rule from `nft -j list`

@@ -14,6 +14,7 @@ var (
 	subnet  = netip.MustParsePrefix("10.42.3.0/24")
 	cluster = netip.MustParsePrefix("10.42.0.0/16")
 	host    = Host{Interface: "drover0", Bridge: "drover-br"}
+	mtu     = 1420
 )
 
 func TestRuleset(t *testing.T) {
@@ -32,14 +33,36 @@ func TestRuleset(t *testing.T) {
 	if again := host.Ruleset(Spec{Subnet: subnet, Cluster: cluster}); again != got {
 		t.Error("ruleset is not deterministic")
 	}
+	if strings.Contains(got, "maxseg") {
+		t.Errorf("no MSS given, yet a clamp:\n%s", got)
+	}
+}
+
+// TestRulesetClamp: a tunnel of MTU 1220 (underlay 1300) clamps TCP SYNs
+// both ways between the bridge and drover0 to MSS 1180, only downwards.
+func TestRulesetClamp(t *testing.T) {
+	got := host.Ruleset(Spec{Subnet: subnet, Cluster: cluster, MSS: MSS(1220)})
+	for _, want := range []string{
+		`iifname "drover-br" oifname "drover0" tcp flags & (syn|rst) == syn tcp option maxseg size > 1180 tcp option maxseg size set 1180 comment "drover: tcp mss 1180 from local containers to the tunnel`,
+		`iifname "drover0" oifname "drover-br" tcp flags & (syn|rst) == syn tcp option maxseg size > 1180 tcp option maxseg size set 1180 comment "drover: tcp mss 1180 from the tunnel to local containers`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("ruleset lacks %q:\n%s", want, got)
+		}
+	}
+	if MSS(0) != 0 || MSS(1420) != 1380 {
+		t.Errorf("MSS(0) = %d, MSS(1420) = %d", MSS(0), MSS(1420))
+	}
 }
 
 // nftJSON is what `nft -j list table ip drover` prints (trimmed) for the
 // given rule comments, forward chain listed first as nft does.
-func nftJSON(post, fwd string) string {
-	return fmt.Sprintf(`{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"table": {"family": "ip", "name": "drover", "handle": 1}},
-{"rule": {"family": "ip", "table": "drover", "chain": "forward", "handle": 5, "comment": %q, "expr": []}},
-{"rule": {"family": "ip", "table": "drover", "chain": "postrouting", "handle": 3, "comment": %q, "expr": []}}]}`, fwd, post)
+func nftJSON(post string, fwd ...string) string {
+	rules := fmt.Sprintf(`{"rule": {"family": "ip", "table": "drover", "chain": "postrouting", "handle": 3, "comment": %q, "expr": []}}`, post)
+	for i, c := range fwd {
+		rules = fmt.Sprintf(`{"rule": {"family": "ip", "table": "drover", "chain": "forward", "handle": %d, "comment": %q, "expr": []}},`, 5+i, c) + rules
+	}
+	return `{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"table": {"family": "ip", "name": "drover", "handle": 1}},` + rules + `]}`
 }
 
 // fake scripts nft and iptables: table holds the nft JSON ("" = no table),
@@ -63,8 +86,12 @@ func (f *fake) run(_ context.Context, stdin, name string, args ...string) (strin
 		return f.table, nil
 	case name == "nft":
 		f.writes = append(f.writes, "nft -f "+firstLine(stdin))
-		if c := commentRE.FindAllStringSubmatch(stdin, -1); len(c) == 2 {
-			f.table = nftJSON(c[0][1], c[1][1])
+		if c := commentRE.FindAllStringSubmatch(stdin, -1); len(c) >= 2 {
+			var fwd []string
+			for _, m := range c[1:] {
+				fwd = append(fwd, m[1])
+			}
+			f.table = nftJSON(c[0][1], fwd...)
 		} else {
 			f.table = ""
 		}
@@ -130,8 +157,8 @@ func quote(args []string) string {
 }
 
 func current() *fake {
-	c := host.comments(Spec{Subnet: subnet, Cluster: cluster})
-	f := &fake{table: nftJSON(c[0], c[1]), jump: true}
+	c := host.comments(Spec{Subnet: subnet, Cluster: cluster, MSS: MSS(mtu)})
+	f := &fake{table: nftJSON(c[0], c[1:]...), jump: true}
 	for _, r := range host.AcceptRules(Spec{Subnet: subnet, Cluster: cluster}) {
 		f.rules = append(f.rules, "-A DOCKER-USER "+quote(r))
 	}
@@ -140,7 +167,9 @@ func current() *fake {
 }
 
 func TestEnsure(t *testing.T) {
-	other := host.comments(Spec{Subnet: netip.MustParsePrefix("10.42.9.0/24"), Cluster: cluster})
+	other := host.comments(Spec{Subnet: netip.MustParsePrefix("10.42.9.0/24"), Cluster: cluster, MSS: MSS(mtu)})
+	otherMSS := host.comments(Spec{Subnet: subnet, Cluster: cluster, MSS: MSS(1500)})
+	noClamp := host.comments(Spec{Subnet: subnet, Cluster: cluster})
 	for _, tc := range []struct {
 		name   string
 		setup  func(*fake)
@@ -150,7 +179,9 @@ func TestEnsure(t *testing.T) {
 		{"everything in place writes nothing", func(*fake) {}, 0, ""},
 		{"after nft flush ruleset", func(f *fake) { f.table, f.rules, f.jump = "", nil, false }, 5,
 			"nft table ip drover written; iptables chain DOCKER-USER created; FORWARD jump to DOCKER-USER added; iptables DOCKER-USER accept rules written"},
-		{"table of another subnet", func(f *fake) { f.table = nftJSON(other[0], other[1]) }, 1, "nft table ip drover written"},
+		{"table of another subnet", func(f *fake) { f.table = nftJSON(other[0], other[1:]...) }, 1, "nft table ip drover written"},
+		{"table of another MTU (the underlay's shrank)", func(f *fake) { f.table = nftJSON(otherMSS[0], otherMSS[1:]...) }, 1, "nft table ip drover written"},
+		{"table without the clamp (an older drover)", func(f *fake) { f.table = nftJSON(noClamp[0], noClamp[1]) }, 1, "nft table ip drover written"},
 		{"one accept rule deleted", func(f *fake) { f.rules = f.rules[1:] }, 3, "iptables DOCKER-USER accept rules written"},
 		{"dockerd recreated the chain without them", func(f *fake) { f.rules = []string{"-A DOCKER-USER -j RETURN"} }, 2,
 			"iptables DOCKER-USER accept rules written"},
@@ -160,7 +191,7 @@ func TestEnsure(t *testing.T) {
 			tc.setup(f)
 			h := host
 			h.Run = f.run
-			done, err := h.Ensure(context.Background(), subnet, cluster)
+			done, err := h.Ensure(context.Background(), subnet, cluster, mtu)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -172,7 +203,7 @@ func TestEnsure(t *testing.T) {
 			}
 			// Afterwards the host is current: a second pass writes nothing.
 			f.writes = nil
-			if done, err := h.Ensure(context.Background(), subnet, cluster); err != nil || len(done) != 0 || len(f.writes) != 0 {
+			if done, err := h.Ensure(context.Background(), subnet, cluster, mtu); err != nil || len(done) != 0 || len(f.writes) != 0 {
 				t.Errorf("second pass: done %v, err %v, writes %v", done, err, f.writes)
 			}
 			if last := f.rules[len(f.rules)-1]; last != "-A DOCKER-USER -j RETURN" && len(f.rules) > 2 {

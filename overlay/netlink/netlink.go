@@ -101,22 +101,44 @@ func HasAddr(a netip.Addr) bool {
 	return false
 }
 
-// MTUOf returns the MTU of the interface that holds address a.
-func MTUOf(a netip.Addr) (int, error) {
-	addrs, err := nl.AddrList(nil, nl.FAMILY_V4)
+// LinkOf returns the name and MTU of the interface that holds address a.
+func LinkOf(a netip.Addr) (string, int, error) {
+	addrs, err := nl.AddrList(nil, nl.FAMILY_ALL)
 	if err != nil {
-		return 0, fmt.Errorf("listing addresses: %w", err)
+		return "", 0, fmt.Errorf("listing addresses: %w", err)
 	}
 	for _, x := range addrs {
 		if b, ok := netip.AddrFromSlice(x.IP); ok && b.Unmap() == a {
 			link, err := nl.LinkByIndex(x.LinkIndex)
 			if err != nil {
-				return 0, fmt.Errorf("finding the link of %s: %w", a, err)
+				return "", 0, fmt.Errorf("finding the link of %s: %w", a, err)
 			}
-			return link.Attrs().MTU, nil
+			return link.Attrs().Name, link.Attrs().MTU, nil
 		}
 	}
-	return 0, fmt.Errorf("no interface holds %s", a)
+	return "", 0, fmt.Errorf("no interface holds %s", a)
+}
+
+// Underlay reads one interface by name: its MTU and global unicast
+// addresses. It satisfies overlay.Underlay (as a shim in cmd).
+type Underlay struct{ Name string }
+
+// Probe reads the interface's MTU and addresses.
+func (u Underlay) Probe() (name string, mtu int, addrs []netip.Addr, err error) {
+	link, err := nl.LinkByName(u.Name)
+	if err != nil {
+		return u.Name, 0, nil, fmt.Errorf("reading underlay interface %s: %w", u.Name, err)
+	}
+	list, err := nl.AddrList(link, nl.FAMILY_ALL)
+	if err != nil {
+		return u.Name, 0, nil, fmt.Errorf("listing addresses of %s: %w", u.Name, err)
+	}
+	for _, x := range list {
+		if b, ok := netip.AddrFromSlice(x.IP); ok && b.Unmap().IsGlobalUnicast() {
+			addrs = append(addrs, b.Unmap())
+		}
+	}
+	return u.Name, link.Attrs().MTU, addrs, nil
 }
 
 // EnableForwarding turns on IPv4 forwarding, which container traffic between

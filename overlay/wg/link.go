@@ -61,6 +61,11 @@ func New(opt Options) (*Link, error) {
 // Close releases the wgctrl client; the interface stays.
 func (l *Link) Close() error { return l.client.Close() }
 
+// SetMTU changes the MTU the interface is given: the next Ensure sets it
+// on the running device (kernel or wireguard-go alike, through netlink), and
+// a recreated wireguard-go starts with it.
+func (l *Link) SetMTU(mtu int) { l.opt.MTU = mtu }
+
 // Mode returns the implementation in use ("" before Ensure).
 func (l *Link) Mode() string { return l.used }
 

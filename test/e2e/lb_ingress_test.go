@@ -122,6 +122,18 @@ func TestLBIngress(t *testing.T) {
 		t.Logf("backend app as rendered:\n%s", strings.SplitN(be, "\n    server slot", 2)[0])
 	})
 
+	t.Run("HAProxy's workers do not run as root", func(t *testing.T) {
+		procs := lbState(ctx, t, sb).LB.Procs
+		if procs == nil || procs.Worker == 0 {
+			t.Fatalf("no worker in the status")
+		}
+		out, err := sb.Output(ctx, "h1", "ps", "-o", "user=", "-p", fmt.Sprint(procs.Worker))
+		t.Logf("worker %d runs as %s", procs.Worker, strings.TrimSpace(out))
+		if err != nil || strings.TrimSpace(out) == "root" || strings.TrimSpace(out) == "" {
+			t.Errorf("worker user %q (%v), want haproxy", out, err)
+		}
+	})
+
 	t.Run("the backend sees the client's address; spoofed headers are replaced", func(t *testing.T) {
 		out, err := curl("-H", "X-Forwarded-For: 6.6.6.6", "-H", "X-Forwarded-Proto: https", "-H", "X-Forwarded-Port: 1",
 			"http://127.0.0.1:80/headers")
