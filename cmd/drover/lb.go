@@ -160,6 +160,10 @@ type LBStatus struct {
 	LastError       string         `json:"last_error,omitempty"`
 	Procs           *haproxy.Procs `json:"processes,omitempty"`
 	TLS             lb.CertStatus  `json:"tls"`
+	PendingFile     bool           `json:"pending_file"`
+	FileWrites      int64          `json:"file_writes"`
+	FileWriteDur    time.Duration  `json:"last_file_write_ns"`
+	Restarts        int64          `json:"haproxy_restarts"`
 	ProcsError      string         `json:"processes_error,omitempty"`
 }
 
@@ -194,6 +198,7 @@ func (a *agent) lbStatus(ctx context.Context) *LBStatus {
 		Holding: cs.Holding, PendingReload: cs.PendingReload, RuntimeOps: cs.RuntimeOps, Reloads: cs.Reloads,
 		FailedReloads: cs.FailedReloads, ValidationFails: cs.ValidationFails, ApplyErrors: cs.ApplyErrors,
 		LastApply: cs.LastApply, LastApplyDur: cs.LastApplyDur, LastError: cs.LastError,
+		PendingFile: cs.PendingFile, FileWrites: cs.FileWrites, FileWriteDur: cs.FileWriteDur, Restarts: cs.Restarts,
 	}
 	if a.certs != nil {
 		st.TLS = a.certs.Status()
@@ -242,6 +247,11 @@ func printLB(w io.Writer, s *LBStatus) {
 	}
 	fmt.Fprintf(w, "\nlb (%s haproxy, %s): %s; runtime ops %d, reloads %d, failed reloads %d, validation failures %d\n",
 		s.Mode, s.Config, state, s.RuntimeOps, s.Reloads, s.FailedReloads, s.ValidationFails)
+	file := fmt.Sprintf("files written %d times in the background (last %s)", s.FileWrites, s.FileWriteDur.Round(time.Millisecond))
+	if s.PendingFile {
+		file += ", a write pending: the files lag the runtime"
+	}
+	fmt.Fprintf(w, "%s; haproxy restarted %d times\n", file, s.Restarts)
 	if s.Procs != nil {
 		fmt.Fprintf(w, "haproxy master %d, worker %d, old workers %d\n", s.Procs.Master, s.Procs.Worker, len(s.Procs.OldWorkers))
 	} else if s.ProcsError != "" {
