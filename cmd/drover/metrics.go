@@ -53,6 +53,10 @@ var (
 	mCgChanges    = desc("drover_confgen_changes_total", "Times a confgen resource replaced its file.", "resource")
 	mCgReloads    = desc("drover_confgen_reloads_total", "Successful reload_cmd runs of a confgen resource.", "resource")
 	mCgError      = desc("drover_confgen_error", "1 when the last render of a confgen resource failed (old file kept).", "resource")
+	mLBRequests   = desc("drover_lb_requests_total", "Requests (http) or sessions (tcp) per HAProxy frontend, backend and server, from show stat.", "proxy", "server", "kind")
+	mLBResponses  = desc("drover_lb_responses_total", "HTTP responses by class (1xx…5xx, other) per frontend, backend and server.", "proxy", "server", "kind", "class")
+	mLBErrors     = desc("drover_lb_errors_total", "HAProxy errors: bad requests (request), failed connections to servers (connect), bad or aborted responses (response).", "proxy", "server", "kind", "error")
+	mLBRespTime   = desc("drover_lb_response_time_seconds", "Average response time of the last 1024 requests per backend and server.", "proxy", "server", "kind")
 	mLBServers    = desc("drover_lb_servers", "Servers in use per backend and HAProxy status (UP, DOWN, MAINT, ...).", "backend", "status")
 	mLBOps        = desc("drover_lb_runtime_ops_total", "Server changes applied through the HAProxy runtime API (no reload).")
 	mLBReloads    = desc("drover_lb_reloads_total", "Successful HAProxy reloads.")
@@ -74,7 +78,7 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mBuild, mPeers, mPeerUp, mPeerAge, mPeerRx, mPeerTx, mRejected, mApplies, mOverlayErr,
 		mLastApplied, mProbeUp, mProbeRTT, mRegs, mSkipped, mWrites, mPasses, mPending, mEvents, mReconnects, mLastPass, mWatchContact, mCgRenders, mCgChanges, mCgReloads, mCgError,
 		mOvPasses, mOvPassDur, mOvSuccess, mHostRepairs, mRecRepairs, mHostErr, mSyncDur,
-		mLBServers, mLBOps, mLBReloads, mLBFailed, mLBInvalid, mLBStale, mLBStaleSecs, mLBHolding, mLBApplyDur, mLBLastApply} {
+		mLBRequests, mLBResponses, mLBErrors, mLBRespTime, mLBServers, mLBOps, mLBReloads, mLBFailed, mLBInvalid, mLBStale, mLBStaleSecs, mLBHolding, mLBApplyDur, mLBLastApply} {
 		ch <- d
 	}
 }
@@ -156,6 +160,28 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		g(mLBHolding, float64(len(l.Holding)))
 		g(mLBApplyDur, l.LastApplyDur.Seconds())
 		g(mLBLastApply, ts(l.LastApply))
+	}
+	if c.a.haproxy != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		rows, err := c.a.haproxy.Stats(ctx)
+		cancel()
+		if err == nil {
+			counter := func(d *prometheus.Desc, v float64, l ...string) {
+				ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, l...)
+			}
+			for _, row := range rows {
+				counter(mLBRequests, float64(row.Requests), row.Proxy, row.Server, row.Kind)
+				for class, n := range row.Responses {
+					counter(mLBResponses, float64(n), row.Proxy, row.Server, row.Kind, class)
+				}
+				counter(mLBErrors, float64(row.ErrReq), row.Proxy, row.Server, row.Kind, "request")
+				counter(mLBErrors, float64(row.ErrConn), row.Proxy, row.Server, row.Kind, "connect")
+				counter(mLBErrors, float64(row.ErrResp), row.Proxy, row.Server, row.Kind, "response")
+				if row.Kind != "frontend" {
+					g(mLBRespTime, float64(row.RTimeMs)/1000, row.Proxy, row.Server, row.Kind)
+				}
+			}
+		}
 	}
 	g(mWatchContact, ts(r.Consul.NodesLastContact), "nodes")
 	g(mWatchContact, ts(r.Consul.LeasesLastContact), "leases")
