@@ -15,6 +15,10 @@ type Globals struct {
 	// keeps in it every certificate, and a self-signed default for
 	// clients that send no known name.
 	CertList string
+	// LogAddr, when set, is the UDP address (on loopback) HAProxy sends one
+	// access log line per request or connection to, in AccessLogHTTP or
+	// AccessLogTCP format.
+	LogAddr string
 	// User and Group, when set, are what the workers run as once the
 	// ports are bound (the master stays root to reload).
 	User, Group string
@@ -52,6 +56,9 @@ func Render(s State, g Globals) []byte {
 	w("    ssl-default-bind-ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
 	w("    ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256")
 	w("    ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets")
+	if g.LogAddr != "" {
+		w("    log %s len 4096 format raw local0 info", g.LogAddr)
+	}
 	if g.User != "" {
 		w("    user %s", g.User)
 	}
@@ -69,6 +76,9 @@ func Render(s State, g Globals) []byte {
 	w("    option redispatch")
 	w("    option idle-close-on-response")
 	w("    load-server-state-from-file global")
+	if g.LogAddr != "" {
+		w("    log global")
+	}
 
 	for _, f := range s.Frontends {
 		w("")
@@ -82,6 +92,13 @@ func Render(s State, g Globals) []byte {
 			bind += " accept-proxy"
 		}
 		w("%s", bind)
+		if g.LogAddr != "" {
+			lf := AccessLogHTTP
+			if f.Mode == "tcp" {
+				lf = AccessLogTCP
+			}
+			w("    log-format \"%s\"", lf)
+		}
 		if f.Mode == "tcp" {
 			// The defaults' idle-close-on-response only applies to http.
 			w("    no option idle-close-on-response")
@@ -188,6 +205,16 @@ func Render(s State, g Globals) []byte {
 	}
 	return b.Bytes()
 }
+
+// The access log formats (HAProxy log-format variables): client address,
+// frontend, backend, server, status, bytes sent, then the timers in ms
+// (queue, connect, response, total; -1 when not reached), the termination
+// state, and for http the method and path. tcp lines have "-" where http
+// has a field tcp lacks. lb/haproxy parses them.
+const (
+	AccessLogHTTP = "%ci %ft %b %s %ST %B %Tw %Tc %Tr %Ta %tsc %HM %HP"
+	AccessLogTCP  = "%ci %ft %b %s - %B %Tw %Tc - %Tt %ts - -"
+)
 
 // forwarded writes the X-Forwarded-For, -Proto and -Port handling of an
 // http frontend: what a client sent is replaced, unless the previous hop

@@ -195,3 +195,32 @@ func selfSigned(t testing.TB, name string) []byte {
 	out := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	return append(out, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})...)
 }
+
+// TestRenderAccessLog checks the log lines and that HAProxy takes them.
+func TestRenderAccessLog(t *testing.T) {
+	dir := t.TempDir()
+	g := Globals{StatsSocket: filepath.Join(dir, "s.sock"), StateFile: filepath.Join(dir, "state"), LogAddr: "127.0.0.1:9715"}
+	st := State{
+		Frontends: []Frontend{{Name: "http_80", Mode: "http", Port: 18080, Routes: []Route{{Backend: "web"}}},
+			{Name: "tcp_5432", Mode: "tcp", Port: 15432, DefaultBackend: "pg"}},
+		Backends: []Backend{{Name: "web", Mode: "http", Balance: "roundrobin", Slots: 1}, {Name: "pg", Mode: "tcp", Balance: "roundrobin", Slots: 1}},
+	}
+	cfg := string(Render(st, g))
+	for _, want := range []string{"    log 127.0.0.1:9715 len 4096 format raw local0 info\n", "    log global\n",
+		"    log-format \"" + AccessLogHTTP + "\"\n", "    log-format \"" + AccessLogTCP + "\"\n"} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("config lacks %q:\n%s", want, cfg)
+		}
+	}
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		t.Skip("haproxy not on PATH")
+	}
+	os.WriteFile(g.StateFile, []byte("1\n"), 0o600)
+	f := filepath.Join(dir, "haproxy.cfg")
+	os.WriteFile(f, []byte(cfg), 0o600)
+	out, err := exec.Command(bin, "-c", "-f", f).CombinedOutput()
+	if err != nil || strings.Contains(string(out), "WARNING") {
+		t.Fatalf("haproxy -c: %v\n%s", err, out)
+	}
+}

@@ -97,6 +97,7 @@ type agent struct {
 	lb      *lb.Controller   // nil unless --lb
 	haproxy *haproxy.HAProxy // nil unless --lb
 	certs   *lb.CertSync     // nil unless --lb
+	access  *accessLog       // nil unless --lb with --lb-access-log
 	ctx     context.Context
 	watches *discovery.Watches
 	nodes   *discovery.Latest[[]discovery.Instance]
@@ -179,6 +180,15 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 		g.Go(func() error { return a.lb.Run(gctx) })
 		a.certs = lb.NewCertSync(newCertSource(gctx, a.watches, a.cfg.LBCertDir), a.haproxy, log.With("component", "certs"), 0)
 		g.Go(func() error { return a.certs.Run(gctx) })
+		if a.cfg.LBAccessLog != "" {
+			a.access = newAccessLog(log.With("component", "access"), a.cfg.LBLogRate)
+			g.Go(func() error {
+				if err := haproxy.ListenAccessLog(gctx, a.cfg.LBAccessLog, a.access.write); err != nil {
+					log.Error("access log stopped; requests are still served", "err", err)
+				}
+				return nil
+			})
+		}
 	}
 	g.Go(func() error { a.reregisterOnNewToken(gctx); return nil })
 	g.Go(func() error { return a.serveMetrics(gctx, a.cfg.MetricsAddr) })

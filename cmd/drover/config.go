@@ -48,6 +48,8 @@ type Config struct {
 	LBConfirm    time.Duration // a backend losing all or most servers at once waits this long for confirmation
 	LBHTTPSPort  int           // port of the HTTPS frontend of drover.lb.tls services
 	LBCertDir    string        // directory of PEM bundles (besides KV drover/v1/certs/)
+	LBAccessLog  string        // UDP address (loopback) HAProxy sends access log lines to; empty: none
+	LBLogRate    int           // access log lines written per second at most (the rest counted)
 	LBAllow      string        // CIDRs whose instances are proxied without a drover-node record (comma-separated)
 	LBTrusted    string        // CIDRs of proxies whose X-Forwarded-* headers are kept (comma-separated)
 	LBAcceptPrx  bool          // frontends expect the PROXY protocol (behind an L4 balancer)
@@ -80,6 +82,8 @@ func DefaultConfig() Config {
 		LBReloadMin:  2 * time.Second,
 		LBConfirm:    3 * time.Second,
 		LBHTTPSPort:  443,
+		LBAccessLog:  "127.0.0.1:9715",
+		LBLogRate:    100,
 		LBHardStop:   15 * time.Minute,
 		LBTunnel:     time.Hour,
 		LogFormat:    "text",
@@ -122,6 +126,8 @@ func agentFlags(fs *flag.FlagSet, cfg *Config) *string {
 	fs.DurationVar(&cfg.LBConfirm, "lb-confirm", cfg.LBConfirm, "a backend losing all or most of its servers in one Consul read waits this long for the same answer before it is applied")
 	fs.IntVar(&cfg.LBHTTPSPort, "lb-https-port", cfg.LBHTTPSPort, "port of the HTTPS frontend of services with drover.lb.tls=true")
 	fs.StringVar(&cfg.LBCertDir, "lb-cert-dir", cfg.LBCertDir, "directory of PEM bundles (chain, then key; *.pem) served by SNI, besides Consul KV drover/v1/certs/ (empty: KV only)")
+	fs.StringVar(&cfg.LBAccessLog, "lb-access-log", cfg.LBAccessLog, "loopback UDP address HAProxy sends one access log line per request to; the agent writes them as structured log lines (empty: no access log)")
+	fs.IntVar(&cfg.LBLogRate, "lb-access-log-rate", cfg.LBLogRate, "at most this many access log lines per second are written; the rest are counted in drover_lb_access_log_dropped_total")
 	fs.StringVar(&cfg.LBAllow, "lb-allow", cfg.LBAllow, "comma-separated CIDRs whose instances the lb proxies although no drover agent registered them (default: none; loopback, link-local and this host's addresses never)")
 	fs.StringVar(&cfg.LBTrusted, "lb-trusted-proxies", cfg.LBTrusted, "comma-separated CIDRs of proxies in front of the lb whose X-Forwarded-For/-Proto/-Port are kept; from anyone else they are replaced")
 	fs.BoolVar(&cfg.LBAcceptPrx, "lb-accept-proxy", cfg.LBAcceptPrx, "every lb frontend expects the PROXY protocol (an lb host behind an L4 balancer that sends it)")
@@ -243,6 +249,14 @@ func (c Config) Validate() error {
 		if _, err := parseCIDRs(l.v); err != nil {
 			bad("%s %q: %v", l.flag, l.v, err)
 		}
+	}
+	if c.LBAccessLog != "" {
+		if ap, err := netip.ParseAddrPort(c.LBAccessLog); err != nil || !ap.Addr().IsLoopback() {
+			bad("--lb-access-log %q: want a loopback ip:port (or empty)", c.LBAccessLog)
+		}
+	}
+	if c.LBLogRate < 1 {
+		bad("--lb-access-log-rate %d: want ≥ 1", c.LBLogRate)
 	}
 	if c.LBHardStop < time.Second || c.LBTunnel < time.Second || c.LBTunnel > 24*time.Hour {
 		bad("--lb-hard-stop-after must be ≥ 1s and --lb-tunnel-timeout 1s..24h")

@@ -11,8 +11,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/drover-net/drover/discovery"
 	"github.com/drover-net/drover/discovery/contract"
@@ -101,7 +104,7 @@ func (a *agent) startLB() (*lb.Controller, error) {
 	}
 	h, err := haproxy.New(haproxy.Options{
 		Mode: a.cfg.HAProxyMode, Bin: a.cfg.HAProxyBin, Dir: dir,
-		ConfigPath: a.cfg.HAProxyCfg, MasterSocket: a.cfg.HAProxySock,
+		ConfigPath: a.cfg.HAProxyCfg, MasterSocket: a.cfg.HAProxySock, LogAddr: a.cfg.LBAccessLog,
 		Log: a.log.With("component", "haproxy"),
 	})
 	if err != nil {
@@ -305,4 +308,32 @@ func printLB(w io.Writer, s *LBStatus) {
 	if s.LastError != "" {
 		fmt.Fprintf(w, "lb last error: %s\n", s.LastError)
 	}
+}
+
+// accessLog writes HAProxy's access log lines as structured log lines, at
+// most --lb-access-log-rate per second; the rest are counted.
+type accessLog struct {
+	log     *slog.Logger
+	limit   *rate.Limiter
+	lines   atomic.Int64
+	dropped atomic.Int64
+}
+
+func newAccessLog(log *slog.Logger, perSecond int) *accessLog {
+	return &accessLog{log: log, limit: rate.NewLimiter(rate.Limit(perSecond), perSecond)}
+}
+
+func (l *accessLog) write(e haproxy.AccessEntry) {
+	l.lines.Add(1)
+	if !l.limit.Allow() {
+		l.dropped.Add(1)
+		return
+	}
+	attrs := []any{"client", e.Client, "frontend", e.Frontend, "backend", e.Backend, "server", e.Server,
+		"bytes", e.Bytes, "queue_ms", e.QueueMs, "connect_ms", e.ConnectMs, "response_ms", e.ResponseMs,
+		"total_ms", e.TotalMs, "termination", e.Termination}
+	if e.Method != "" {
+		attrs = append(attrs, "status", e.Status, "method", e.Method, "path", e.Path)
+	}
+	l.log.Info("access", attrs...)
 }

@@ -57,6 +57,8 @@ var (
 	mLBResponses  = desc("drover_lb_responses_total", "HTTP responses by class (1xx…5xx, other) per frontend, backend and server.", "proxy", "server", "kind", "class")
 	mLBErrors     = desc("drover_lb_errors_total", "HAProxy errors: bad requests (request), failed connections to servers (connect), bad or aborted responses (response).", "proxy", "server", "kind", "error")
 	mLBRespTime   = desc("drover_lb_response_time_seconds", "Average response time of the last 1024 requests per backend and server.", "proxy", "server", "kind")
+	mLBAccess     = desc("drover_lb_access_log_lines_total", "Access log lines HAProxy sent to the agent.")
+	mLBAccessDrop = desc("drover_lb_access_log_dropped_total", "Access log lines not written because of --lb-access-log-rate.")
 	mLBServers    = desc("drover_lb_servers", "Servers in use per backend and HAProxy status (UP, DOWN, MAINT, ...).", "backend", "status")
 	mLBOps        = desc("drover_lb_runtime_ops_total", "Server changes applied through the HAProxy runtime API (no reload).")
 	mLBReloads    = desc("drover_lb_reloads_total", "Successful HAProxy reloads.")
@@ -78,7 +80,7 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mBuild, mPeers, mPeerUp, mPeerAge, mPeerRx, mPeerTx, mRejected, mApplies, mOverlayErr,
 		mLastApplied, mProbeUp, mProbeRTT, mRegs, mSkipped, mWrites, mPasses, mPending, mEvents, mReconnects, mLastPass, mWatchContact, mCgRenders, mCgChanges, mCgReloads, mCgError,
 		mOvPasses, mOvPassDur, mOvSuccess, mHostRepairs, mRecRepairs, mHostErr, mSyncDur,
-		mLBRequests, mLBResponses, mLBErrors, mLBRespTime, mLBServers, mLBOps, mLBReloads, mLBFailed, mLBInvalid, mLBStale, mLBStaleSecs, mLBHolding, mLBApplyDur, mLBLastApply} {
+		mLBAccess, mLBAccessDrop, mLBRequests, mLBResponses, mLBErrors, mLBRespTime, mLBServers, mLBOps, mLBReloads, mLBFailed, mLBInvalid, mLBStale, mLBStaleSecs, mLBHolding, mLBApplyDur, mLBLastApply} {
 		ch <- d
 	}
 }
@@ -160,6 +162,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		g(mLBHolding, float64(len(l.Holding)))
 		g(mLBApplyDur, l.LastApplyDur.Seconds())
 		g(mLBLastApply, ts(l.LastApply))
+	}
+	if c.a.access != nil {
+		cnt(mLBAccess, float64(c.a.access.lines.Load()))
+		cnt(mLBAccessDrop, float64(c.a.access.dropped.Load()))
 	}
 	if c.a.haproxy != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -49,6 +49,7 @@ type Options struct {
 	Dir          string // drover's lb directory: staged and last-known-good configs, server state, running state
 	ConfigPath   string // the config file HAProxy reads; default Dir/haproxy.cfg
 	MasterSocket string // HAProxy's master CLI socket; default Dir/master.sock
+	LogAddr      string // UDP address HAProxy sends its access log to ("": none)
 	Log          *slog.Logger
 }
 
@@ -99,7 +100,7 @@ func New(opt Options) (*HAProxy, error) {
 // no root rights. An external HAProxy's user is its operator's business.
 func (h *HAProxy) Globals() lb.Globals {
 	g := lb.Globals{StatsSocket: filepath.Join(h.opt.Dir, "haproxy.sock"), StateFile: filepath.Join(h.opt.Dir, "haproxy.state"),
-		CertList: h.certList()}
+		CertList: h.certList(), LogAddr: h.opt.LogAddr}
 	if h.opt.Mode == ModeManaged && os.Geteuid() == 0 {
 		if _, err := user.Lookup(workerUser); err == nil {
 			g.User = workerUser

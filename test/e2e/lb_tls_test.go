@@ -145,6 +145,14 @@ func TestLBTLS(t *testing.T) {
 			}
 			return nil
 		})
+		harness.Eventually(t, 60*time.Second, "https://other.example answers", func() error {
+			out, err := sb.Output(ctx, "h1", "curl", "-sS", "-m", "3", "--resolve", "other.example:443:127.0.0.1",
+				"--cacert", caFile, "https://other.example/")
+			if err != nil || !strings.Contains(out, "host=other") {
+				return fmt.Errorf("%v %s", err, out)
+			}
+			return nil
+		})
 		if got := served("secure.example"); got != fp1 {
 			t.Errorf("secure.example served %s, want %s", got, fp1)
 		}
