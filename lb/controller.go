@@ -54,7 +54,11 @@ type Proxy interface {
 
 // ControllerOptions tune the controller. Zero fields take defaults.
 type ControllerOptions struct {
-	Desired           Options
+	Desired Options
+	// PortFree, when set, tells whether HAProxy could bind a port that no
+	// running frontend holds yet (nil: it can); a port it cannot bind is
+	// left out with a reason instead of failing every later reload.
+	PortFree          func(port int) error
 	MinReloadInterval time.Duration // at most one reload per interval; changes meanwhile coalesce (default 2s)
 	Confirm           time.Duration // how long a suspicious shrink must persist before it is applied (default 3s)
 	Check             time.Duration // how often the process is checked (default 2s)
@@ -333,6 +337,11 @@ func (c *Controller) Run(ctx context.Context) error {
 			s.Stale, s.StaleSince, s.StaleReason = false, time.Time{}, ""
 		})
 		desired, probs := Desired(c.opt.Desired, snap)
+		if bad := c.unbindable(running, desired); len(bad) > 0 {
+			opt := c.opt.Desired
+			opt.Unbindable = bad
+			desired, probs = Desired(opt, snap)
+		}
 		ps := make([]string, len(probs))
 		for i, p := range probs {
 			ps[i] = p.String()
@@ -443,6 +452,31 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 		c.opt.Log.Info("haproxy servers changed", "ops", strings.Join(ops, "; "), "took", d.Round(time.Millisecond))
 	}
+}
+
+// unbindable probes the ports of desired's frontends that running does not
+// listen on, and returns those HAProxy could not bind.
+func (c *Controller) unbindable(running, desired State) map[int]string {
+	if c.opt.PortFree == nil {
+		return nil
+	}
+	held := map[int]bool{}
+	for _, f := range running.Frontends {
+		held[f.Port] = true
+	}
+	var bad map[int]string
+	for _, f := range desired.Frontends {
+		if held[f.Port] {
+			continue
+		}
+		if err := c.opt.PortFree(f.Port); err != nil {
+			if bad == nil {
+				bad = map[int]string{}
+			}
+			bad[f.Port] = err.Error()
+		}
+	}
+	return bad
 }
 
 func (c *Controller) fail(phase string, err error) {

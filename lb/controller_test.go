@@ -457,3 +457,33 @@ func TestControllerReloadsAfterRestart(t *testing.T) {
 		t.Errorf("status restarts %d, want 1", s.Restarts)
 	}
 }
+
+// A service on a port another program holds is left out with a reason;
+// the rest still reloads.
+func TestControllerLeavesOutAPortItCannotBind(t *testing.T) {
+	src, px := newFakeSource(), &fakeProxy{}
+	snap := webInstances(2)
+	snap["taken"] = []discovery.Instance{inst("t1", "10.42.1.9", 9000, contract.KeyLBMode, "tcp", contract.KeyLBPort, "8500")}
+	src.set(snap, nil)
+	c := startController(t, src, px, ControllerOptions{MinReloadInterval: 10 * time.Millisecond,
+		PortFree: func(port int) error {
+			if port == 8500 {
+				return errors.New("address already in use")
+			}
+			return nil
+		}})
+	eventually(t, "a reload with web", func() bool { r, _ := px.counts(); return r == 1 })
+	st, _ := px.file()
+	for _, f := range st.Frontends {
+		if f.Port == 8500 {
+			t.Errorf("the unbindable port was rendered: %v", st.Frontends)
+		}
+	}
+	found := false
+	for _, p := range c.Status().Problems {
+		found = found || strings.Contains(p, "port 8500 cannot be bound on this host (address already in use)")
+	}
+	if !found {
+		t.Errorf("no reason for the unbindable port: %v", c.Status().Problems)
+	}
+}

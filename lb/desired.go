@@ -29,6 +29,10 @@ type Options struct {
 	TunnelTimeout time.Duration
 	// Edge are the frontend-wide settings, copied into State.Edge.
 	Edge Edge
+	// Unbindable are ports HAProxy cannot bind on this host (taken by
+	// another program), with why: services claiming them are left out, so
+	// that every other change still reloads.
+	Unbindable map[int]string
 }
 
 // Edge are the settings every frontend shares.
@@ -354,7 +358,17 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 		if s.set.TLS {
 			claims = append(claims, claim{opt.HTTPSPort, "https"})
 		}
-		if why := claimable(ports, claims, [2]string{s.set.Host, s.set.Path}); why != "" {
+		why := ""
+		for _, c := range claims {
+			if e, ok := opt.Unbindable[c.port]; ok {
+				why = fmt.Sprintf("port %d cannot be bound on this host (%s); service left out", c.port, e)
+				break
+			}
+		}
+		if why == "" {
+			why = claimable(ports, claims, [2]string{s.set.Host, s.set.Path})
+		}
+		if why != "" {
 			probs = append(probs, Problem{s.name, "", why})
 			continue
 		}

@@ -373,3 +373,23 @@ func TestSanitizeBoundsLength(t *testing.T) {
 		t.Errorf("sanitize(web-1) = %q", got)
 	}
 }
+
+func TestDesiredLeavesOutUnbindablePorts(t *testing.T) {
+	services := map[string][]discovery.Instance{
+		"consul-ui": {inst("c1", "10.0.0.1", 1, contract.KeyLBMode, "tcp", contract.KeyLBPort, "8500")},
+		"web":       {inst("w1", "10.0.0.2", 1, contract.KeyLBMode, "http")},
+		"shop":      {inst("s1", "10.0.0.3", 1, contract.KeyLBMode, "http", contract.KeyLBHost, "shop.example", contract.KeyLBTLS, "true")},
+	}
+	st, probs := Desired(Options{Unbindable: map[int]string{8500: "address already in use", 443: "address already in use"}}, services)
+	var fes []string
+	for _, f := range st.Frontends {
+		fes = append(fes, f.Name)
+	}
+	if strings.Join(fes, " ") != "http_80" || len(st.Backends) != 1 || st.Backends[0].Name != "web" {
+		t.Errorf("frontends %v, backends %v; want only web on port 80", fes, st.Backends)
+	}
+	if len(probs) != 2 || !strings.Contains(probs[0].Reason, "port 8500 cannot be bound on this host (address already in use)") ||
+		!strings.Contains(probs[1].Reason, "port 443 cannot be bound") {
+		t.Errorf("problems %v", probs)
+	}
+}

@@ -2,19 +2,23 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 
 	"github.com/drover-net/drover/discovery"
@@ -117,10 +121,36 @@ func (a *agent) startLB() (*lb.Controller, error) {
 		Desired: lb.Options{HTTPPort: a.cfg.LBHTTPPort, HTTPSPort: a.cfg.LBHTTPSPort, SlotsMin: a.cfg.LBSlots, Own: hostAddrs(a.log),
 			Allow: allow, TunnelTimeout: a.cfg.LBTunnel,
 			Edge: lb.Edge{TrustedProxies: trusted, AcceptProxy: a.cfg.LBAcceptPrx, HardStopAfter: a.cfg.LBHardStop}},
+		PortFree:          portFree,
 		MinReloadInterval: a.cfg.LBReloadMin,
 		Confirm:           a.cfg.LBConfirm,
 		Log:               a.log.With("component", "lb"),
 	}, newLBSource(a.ctx, a.watches, a.nodes), h), nil
+}
+
+// portFree tells whether HAProxy could bind TCP port on every address of
+// this host: it binds and closes it with SO_REUSEPORT, as HAProxy binds,
+// so that a port HAProxy itself holds counts as free and one another
+// program holds does not.
+func portFree(port int) error {
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", fmt.Sprintf(":%d", port))
+	if err != nil {
+		var se *os.SyscallError
+		if errors.As(err, &se) {
+			return se.Err
+		}
+		return err
+	}
+	return ln.Close()
 }
 
 // hostAddrs are this host's own addresses, which the lb never proxies.

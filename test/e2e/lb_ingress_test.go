@@ -147,6 +147,56 @@ func TestLBIngress(t *testing.T) {
 		}
 	})
 
+	t.Run("one access log line per request; /metrics counts every request", func(t *testing.T) {
+		metric := func() float64 {
+			out, err := sb.Output(ctx, "h1", "curl", "-sf", "http://127.0.0.1:9714/metrics")
+			if err != nil {
+				t.Fatalf("metrics: %v", err)
+			}
+			for _, l := range strings.Split(out, "\n") {
+				if strings.HasPrefix(l, `drover_lb_requests_total{kind="backend",proxy="app",server="BACKEND"}`) {
+					var v float64
+					fmt.Sscan(strings.Fields(l)[1], &v)
+					return v
+				}
+			}
+			t.Fatalf("no request counter for backend app in:\n%s", out)
+			return 0
+		}
+		before := metric()
+		path := fmt.Sprintf("/count-%d", time.Now().UnixNano())
+		out, err := sb.Output(ctx, "h1", "sh", "-c", "for i in $(seq 1 50); do curl -s -o /dev/null -H 'Host: app.example' http://127.0.0.1:80"+path+"; done")
+		if err != nil {
+			t.Fatalf("requests: %v %s", err, out)
+		}
+		logFile := filepath.Join(h1.Dir, "agent.log")
+		var lines []string
+		harness.Eventually(t, 10*time.Second, "50 access log lines", func() error {
+			b, _ := os.ReadFile(logFile)
+			lines = lines[:0]
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.Contains(l, "msg=access") && strings.Contains(l, "path="+path) {
+					lines = append(lines, l)
+				}
+			}
+			if len(lines) != 50 {
+				return fmt.Errorf("%d lines", len(lines))
+			}
+			return nil
+		})
+		t.Logf("access log: %s", lines[0])
+		for _, w := range []string{"status=200", "backend=app", "total_ms=", "response_ms=", "method=GET"} {
+			if !strings.Contains(lines[0], w) {
+				t.Errorf("access line lacks %s", w)
+			}
+		}
+		if d := metric() - before; d != 50 {
+			t.Errorf("drover_lb_requests_total for backend app grew by %v, want 50", d)
+		} else {
+			t.Logf("drover_lb_requests_total{backend app} grew by 50 for 50 requests")
+		}
+	})
+
 	t.Run("a sticky client stays on one server and moves, without a failure, when it goes", func(t *testing.T) {
 		// The first answer sets the cookie; the client sends it back.
 		hdrs, err := curl("-D", "-", "-o", "/dev/null", "http://127.0.0.1:80/")
