@@ -332,6 +332,32 @@ func TestLBIngress(t *testing.T) {
 		}
 	})
 
+	t.Run("a port another program holds is refused; a new service still appears within one reload", func(t *testing.T) {
+		before := lbState(ctx, t, sb).LB.Reloads
+		// The agent's own /metrics listens on 127.0.0.1:9714 on h1.
+		if out, err := sb.Docker(ctx, "h2", "run", "-d", "--name", "taken", "--network", "drover",
+			"-l", "drover.service=taken", "-l", "drover.lb.mode=tcp", "-l", "drover.lb.port=9714", sandbox.DemoImage); err != nil {
+			t.Fatalf("docker run taken: %v %s", err, out)
+		}
+		t.Logf("refused: %s", waitProblem(ctx, t, sb, "service taken", "port 9714 cannot be bound on this host"))
+		if out, err := sb.Docker(ctx, "h2", "run", "-d", "--name", "fresh", "--network", "drover",
+			"-l", "drover.service=fresh", "-l", "drover.lb.mode=http", "-l", "drover.lb.port=8082", sandbox.DemoImage); err != nil {
+			t.Fatalf("docker run fresh: %v %s", err, out)
+		}
+		harness.Eventually(t, 60*time.Second, "the new service answers on 8082", func() error {
+			out, err := sb.Output(ctx, "h1", "curl", "-sS", "-m", "2", "http://127.0.0.1:8082/")
+			if err != nil || !strings.Contains(out, "host=") {
+				return fmt.Errorf("%v %s", err, out)
+			}
+			return nil
+		})
+		st := lbState(ctx, t, sb).LB
+		t.Logf("reloads %d → %d, failed reloads %d", before, st.Reloads, st.FailedReloads)
+		if st.FailedReloads != 0 {
+			t.Errorf("%d failed reloads: the unbindable port reached HAProxy", st.FailedReloads)
+		}
+	})
+
 	t.Run("loopback, link-local and other nodes' addresses are never proxied", func(t *testing.T) {
 		reg := func(name, addr string, meta ...string) {
 			args := []string{"consul", "services", "register", "-name", name, "-id", name, "-address", addr, "-port", "8501",
