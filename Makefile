@@ -43,7 +43,7 @@ test: deps build vet unit e2e
 bench-overlay: deps build
 	DROVER_BIN_DIR=$(BIN) $(GO) test -tags e2e -count=1 -run XXX -bench OverlayThroughput -benchtime 1x -v ./test/e2e/ 2>&1 | grep -v 'level=INFO'
 
-## bench-lb: docker start → first proxied response (p50/p99 over 100 tries); plan/render 1,000 backends × 10 servers; runtime ops/s
+## bench-lb: docker start → first proxied response, http and https (p50/p99 over 100 tries); plan/render 1,000 backends × 10 servers; runtime ops/s
 bench-lb: deps build
 	$(GO) test -run XXX -bench . -benchtime 3x ./lb/
 	DROVER_BIN_DIR=$(BIN) $(GO) test -tags e2e -count=1 -run XXX -timeout 60m -bench 'LB' -benchtime 1x -v ./test/e2e/ 2>&1 | grep -v 'level=INFO'

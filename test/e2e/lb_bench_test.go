@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,8 +35,19 @@ import (
 // response from it proxied by HAProxy on h1 (the service keeps an anchor
 // replica on h3 so that its backend stays). It prints p50, p90, p99 and max.
 // Run it with `make bench-lb`.
-func BenchmarkLBFirstResponse(b *testing.B) {
-	sb := harness.Sandbox(b, sandbox.Options{Prefix: "drvm", Hosts: 3, Agents: true, LB: "h1"})
+func BenchmarkLBFirstResponse(b *testing.B) { benchFirstResponse(b, false) }
+
+// BenchmarkLBFirstResponseHTTPS is BenchmarkLBFirstResponse for a
+// drover.lb.tls route: a new TLS connection (SNI lat.example, a
+// certificate from Consul KV) for every request.
+func BenchmarkLBFirstResponseHTTPS(b *testing.B) { benchFirstResponse(b, true) }
+
+func benchFirstResponse(b *testing.B, useTLS bool) {
+	prefix := "drvm"
+	if useTLS {
+		prefix = "drvn"
+	}
+	sb := harness.Sandbox(b, sandbox.Options{Prefix: prefix, Hosts: 3, Agents: true, LB: "h1"})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	tries := 100
@@ -42,14 +55,37 @@ func BenchmarkLBFirstResponse(b *testing.B) {
 		tries = v
 	}
 	h1, _ := sb.HostByName("h1")
-	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{
+	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return sandbox.DialNetns(ctx, h1.NetNS, network, addr)
 		},
 		DisableKeepAlives: true,
-	}}
+	}
+	url := "http://127.0.0.1:80/"
+	if useTLS {
+		ca := newTestCA(b)
+		bundle, _, _ := ca.leaf(b, "lat.example", time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+		cmd, err := sb.Command(ctx, "h1", "consul", "kv", "put", "drover/v1/certs/lat-example", "-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		cmd.Stdin = strings.NewReader(string(bundle))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("consul kv put: %v %s", err, out)
+		}
+		pool := x509.NewCertPool()
+		pool.AddCert(ca.cert)
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, ServerName: "lat.example"}
+		// Dial h1's HTTPS frontend whatever the URL's host is.
+		dial := tr.DialContext
+		tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return dial(ctx, network, "127.0.0.1:443")
+		}
+		url = "https://lat.example/"
+	}
+	client := &http.Client{Timeout: time.Second, Transport: tr}
 	get := func() string {
-		req, _ := http.NewRequestWithContext(ctx, "GET", "http://127.0.0.1:80/", nil)
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 		req.Host = "lat.example"
 		resp, err := client.Do(req)
 		if err != nil {
@@ -68,6 +104,9 @@ func BenchmarkLBFirstResponse(b *testing.B) {
 	// LB_BENCH_CHECK=1 it gets a Consul-run HTTP check, whose first run
 	// Consul staggers randomly within the interval (1s).
 	labels := []string{"-l", "drover.service=lat", "-l", "drover.lb.mode=http", "-l", "drover.lb.host=lat.example"}
+	if useTLS {
+		labels = append(labels, "-l", "drover.lb.tls=true")
+	}
 	if os.Getenv("LB_BENCH_CHECK") == "1" {
 		labels = append(labels, "-l", "drover.check=http:/healthz", "-l", "drover.check.interval=1s")
 	}
@@ -157,6 +196,9 @@ func BenchmarkLBFirstResponse(b *testing.B) {
 		}
 		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 		q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+		if useTLS {
+			what = "(HTTPS) " + what
+		}
 		fmt.Printf("lb first response %s, %d tries: p50 %s  p90 %s  p99 %s  max %s  min %s\n",
 			what, len(lat), q(0.5).Round(time.Millisecond), q(0.9).Round(time.Millisecond), q(0.99).Round(time.Millisecond),
 			lat[len(lat)-1].Round(time.Millisecond), lat[0].Round(time.Millisecond))
