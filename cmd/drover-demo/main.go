@@ -51,6 +51,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
 )
 
 func main() {
@@ -86,6 +88,7 @@ func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	listen := fs.String("listen", envOr("DEMO_LISTEN", ":8080"), "address to listen on")
 	marker := fs.String("marker", os.Getenv("DEMO_MARKER"), "text added to every reply (tests search for it)")
+	pp := fs.Bool("proxy-protocol", os.Getenv("DEMO_PROXY_PROTOCOL") == "1", "accept a PROXY protocol v1/v2 header (optional per connection): the client address it carries becomes the remote address")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -138,7 +141,14 @@ func serve(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", *listen, err)
+	}
+	if *pp {
+		ln = &proxyproto.Listener{Listener: ln, ReadHeaderTimeout: 5 * time.Second}
+	}
+	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serving on %s: %w", *listen, err)
