@@ -2,15 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
 	"sort"
-	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/drover-net/drover/discovery"
+	"github.com/drover-net/drover/discovery/watch"
 	"github.com/drover-net/drover/lb"
 	"github.com/drover-net/drover/lb/haproxy"
 )
@@ -19,61 +20,26 @@ import (
 // that ask for a load balancer (their drover.lb.mode label became meta).
 const lbFilter = `"lb_mode" in ServiceMeta`
 
-// lbSource is lb.Source over the shared Consul watches: the names of the
-// services with lb meta, then one watch per such service.
+// lbSource is lb.Source over the watch hub's set of lb services: it only
+// turns the set's "not read yet" into lb's.
 type lbSource struct {
-	ctx   context.Context
-	w     *discovery.Watches
-	names *discovery.Latest[[]string]
-	kick  chan struct{}
-
-	mu       sync.Mutex
-	services map[string]*discovery.Latest[[]discovery.Instance]
+	set  *watch.Set
+	kick <-chan struct{}
 }
 
-func newLBSource(ctx context.Context, w *discovery.Watches) *lbSource {
-	s := &lbSource{ctx: ctx, w: w, kick: make(chan struct{}, 1), services: map[string]*discovery.Latest[[]discovery.Instance]{}}
-	var k <-chan struct{}
-	s.names, k = w.ServiceNames(lbFilter)
-	s.forward(k)
-	return s
+func newLBSource(h *watch.Hub) lbSource {
+	s := h.Services(lbFilter)
+	return lbSource{set: s, kick: s.Changed()}
 }
 
-func (s *lbSource) forward(k <-chan struct{}) { go forward(s.ctx, k, s.kick) }
+func (s lbSource) Changed() <-chan struct{} { return s.kick }
 
-func (s *lbSource) Changed() <-chan struct{} { return s.kick }
-
-// Snapshot fails unless the service list and every listed service have
-// been read and their last read succeeded.
-func (s *lbSource) Snapshot() (map[string][]discovery.Instance, error) {
-	names, ok, _ := s.names.Get()
-	if err := s.names.Err(); err != nil {
-		return nil, fmt.Errorf("listing lb services: %w", err)
+func (s lbSource) Snapshot() (map[string][]discovery.Instance, error) {
+	m, err := s.set.Snapshot()
+	if errors.Is(err, watch.ErrNotRead) {
+		return nil, fmt.Errorf("%w (%v)", lb.ErrNotRead, err)
 	}
-	if !ok {
-		return nil, fmt.Errorf("lb services: %w", lb.ErrNotRead)
-	}
-	out := map[string][]discovery.Instance{}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, n := range names {
-		l, ok := s.services[n]
-		if !ok {
-			var k <-chan struct{}
-			l, k = s.w.Service(n)
-			s.services[n] = l
-			s.forward(k)
-		}
-		ins, ok, _ := l.Get()
-		if err := l.Err(); err != nil {
-			return nil, fmt.Errorf("reading service %s: %w", n, err)
-		}
-		if !ok {
-			return nil, fmt.Errorf("service %s: %w", n, lb.ErrNotRead)
-		}
-		out[n] = ins
-	}
-	return out, nil
+	return m, err
 }
 
 // startLB builds the lb controller and its HAProxy.
@@ -96,7 +62,7 @@ func (a *agent) startLB() (*lb.Controller, error) {
 		MinReloadInterval: a.cfg.LBReloadMin,
 		Confirm:           a.cfg.LBConfirm,
 		Log:               a.log.With("component", "lb"),
-	}, newLBSource(a.ctx, a.watches), h), nil
+	}, newLBSource(a.watches), h), nil
 }
 
 // LBStatus is the lb part of `drover status`.
