@@ -98,6 +98,7 @@ type agent struct {
 	haproxy *haproxy.HAProxy // nil unless --lb
 	ctx     context.Context
 	watches *watch.Hub
+	lbSet   *watch.Set // nil unless --lb
 	nodes   *watch.Latest[[]discovery.Instance]
 	leases  *watch.Latest[map[string]discovery.KVPair]
 	leave   chan chan error // leave requests from the status API

@@ -27,9 +27,9 @@ type lbSource struct {
 	kick <-chan struct{}
 }
 
-func newLBSource(h *watch.Hub) lbSource {
-	s := h.Services(lbFilter)
-	return lbSource{set: s, kick: s.Changed()}
+func (a *agent) newLBSource() lbSource {
+	a.lbSet = a.watches.Services(lbFilter)
+	return lbSource{set: a.lbSet, kick: a.lbSet.Changed()}
 }
 
 func (s lbSource) Changed() <-chan struct{} { return s.kick }
@@ -62,7 +62,7 @@ func (a *agent) startLB() (*lb.Controller, error) {
 		MinReloadInterval: a.cfg.LBReloadMin,
 		Confirm:           a.cfg.LBConfirm,
 		Log:               a.log.With("component", "lb"),
-	}, newLBSource(a.watches), h), nil
+	}, a.newLBSource(), h), nil
 }
 
 // LBStatus is the lb part of `drover status`.
