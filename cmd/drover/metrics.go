@@ -65,6 +65,7 @@ var (
 	mLBLastApply  = desc("drover_lb_last_apply_timestamp_seconds", "When the lb last changed HAProxy.")
 	mConsulReq    = desc("drover_consul_requests_total", "HTTP requests sent to the local Consul agent, by kind (blocking: a query waiting on an index or hash; read; write).", "kind")
 	mConsulFlight = desc("drover_consul_requests_in_flight", "Requests to the local Consul agent in flight now (each holds a connection).")
+	mConsulMax    = desc("drover_consul_requests_in_flight_max", "Most requests to the local Consul agent ever in flight at once since the agent started.")
 	mConsulBlock  = desc("drover_consul_blocking_queries", "Blocking queries waiting on the local Consul agent now.")
 	mConsulQuery  = desc("drover_consul_watch_queries", "Blocking queries the watch hub runs (fixed by what is watched, not by the number of services).")
 	mConsulThrot  = desc("drover_consul_throttled_total", "Answers of the local Consul agent that were HTTP 429 (too many connections from this client).")
@@ -80,7 +81,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mBuild, mPeers, mPeerUp, mPeerAge, mPeerRx, mPeerTx, mRejected, mApplies, mOverlayErr,
-		mLastApplied, mProbeUp, mProbeRTT, mRegs, mSkipped, mWrites, mPasses, mPending, mEvents, mReconnects, mLastPass, mWatchContact, mConsulReq, mConsulFlight, mConsulBlock, mConsulQuery, mConsulThrot, mSetServices, mSetFetches, mSetFull, mCgRenders, mCgChanges, mCgReloads, mCgError,
+		mLastApplied, mProbeUp, mProbeRTT, mRegs, mSkipped, mWrites, mPasses, mPending, mEvents, mReconnects, mLastPass, mWatchContact, mConsulReq, mConsulFlight, mConsulMax, mConsulBlock, mConsulQuery, mConsulThrot, mSetServices, mSetFetches, mSetFull, mCgRenders, mCgChanges, mCgReloads, mCgError,
 		mOvPasses, mOvPassDur, mOvSuccess, mHostRepairs, mRecRepairs, mHostErr, mSyncDur,
 		mLBServers, mLBOps, mLBReloads, mLBFailed, mLBInvalid, mLBStale, mLBStaleSecs, mLBHolding, mLBApplyDur, mLBLastApply} {
 		ch <- d
@@ -170,6 +171,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(mConsulReq, prometheus.CounterValue, float64(cr.Total[k]), k)
 	}
 	g(mConsulFlight, float64(cr.InFlight))
+	g(mConsulMax, float64(cr.MaxInFlight))
 	g(mConsulBlock, float64(cr.Blocking))
 	g(mConsulQuery, float64(r.Consul.Queries))
 	cnt(mConsulThrot, float64(cr.Throttled))

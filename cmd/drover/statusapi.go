@@ -237,8 +237,8 @@ func printStatus(w io.Writer, r StatusReport) {
 	}
 	printLB(w, r.LB)
 	c := r.Consul
-	fmt.Fprintf(w, "consul: %d blocking queries held (%d configured), %d requests in flight; requests so far: %d blocking, %d reads, %d writes; %d throttled (429)\n",
-		c.Requests.Blocking, c.Queries, c.Requests.InFlight, c.Requests.Total["blocking"], c.Requests.Total["read"], c.Requests.Total["write"], c.Requests.Throttled)
+	fmt.Fprintf(w, "consul: %d blocking queries held (%d configured), %d requests in flight (at most %d ever); requests so far: %d blocking, %d reads, %d writes; %d throttled (429)\n",
+		c.Requests.Blocking, c.Queries, c.Requests.InFlight, c.Requests.MaxInFlight, c.Requests.Total["blocking"], c.Requests.Total["read"], c.Requests.Total["write"], c.Requests.Throttled)
 	if s := c.LB; s != nil {
 		fmt.Fprintf(w, "consul lb set: %d services, %d pending, %d service fetches, %d full refetches\n", s.Services, s.Pending, s.Fetches, s.FullPasses)
 	}
