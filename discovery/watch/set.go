@@ -62,6 +62,9 @@ type SetStats struct {
 	Fetches    int64 `json:"fetches"`     // /v1/health/service/<name> requests
 	FullPasses int64 `json:"full_passes"` // unexplained catalog moves that refetched every service
 	Pending    int   `json:"pending"`     // services waiting for a good read
+	// LastChange is when the set's content last changed (a fetch that
+	// found new content, or a drop).
+	LastChange time.Time `json:"last_change,omitzero"`
 }
 
 // newSetLocked makes a set and starts its loop. h.mu must be held.
@@ -276,6 +279,9 @@ func (s *Set) pass(ctx context.Context, prev, cur View) error {
 	}
 	if len(s.pending) == 0 {
 		s.at = time.Now()
+	}
+	if changed {
+		s.stats.LastChange = time.Now()
 	}
 	var content map[string][]discovery.Instance
 	if s.named {
