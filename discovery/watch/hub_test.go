@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,10 +28,11 @@ type fakeConsul struct {
 	services map[string][]*api.ServiceEntry
 	kv       api.KVPairs
 	calls    map[string]int
+	fail     map[string]error // HealthService answers for these services
 }
 
 func newFakeConsul() *fakeConsul {
-	f := &fakeConsul{index: 1, catIdx: 1, chkIdx: 1, services: map[string][]*api.ServiceEntry{}, calls: map[string]int{}}
+	f := &fakeConsul{index: 1, catIdx: 1, chkIdx: 1, services: map[string][]*api.ServiceEntry{}, calls: map[string]int{}, fail: map[string]error{}}
 	f.cond = sync.NewCond(&f.mu)
 	return f
 }
@@ -93,6 +95,9 @@ func (f *fakeConsul) HealthService(ctx context.Context, name string, index uint6
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls["service:"+name]++
+	if err := f.fail[name]; err != nil {
+		return nil, 0, err
+	}
 	if index != 0 {
 		return nil, 0, fmt.Errorf("HealthService %s blocked on index %d: a set never blocks on one service", name, index)
 	}
@@ -311,4 +316,65 @@ func TestSetNotReadThenFresh(t *testing.T) {
 	}
 	kicked(t, s.Changed(), "first read")
 	eventually(t, "fresh", func() error { _, err := s.Snapshot(); return err })
+}
+
+func TestServiceGoneIsNotReadAgain(t *testing.T) {
+	f := newFakeConsul()
+	f.put("web", "a", "h1", "10.42.0.2", api.HealthPassing, nil, true)
+	f.put("api", "b", "h1", "10.42.0.3", api.HealthPassing, nil, true)
+	h := newHub(t, f)
+	web, k := h.Service("web")
+	h.Service("api")
+	kicked(t, k, "first value")
+	f.drop("web")
+	eventually(t, "web empty", func() error {
+		if v, ok, _ := web.Get(); !ok || len(v) != 0 {
+			return fmt.Errorf("web = %v (read %v)", v, ok)
+		}
+		return nil
+	})
+	n := f.count("service:web")
+	for i := range 5 {
+		f.setStatus("api", "b", []string{api.HealthCritical, api.HealthPassing}[i%2])
+	}
+	apiL, _ := h.Service("api")
+	eventually(t, "api's last change read", func() error {
+		if v, _, _ := apiL.Get(); len(v) != 1 || v[0].Health != api.HealthCritical {
+			return fmt.Errorf("api = %+v", v)
+		}
+		return nil
+	})
+	if m := f.count("service:web"); m != n {
+		t.Errorf("web, gone from the catalog, was fetched %d more times", m-n)
+	}
+}
+
+func TestSetFetchErrorIsStaleThenFresh(t *testing.T) {
+	f := newFakeConsul()
+	f.put("web", "a", "h1", "10.42.0.2", api.HealthPassing, lbMeta, true)
+	h := newHub(t, f)
+	s := h.Services("")
+	kicked(t, s.Changed(), "first read")
+	eventually(t, "fresh", func() error { _, err := s.Snapshot(); return err })
+	f.mu.Lock()
+	f.fail["web"] = fmt.Errorf("429 Too Many Requests")
+	f.mu.Unlock()
+	f.setStatus("web", "a", api.HealthCritical)
+	eventually(t, "stale", func() error {
+		_, err := s.Snapshot()
+		if err == nil || errors.Is(err, ErrNotRead) {
+			return fmt.Errorf("snapshot err %v, want the fetch error", err)
+		}
+		return nil
+	})
+	f.mu.Lock()
+	delete(f.fail, "web")
+	f.mu.Unlock()
+	eventually(t, "fresh again with the change", func() error {
+		m, err := s.Snapshot()
+		if err != nil || m["web"][0].Health != "critical" {
+			return fmt.Errorf("%v %v", m, err)
+		}
+		return nil
+	})
 }

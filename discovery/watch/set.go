@@ -50,7 +50,6 @@ type Set struct {
 	pending map[string]error // wanted services without a good read: nil (never read) or the fetch error
 	view    View             // the view last planned from
 	planned bool             // a first plan ran
-	at      time.Time        // end of the last pass whose fetches all succeeded
 	stats   SetStats
 	subs    []chan struct{}
 	fetches atomic.Int64
@@ -148,11 +147,16 @@ func (s *Set) errFor(name string) error {
 	return s.pending[name]
 }
 
-// lastContact is the end of the set's last complete pass.
+// lastContact is the last successful contact of both queries the set is
+// built from (each answers at least every WaitTime, so it stays recent
+// while Consul answers, changes or not).
 func (s *Set) lastContact() time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.at
+	_, _, c := s.cat.latest.Get()
+	_, _, k := s.chk.latest.Get()
+	if k.Before(c) {
+		return k
+	}
+	return c
 }
 
 func (s *Set) poke() { kick.Send(s.wake) }
@@ -276,9 +280,6 @@ func (s *Set) pass(ctx context.Context, prev, cur View) error {
 				first = err
 			}
 		}
-	}
-	if len(s.pending) == 0 {
-		s.at = time.Now()
 	}
 	if changed {
 		s.stats.LastChange = time.Now()
