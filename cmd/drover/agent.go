@@ -118,12 +118,15 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	a.ctx = ctx
-	a.watches = watch.New(ctx, a.consul, log.With("component", "watch"))
+	g, gctx := errgroup.WithContext(ctx)
+	// Every Consul read loop runs under the errgroup: Run returns once they
+	// all ended with gctx.
+	a.watches = watch.New(gctx, a.consul, log.With("component", "watch"))
+	g.Go(a.watches.Run)
 	var nodesKick, leasesKick <-chan struct{}
 	a.nodes, nodesKick = a.watches.Service(discovery.NodeService)
 	a.leases, leasesKick = a.watches.KV(overlay.LeasePrefix)
-	kicked := kick.Merge(ctx, nodesKick, leasesKick)
-	g, gctx := errgroup.WithContext(ctx)
+	kicked := kick.Merge(gctx, nodesKick, leasesKick)
 	// The status socket answers from the start, so that a host whose join
 	// is refused (say, a token lacking key:write) shows why.
 	g.Go(func() error { return a.serveStatus(gctx) })

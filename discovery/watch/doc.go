@@ -30,7 +30,8 @@
 // backwards resets to 0, never index 0 twice, at least 100 ms plus jitter
 // between queries, results compared by content, capped jittered backoff
 // reset on success, contexts throughout; every goroutine ends with the
-// hub's context (the agent's errgroup context).
+// hub's context, and Run (started with the agent's errgroup) returns only
+// once they all have.
 //
 // Out of scope: writes to Consul (discovery and overlay do those through
 // the adapter), the local agent's own endpoints (overlay's record watch),

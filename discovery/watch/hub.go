@@ -45,6 +45,9 @@ type Hub struct {
 	log     *slog.Logger
 	minWait time.Duration
 	slots   chan struct{} // FetchConcurrency tokens for service fetches
+	wg      sync.WaitGroup // every goroutine of the hub
+	runMu   sync.Mutex     // guards stopped against wg.Add after Run's Wait began
+	stopped bool
 
 	mu       sync.Mutex // guards the maps and checks
 	kvs      map[string]*topic[map[string]discovery.KVPair]
@@ -60,6 +63,33 @@ func New(ctx context.Context, c Consul, log *slog.Logger) *Hub {
 	return &Hub{ctx: ctx, consul: c, log: log, minWait: 100 * time.Millisecond, slots: make(chan struct{}, FetchConcurrency),
 		kvs: map[string]*topic[map[string]discovery.KVPair]{}, catalogs: map[string]*topic[Catalog]{},
 		sets: map[string]*Set{}, services: map[string]*topic[[]discovery.Instance]{}}
+}
+
+// Run waits until the hub's context ends and every goroutine of the hub
+// (query loops, set loops, fetches, kick fan-outs) has returned, so that
+// the agent's errgroup owns them: run it with g.Go.
+func (h *Hub) Run() error {
+	<-h.ctx.Done()
+	h.runMu.Lock()
+	h.stopped = true
+	h.runMu.Unlock()
+	h.wg.Wait()
+	return nil
+}
+
+// spawn runs f in a goroutine Run waits for; once the hub stopped it runs
+// nothing (f would return at once).
+func (h *Hub) spawn(f func()) {
+	h.runMu.Lock()
+	defer h.runMu.Unlock()
+	if h.stopped {
+		return
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		f()
+	}()
 }
 
 // Queries returns how many blocking queries run (one Consul connection
@@ -115,7 +145,7 @@ func (h *Hub) Service(name string) (*Latest[[]discovery.Instance], <-chan struct
 	h.mu.Lock()
 	t, ok := h.services[name]
 	if !ok {
-		t = newTopic[[]discovery.Instance](h.ctx)
+		t = newTopic[[]discovery.Instance](h)
 		h.services[name] = t
 		if h.named == nil {
 			h.named = h.newSetLocked("", h.wanted)
@@ -165,11 +195,14 @@ func (h *Hub) catalogLocked(filter string) *topic[Catalog] {
 // checksLocked returns the one query over every check, started on first use.
 func (h *Hub) checksLocked() *topic[Checks] {
 	if h.checks == nil {
-		h.checks = newTopic[Checks](h.ctx)
-		go Watch(h.ctx, h.log, "checks", func(ctx context.Context, idx uint64) (Checks, uint64, error) {
-			hc, i, err := h.consul.HealthState(ctx, idx)
-			return ChecksFrom(hc, i), i, err
-		}, h.checks.latest, h.minWait)
+		t := newTopic[Checks](h)
+		h.checks = t
+		h.spawn(func() {
+			Watch(h.ctx, h.log, "checks", func(ctx context.Context, idx uint64) (Checks, uint64, error) {
+				hc, i, err := h.consul.HealthState(ctx, idx)
+				return ChecksFrom(hc, i), i, err
+			}, t.latest, h.minWait)
+		})
 	}
 	return h.checks
 }
@@ -179,9 +212,9 @@ func (h *Hub) checksLocked() *topic[Checks] {
 func start[T any](h *Hub, topics map[string]*topic[T], key, name string, fetch Fetch[T]) *topic[T] {
 	t, ok := topics[key]
 	if !ok {
-		t = newTopic[T](h.ctx)
+		t = newTopic[T](h)
 		topics[key] = t
-		go Watch(h.ctx, h.log, name, fetch, t.latest, h.minWait)
+		h.spawn(func() { Watch(h.ctx, h.log, name, fetch, t.latest, h.minWait) })
 	}
 	return t
 }
@@ -193,16 +226,16 @@ type topic[T any] struct {
 	subs   []chan struct{}
 }
 
-// newTopic returns a topic whose kicks fan out to its consumers until ctx
-// ends.
-func newTopic[T any](ctx context.Context) *topic[T] {
+// newTopic returns a topic whose kicks fan out to its consumers until the
+// hub's context ends.
+func newTopic[T any](h *Hub) *topic[T] {
 	t := &topic[T]{}
 	fan := kick.New()
 	t.latest = NewLatest[T](fan)
-	go func() {
+	h.spawn(func() {
 		for {
 			select {
-			case <-ctx.Done():
+			case <-h.ctx.Done():
 				return
 			case <-fan:
 			}
@@ -212,7 +245,7 @@ func newTopic[T any](ctx context.Context) *topic[T] {
 			}
 			t.mu.Unlock()
 		}
-	}()
+	})
 	return t
 }
 

@@ -378,3 +378,30 @@ func TestSetFetchErrorIsStaleThenFresh(t *testing.T) {
 		return nil
 	})
 }
+
+func TestRunWaitsForEveryGoroutine(t *testing.T) {
+	f := newFakeConsul()
+	f.put("web", "a", "h1", "10.42.0.2", api.HealthPassing, lbMeta, true)
+	ctx, cancel := context.WithCancel(context.Background())
+	h := New(ctx, f, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h.Services("")
+	h.Service("web")
+	h.KV("drover/")
+	done := make(chan error, 1)
+	go func() { done <- h.Run() }()
+	select {
+	case <-done:
+		t.Fatal("Run returned before the context ended")
+	case <-time.After(50 * time.Millisecond):
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after the context ended")
+	}
+	h.Service("late") // after the stop: starts nothing, must not panic
+}

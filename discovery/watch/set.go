@@ -70,7 +70,8 @@ type SetStats struct {
 func (h *Hub) newSetLocked(filter string, want func(string) bool) *Set {
 	s := &Set{h: h, filter: filter, cat: h.catalogLocked(filter), chk: h.checksLocked(), want: want, named: want != nil,
 		wake: kick.New(), content: map[string][]discovery.Instance{}, pending: map[string]error{}}
-	go s.run(h.ctx, s.cat.subscribe(), s.chk.subscribe())
+	catKick, chkKick := s.cat.subscribe(), s.chk.subscribe()
+	h.spawn(func() { s.run(h.ctx, catKick, chkKick) })
 	return s
 }
 
