@@ -44,7 +44,7 @@ type Hub struct {
 	consul  Consul
 	log     *slog.Logger
 	minWait time.Duration
-	slots   chan struct{} // FetchConcurrency tokens for service fetches
+	slots   chan struct{}  // FetchConcurrency tokens for service fetches
 	wg      sync.WaitGroup // every goroutine of the hub
 	runMu   sync.Mutex     // guards stopped against wg.Add after Run's Wait began
 	stopped bool
