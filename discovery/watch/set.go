@@ -246,6 +246,7 @@ func (s *Set) pass(ctx context.Context, prev, cur View) error {
 		}
 	}
 	changed := !s.planned
+	failing := s.pendingErrLocked() != nil // a recovery must wake the consumers too
 	for _, n := range p.Drop {
 		if _, ok := s.content[n]; ok {
 			delete(s.content, n)
@@ -294,7 +295,7 @@ func (s *Set) pass(ctx context.Context, prev, cur View) error {
 	if s.named {
 		s.h.publish(content)
 	}
-	if changed || first != nil {
+	if changed || first != nil || failing {
 		for _, ch := range subs {
 			kick.Send(ch)
 		}
