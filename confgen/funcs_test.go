@@ -17,6 +17,8 @@ import (
 	"text/template"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/drover-net/drover/discovery/contract"
 )
 
 // The golden cases live in testdata/funcs: <case>.input is a header of
@@ -53,7 +55,7 @@ func (fakeServices) Service(name string) ([]Instance, error) {
 	case "web":
 		return []Instance{
 			{ID: "drover:n1:0123456789ab:8080", Service: "web", Node: "n1", Address: "10.42.1.10", Port: 8080,
-				Tags: []string{"http", "v1"}, Meta: map[string]string{"version": "1.2", "lb_mode": "http"}},
+				Tags: []string{"http", "v1"}, Meta: map[string]string{"version": "1.2", contract.KeyLBMode: "http"}},
 			{ID: "drover:n2:ba9876543210:8080", Service: "web", Node: "n2", Address: "10.42.2.10", Port: 8080},
 		}, nil
 	case "db":

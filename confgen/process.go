@@ -3,9 +3,7 @@ package confgen
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +12,8 @@ import (
 	"syscall"
 	"text/template"
 	"time"
+
+	"github.com/drover-net/drover/internal/atomicfile"
 )
 
 // Runner runs a shell command line (check_cmd, reload_cmd) and returns its
@@ -133,28 +133,21 @@ func (p *Processor) Sync(ctx context.Context, r Resource, kv map[string]string) 
 		p.opt.Log.Info("confgen: would replace file (noop)", "dest", r.Dest, "diff", out.Diff)
 		return out, nil
 	}
-	stage, err := p.stage(r, content, mode)
+	stage, err := atomicfile.Stage(r.Dest, content, atomicfile.Options{Mode: mode, UID: r.UID, GID: r.GID})
 	if err != nil {
 		return out, err
 	}
-	keep := false
-	defer func() {
-		if !keep {
-			os.Remove(stage)
-		}
-	}()
+	defer stage.Discard()
 	if r.CheckCmd != "" && !p.opt.SyncOnly {
-		cmd := strings.ReplaceAll(r.CheckCmd, "{{.src}}", stage)
+		cmd := strings.ReplaceAll(r.CheckCmd, "{{.src}}", stage.Name())
 		if output, err := p.opt.Runner.Run(ctx, cmd); err != nil {
-			keep = p.opt.KeepStageFile
+			if p.opt.KeepStageFile {
+				stage.Keep()
+			}
 			return out, fmt.Errorf("check_cmd %q failed, %s kept as it was: %w: %s", cmd, r.Dest, err, strings.TrimSpace(string(output)))
 		}
 	}
-	if err := os.Rename(stage, r.Dest); err != nil {
-		return out, fmt.Errorf("replacing %s: %w", r.Dest, err)
-	}
-	keep = true // renamed: nothing to remove
-	if err := syncDir(filepath.Dir(r.Dest)); err != nil {
+	if err := stage.Commit(); err != nil {
 		return out, err
 	}
 	p.opt.Log.Info("confgen: file replaced", "dest", r.Dest, "resource", out.Resource)
@@ -162,41 +155,6 @@ func (p *Processor) Sync(ctx context.Context, r Resource, kv map[string]string) 
 		return out, err
 	}
 	return out, nil
-}
-
-// stage writes content to a new file in dest's directory (so the rename is
-// atomic), with mode and owner, and fsyncs it. A full disk or a permission
-// problem fails here, before anything is replaced.
-func (p *Processor) stage(r Resource, content []byte, mode os.FileMode) (string, error) {
-	f, err := os.CreateTemp(filepath.Dir(r.Dest), "."+filepath.Base(r.Dest)+".drover-")
-	if err != nil {
-		return "", fmt.Errorf("staging %s: %w", r.Dest, err)
-	}
-	name := f.Name()
-	fail := func(err error) (string, error) {
-		f.Close()
-		os.Remove(name)
-		return "", fmt.Errorf("staging %s: %w", r.Dest, err)
-	}
-	if _, err := f.Write(content); err != nil {
-		return fail(err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		return fail(err)
-	}
-	if r.UID >= 0 || r.GID >= 0 {
-		if err := f.Chown(r.UID, r.GID); err != nil {
-			return fail(err)
-		}
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(name)
-		return "", fmt.Errorf("staging %s: %w", r.Dest, err)
-	}
-	return name, nil
 }
 
 // sameFile reports whether path holds exactly content with mode and owner,
@@ -216,18 +174,6 @@ func sameFile(path string, content []byte, mode os.FileMode, uid, gid int) (bool
 		}
 	}
 	return true, old
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, fs.ErrInvalid) {
-		return fmt.Errorf("syncing %s: %w", dir, err)
-	}
-	return nil
 }
 
 // diffLines is a small line diff for logs and --noop: removed lines with

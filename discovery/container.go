@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+
+	"github.com/drover-net/drover/discovery/contract"
 )
 
 // Container is what discovery needs of a Docker container. It is built from
@@ -79,20 +81,9 @@ func ContainerFromInspect(r container.InspectResponse) Container {
 	return c
 }
 
-// Check is the one health-check definition of a service port, from labels.
-// healthcheck turns it into Consul's check (and, later, HAProxy's).
-type Check struct {
-	Kind     string        // "http", "tcp" or "none"
-	Path     string        // HTTP path, starting with "/"
-	Interval time.Duration // between probes
-	Timeout  time.Duration // per probe, < Interval
-	Rise     int           // consecutive successes before passing (≥ 1)
-	Fall     int           // consecutive failures before critical (≥ 1)
-	// Grace is the initial grace after the container starts: until it
-	// ends, Fall is raised by Grace/Interval, so a service that is slow to
-	// start is not marked critical by failures it cannot help.
-	Grace time.Duration
-}
+// Check is a health check definition (the registration contract's type:
+// the same definition goes to Consul and, for lb services, into meta).
+type Check = contract.Check
 
 // Registration is one Consul service instance for one container port.
 type Registration struct {

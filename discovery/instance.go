@@ -16,6 +16,9 @@ type Instance struct {
 	Tags    []string
 	Meta    map[string]string
 	Health  string // passing, warning or critical
+	// CreateIndex is the Raft index at which Consul first registered the
+	// instance: who came first, when two claim the same thing.
+	CreateIndex uint64
 }
 
 // KVPair is one key's value and modify index.
@@ -33,7 +36,7 @@ func InstancesFromEntries(es []*api.ServiceEntry) []Instance {
 			continue
 		}
 		in := Instance{ID: e.Service.ID, Service: e.Service.Service, Address: e.Service.Address, Port: e.Service.Port,
-			Tags: e.Service.Tags, Meta: e.Service.Meta, Health: e.Checks.AggregatedStatus()}
+			Tags: e.Service.Tags, Meta: e.Service.Meta, Health: e.Checks.AggregatedStatus(), CreateIndex: e.Service.CreateIndex}
 		if e.Node != nil {
 			in.Node = e.Node.Node
 			if in.Address == "" {

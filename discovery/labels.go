@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/drover-net/drover/discovery/contract"
 )
 
 // Defaults for checks when labels do not say otherwise.
@@ -17,9 +19,9 @@ const (
 	maxCheckInterval = time.Hour
 	minCheckTimeout  = 100 * time.Millisecond
 	maxRiseFall      = 10
-	maxWeight        = 256
+	maxWeight        = contract.MaxWeight
+	defaultWeight    = 100
 	maxTagLen        = 64
-	maxHostLen       = 253
 )
 
 // Registrations turns running containers into the registrations this node
@@ -65,6 +67,7 @@ var droverKeys = map[string]bool{
 	"service": true, "tags": true,
 	"check": true, "check.interval": true, "check.timeout": true, "check.rise": true, "check.fall": true, "check.grace": true,
 	"lb.mode": true, "lb.port": true, "lb.host": true, "lb.path": true, "lb.balance": true,
+	"lb.sticky": true, "lb.proxy-protocol": true, "lb.tunnel-timeout": true,
 	"weight": true,
 	"port":   false, "ignore": false, // container-wide only
 }
@@ -454,15 +457,21 @@ func checkValue(key string, s setting) *fault {
 			f = badf(s, "want a port between 1 and 65535")
 		}
 	case "lb.host":
-		if !ValidHost(s.value) {
+		if !contract.ValidHost(s.value) {
 			f = badf(s, "want a lower-case DNS name (labels of a-z, 0-9 and '-' separated by dots, at most 253 characters)")
 		}
 	case "lb.path":
-		if !ValidPath(s.value) {
+		if !contract.ValidPath(s.value) {
 			f = badf(s, `want a path starting with "/" without spaces`)
 		}
 	case "lb.balance":
 		f = oneOf(s, "roundrobin", "leastconn", "source")
+	case "lb.sticky":
+		f = oneOf(s, "true", "false")
+	case "lb.proxy-protocol":
+		f = oneOf(s, "v1", "v2")
+	case "lb.tunnel-timeout":
+		_, f = parseTunnel(s)
 	case "weight":
 		_, f = parseIntRange(s, 0, maxWeight)
 	case "ignore":
@@ -563,42 +572,6 @@ func parseTags(s setting) ([]string, *fault) {
 	return sortedKeys(set), nil
 }
 
-// ValidPath reports whether p is a URL path drover accepts in labels: it
-// starts with "/", is at most 1024 bytes, and has no spaces, control or
-// non-ASCII bytes, quotes, backslashes or '#', so that it is safe to write
-// unquoted into generated configuration (HAProxy's included).
-func ValidPath(p string) bool {
-	if !strings.HasPrefix(p, "/") || len(p) > 1024 {
-		return false
-	}
-	for i := 0; i < len(p); i++ {
-		if c := p[i]; c <= ' ' || c >= 0x7f || c == '"' || c == '\'' || c == '\\' || c == '#' {
-			return false
-		}
-	}
-	return true
-}
-
-// ValidHost reports whether h is a lower-case DNS name: labels of [a-z0-9-]
-// not starting or ending with '-', 1 to 63 characters each, at most 253 in
-// all.
-func ValidHost(h string) bool {
-	if len(h) < 1 || len(h) > maxHostLen {
-		return false
-	}
-	for _, l := range strings.Split(h, ".") {
-		if len(l) < 1 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(l); i++ {
-			if c := l[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-		}
-	}
-	return true
-}
-
 const wantCheck = "want http:/path, tcp or none"
 
 // parseCheckKind parses drover.check: "http:/path", "tcp" or "none".
@@ -608,7 +581,7 @@ func parseCheckKind(s setting) (kind, path string, f *fault) {
 		return v, "", nil
 	case strings.HasPrefix(v, "http:"):
 		p := strings.TrimPrefix(v, "http:")
-		if !ValidPath(p) {
+		if !contract.ValidPath(p) {
 			return "", "", badf(s, `want http:/path with a path starting with "/" without spaces`)
 		}
 		return "http", p, nil
@@ -636,6 +609,17 @@ func parseGrace(s setting) (time.Duration, *fault) {
 	d, err := time.ParseDuration(s.value)
 	if err != nil || d < 0 || d > time.Hour {
 		return 0, badf(s, wantGrace)
+	}
+	return d, nil
+}
+
+const wantTunnel = "want a duration of whole seconds between 1s and 24h"
+
+// parseTunnel reads drover.lb.tunnel-timeout.
+func parseTunnel(s setting) (time.Duration, *fault) {
+	d, err := time.ParseDuration(s.value)
+	if err != nil || d < contract.MinTunnel || d > contract.MaxTunnel || d%time.Second != 0 {
+		return 0, badf(s, wantTunnel)
 	}
 	return d, nil
 }
@@ -720,23 +704,43 @@ func (r *labelReader) registration(node string, port int) (Registration, []fault
 	reg.Check, faults = r.check(port, faults)
 
 	// Load balancer.
-	for _, m := range []struct{ key, meta string }{
-		{"lb.mode", "lb_mode"}, {"lb.port", "lb_port"}, {"lb.host", "lb_host"},
-		{"lb.path", "lb_path"}, {"lb.balance", "lb_balance"}, {"weight", "weight"},
-	} {
-		if s, ok := r.lookup(port, m.key); ok {
-			reg.Meta[m.meta] = s.value
-		}
-	}
-	if mode, ok := r.lookup(port, "lb.mode"); ok && mode.value == "tcp" {
-		for _, key := range []string{"lb.host", "lb.path"} {
-			if s, ok := r.lookup(port, key); ok {
-				add(&fault{
-					perPort: s.perPort || mode.perPort,
-					reason:  fmt.Sprintf("%s %q: want drover.lb.mode http, but %s is \"tcp\"", s.key, s.value, mode.key),
-				})
+	if mode, ok := r.lookup(port, "lb.mode"); ok {
+		if mode.value == "tcp" {
+			for _, key := range []string{"lb.host", "lb.path", "lb.sticky"} {
+				if s, ok := r.lookup(port, key); ok && !(key == "lb.sticky" && s.value == "false") {
+					add(&fault{
+						perPort: s.perPort || mode.perPort,
+						reason:  fmt.Sprintf("%s %q: want drover.lb.mode http, but %s is \"tcp\"", s.key, s.value, mode.key),
+					})
+				}
 			}
 		}
+		l := &contract.LB{Mode: mode.value, Weight: defaultWeight}
+		if s, ok := r.lookup(port, "lb.port"); ok {
+			l.Port, _ = parsePortNumber(s.value) // checked by checkValue
+		}
+		if s, ok := r.lookup(port, "lb.host"); ok {
+			l.Host = s.value
+		}
+		if s, ok := r.lookup(port, "lb.path"); ok {
+			l.Path = s.value
+		}
+		if s, ok := r.lookup(port, "lb.balance"); ok {
+			l.Balance = s.value
+		}
+		if s, ok := r.lookup(port, "weight"); ok {
+			l.Weight, _ = parseIntRange(s, 0, maxWeight)
+		}
+		if s, ok := r.lookup(port, "lb.sticky"); ok {
+			l.Sticky = s.value == "true"
+		}
+		if s, ok := r.lookup(port, "lb.proxy-protocol"); ok {
+			l.ProxyProtocol = s.value
+		}
+		if s, ok := r.lookup(port, "lb.tunnel-timeout"); ok {
+			l.TunnelTimeout, _ = parseTunnel(s)
+		}
+		contract.Encode(reg.Meta, l, reg.Check)
 	}
 	faults = append(faults, metaLimits(reg.Meta)...)
 	return reg, faults
@@ -780,7 +784,7 @@ func (r *labelReader) check(port int, faults []fault) (Check, []fault) {
 	if s, ok := r.lookup(port, "check"); ok {
 		ck.Kind, ck.Path, _ = parseCheckKind(s)
 	} else if s, ok := r.registrator(envCheckHTTP); ok {
-		if ValidPath(s.value) {
+		if contract.ValidPath(s.value) {
 			ck.Kind, ck.Path = "http", s.value
 		} else {
 			add(badf(s, `want a path starting with "/" without spaces`))

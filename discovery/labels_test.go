@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/drover-net/drover/discovery/contract"
 )
 
 var labelsCmp = cmpopts.EquateComparable(netip.Addr{})
@@ -93,6 +95,10 @@ func meta(kv ...string) func(*Registration) {
 		}
 	}
 }
+
+// defaultCheckMeta is the check part of the contract for DefaultCheck.
+var defaultCheckMeta = []string{contract.KeyCheckKind, "tcp", contract.KeyCheckInterval, "5s", contract.KeyCheckTimeout, "2s",
+	contract.KeyCheckRise, "1", contract.KeyCheckFall, "3"}
 
 func withCheck(ck Check) func(*Registration) { return func(r *Registration) { r.Check = ck } }
 
@@ -525,8 +531,8 @@ func TestRegistrations(t *testing.T) {
 			name: "lb settings go into meta",
 			cs: []Container{ctr("drover.lb.mode", "http", "drover.lb.port", "80", "drover.lb.host", "web.example",
 				"drover.lb.path", "/api", "drover.lb.balance", "leastconn", "drover.weight", "0")},
-			want: []Registration{wantReg(web, 8080, "web", meta("lb_mode", "http", "lb_port", "80", "lb_host", "web.example",
-				"lb_path", "/api", "lb_balance", "leastconn", "weight", "0"))},
+			want: []Registration{wantReg(web, 8080, "web", meta(append(defaultCheckMeta, contract.KeyLBMode, "http", contract.KeyLBPort, "80", contract.KeyLBHost, "web.example",
+				contract.KeyLBPath, "/api", contract.KeyLBBalance, "leastconn", contract.KeyWeight, "0")...))},
 		},
 		{
 			name: "per-port lb settings override container ones",
@@ -534,8 +540,8 @@ func TestRegistrations(t *testing.T) {
 				"drover.8080.service", "web", "drover.9090.lb.host", "admin.example", "drover.9090.lb.path", "/admin",
 				"drover.9090.weight", "256", "drover.9090.lb.port", "8443"), 8080, 9090)},
 			want: []Registration{
-				wantReg(web, 8080, "web", meta("lb_mode", "http", "lb_host", "web.example", "weight", "10")),
-				wantReg(web, 9090, "web", meta("lb_mode", "http", "lb_host", "admin.example", "lb_path", "/admin", "weight", "256", "lb_port", "8443")),
+				wantReg(web, 8080, "web", meta(append(defaultCheckMeta, contract.KeyLBMode, "http", contract.KeyLBHost, "web.example", contract.KeyWeight, "10")...)),
+				wantReg(web, 9090, "web", meta(append(defaultCheckMeta, contract.KeyLBMode, "http", contract.KeyLBHost, "admin.example", contract.KeyLBPath, "/admin", contract.KeyWeight, "256", contract.KeyLBPort, "8443")...)),
 			},
 		},
 		{
@@ -543,8 +549,10 @@ func TestRegistrations(t *testing.T) {
 			cs: []Container{withExposed(ctr("drover.lb.balance", "source", "drover.8080.lb.host", "web.example",
 				"drover.5432.lb.mode", "tcp", "drover.5432.lb.port", "5432", "drover.5432.service", "db"), 8080, 5432)},
 			want: []Registration{
-				wantReg(web, 5432, "db", meta("lb_mode", "tcp", "lb_port", "5432", "lb_balance", "source")),
-				wantReg(web, 8080, "web", meta("lb_host", "web.example", "lb_balance", "source")),
+				wantReg(web, 5432, "db", meta(append(defaultCheckMeta, contract.KeyLBMode, "tcp", contract.KeyLBPort, "5432", contract.KeyLBBalance, "source", contract.KeyWeight, "100")...)),
+				// Without drover.lb.mode the lb settings are checked but
+				// not written: the port is not load-balanced.
+				wantReg(web, 8080, "web"),
 			},
 		},
 		{
@@ -611,7 +619,7 @@ func TestRegistrations(t *testing.T) {
 			name: "lb.path with a per-port lb.mode tcp skips only that port",
 			cs: []Container{withExposed(ctr("drover.lb.path", "/api", "drover.8080.service", "web", "drover.9090.lb.mode", "tcp"),
 				8080, 9090)},
-			want:     []Registration{wantReg(web, 8080, "web", meta("lb_path", "/api"))},
+			want:     []Registration{wantReg(web, 8080, "web")},
 			problems: []Problem{prob(web, 9090, `drover.lb.path "/api": want drover.lb.mode http, but drover.9090.lb.mode is "tcp"`)},
 		},
 

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/drover-net/drover/discovery"
+
+	"github.com/drover-net/drover/discovery/contract"
 )
 
 // bigServices is a cluster of n services of m instances each: even
@@ -19,9 +21,9 @@ func bigServices(n, m int) map[string][]discovery.Instance {
 	svcs := make(map[string][]discovery.Instance, n)
 	for i := range n {
 		name := fmt.Sprintf("svc%04d", i)
-		kv := []string{"lb_mode", "http", "lb_host", name + ".example"}
+		kv := []string{contract.KeyLBMode, "http", contract.KeyLBHost, name + ".example"}
 		if i%2 == 1 {
-			kv = []string{"lb_mode", "tcp", "lb_port", fmt.Sprint(20000 + i)}
+			kv = []string{contract.KeyLBMode, "tcp", contract.KeyLBPort, fmt.Sprint(20000 + i)}
 		}
 		ins := make([]discovery.Instance, m)
 		for j := range m {

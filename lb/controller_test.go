@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/drover-net/drover/discovery"
+
+	"github.com/drover-net/drover/discovery/contract"
 )
 
 type fakeSource struct {
@@ -109,7 +111,7 @@ func (p *fakeProxy) counts() (int, int) {
 func webInstances(n int) map[string][]discovery.Instance {
 	var ins []discovery.Instance
 	for i := 1; i <= n; i++ {
-		ins = append(ins, inst(fmt.Sprintf("w%d", i), fmt.Sprintf("10.42.0.%d", i), 8080, "lb_mode", "http"))
+		ins = append(ins, inst(fmt.Sprintf("w%d", i), fmt.Sprintf("10.42.0.%d", i), 8080, contract.KeyLBMode, "http"))
 	}
 	return map[string][]discovery.Instance{"web": ins}
 }
@@ -221,7 +223,7 @@ func TestControllerCoalescesReloads(t *testing.T) {
 	for i, name := range []string{"a", "b", "c"} {
 		snap := webInstances(1)
 		for _, n := range []string{"a", "b", "c"}[:i+1] {
-			snap[n] = []discovery.Instance{inst(n+"1", "10.42.1.1", 9000, "lb_mode", "http", "lb_host", n+".example")}
+			snap[n] = []discovery.Instance{inst(n+"1", "10.42.1.1", 9000, contract.KeyLBMode, "http", contract.KeyLBHost, n+".example")}
 		}
 		src.set(snap, nil)
 		_ = name
@@ -280,7 +282,7 @@ func TestControllerServerChangesContinueWhileReloadFails(t *testing.T) {
 	px.mu.Unlock()
 	// A new service whose frontend HAProxy refuses, and a third web server.
 	snap := webInstances(3)
-	snap["bad"] = []discovery.Instance{inst("b1", "10.42.1.1", 9000, "lb_mode", "tcp", "lb_port", "8500")}
+	snap["bad"] = []discovery.Instance{inst("b1", "10.42.1.1", 9000, contract.KeyLBMode, "tcp", contract.KeyLBPort, "8500")}
 	src.set(snap, nil)
 	eventually(t, "the web server added by runtime ops despite the failing reload", func() bool { _, o := px.counts(); return o > 0 })
 	px.mu.Lock()
@@ -355,7 +357,7 @@ func TestNewServiceFirstReadIsNotStale(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	snap := webInstances(1)
-	snap["api"] = []discovery.Instance{inst("a1", "10.42.0.9", 8080, "lb_mode", "http", "lb_host", "api.example")}
+	snap["api"] = []discovery.Instance{inst("a1", "10.42.0.9", 8080, contract.KeyLBMode, "http", contract.KeyLBHost, "api.example")}
 	src.set(snap, nil)
 	eventually(t, "api applied", func() bool {
 		px.mu.Lock()

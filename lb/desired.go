@@ -6,11 +6,11 @@ import (
 	"net/netip"
 	"reflect"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/drover-net/drover/discovery"
+	"github.com/drover-net/drover/discovery/contract"
 )
 
 // Options tune Desired. Zero fields take their defaults.
@@ -18,6 +18,29 @@ type Options struct {
 	HTTPPort       int    // port of HTTP services without lb_port (default 80)
 	SlotsMin       int    // smallest server-slot pool per backend (default 8)
 	DefaultBalance string // balance of services without lb_balance (default "roundrobin")
+	// Own are the lb host's own addresses: never proxied.
+	Own []netip.Addr
+	// Allow are the networks whose instances are proxied although no
+	// drover agent registered them (--lb-allow).
+	Allow []netip.Prefix
+	// TunnelTimeout is the idle timeout of upgraded (WebSocket) and tcp
+	// connections of services that set none (default 1h).
+	TunnelTimeout time.Duration
+	// Edge are the frontend-wide settings, copied into State.Edge.
+	Edge Edge
+}
+
+// Edge are the settings every frontend shares.
+type Edge struct {
+	// TrustedProxies are the previous hops whose X-Forwarded-* headers
+	// are kept (appended to); from anyone else they are replaced.
+	TrustedProxies []netip.Prefix
+	// AcceptProxy makes every frontend expect the PROXY protocol (an lb
+	// host behind an L4 balancer).
+	AcceptProxy bool
+	// HardStopAfter bounds how long an old HAProxy worker keeps its
+	// connections after a reload (default 15m).
+	HardStopAfter time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -30,8 +53,20 @@ func (o Options) withDefaults() Options {
 	if o.DefaultBalance == "" {
 		o.DefaultBalance = "roundrobin"
 	}
+	if o.TunnelTimeout <= 0 {
+		o.TunnelTimeout = DefaultTunnelTimeout
+	}
+	if o.Edge.HardStopAfter <= 0 {
+		o.Edge.HardStopAfter = DefaultHardStopAfter
+	}
 	return o
 }
+
+// Defaults of Options.
+const (
+	DefaultTunnelTimeout = time.Hour
+	DefaultHardStopAfter = 15 * time.Minute
+)
 
 // Server is one server line of a backend.
 //
@@ -58,6 +93,13 @@ type Backend struct {
 	// power of two ≥ max(SlotsMin, len(Servers)). Slots beyond the
 	// servers are rendered disabled, ready for runtime operations.
 	Slots int
+	// Sticky inserts a cookie naming the server (slot), so that a client
+	// stays on one server until it drains or fails.
+	Sticky bool
+	// ProxyProtocol ("v1", "v2" or "") is sent to the servers.
+	ProxyProtocol string
+	// TunnelTimeout is the idle timeout of upgraded and tcp connections.
+	TunnelTimeout time.Duration
 }
 
 // Route sends HTTP requests whose Host is Host (any host when empty) and
@@ -80,6 +122,7 @@ type Frontend struct {
 type State struct {
 	Frontends []Frontend
 	Backends  []Backend
+	Edge      Edge
 }
 
 // Problem is one reason an instance or a whole service was left out or
@@ -103,7 +146,8 @@ func (s State) Equal(o State) bool {
 
 // Clone returns a deep copy of s.
 func (s State) Clone() State {
-	var c State
+	c := State{Edge: s.Edge}
+	c.Edge.TrustedProxies = append([]netip.Prefix(nil), s.Edge.TrustedProxies...)
 	for _, f := range s.Frontends {
 		f.Routes = append([]Route(nil), f.Routes...)
 		c.Frontends = append(c.Frontends, f)
@@ -123,6 +167,17 @@ func (s State) normal() State {
 	}
 	if len(c.Backends) == 0 {
 		c.Backends = nil
+	}
+	if len(c.Edge.TrustedProxies) == 0 {
+		c.Edge.TrustedProxies = nil
+	}
+	if c.Edge.HardStopAfter <= 0 {
+		c.Edge.HardStopAfter = DefaultHardStopAfter // what Render writes
+	}
+	for i := range c.Backends {
+		if c.Backends[i].TunnelTimeout <= 0 {
+			c.Backends[i].TunnelTimeout = DefaultTunnelTimeout
+		}
 	}
 	for i := range c.Frontends {
 		if len(c.Frontends[i].Routes) == 0 {
@@ -148,18 +203,36 @@ type svcSettings struct {
 	Mode, Host, Path, Balance string
 	Port                      int
 	CheckKind, CheckPath      string
+	Sticky                    bool
+	ProxyProtocol             string
+	TunnelTimeout             time.Duration
 }
 
 // Desired computes the HAProxy state for the given services (service name →
 // its instances, in any order). It is pure and deterministic.
 //
-// Only passing instances with Meta lb_mode take part. A service whose
-// instances disagree on a service-level setting (mode, port, host, path,
-// balance, check kind and path) or carry an invalid one is left out whole
-// with a Problem. An invalid weight or check value takes its default with a
-// Problem. Conflicting claims on a port or route refuse every service
-// involved; a tcp service on the port of an http frontend is refused (the
-// http services keep the port).
+// Only passing instances with Meta lb_mode take part. A conflict hurts only
+// the newcomer, "first" meaning the lowest Consul CreateIndex (then the
+// lower ID or name):
+//   - a service's settings (mode, port, host, path, balance, check kind and
+//     path) are those of its first instance with valid settings; a later
+//     instance that disagrees, or carries an invalid setting, is left out
+//     alone with a Problem;
+//   - a port, a route (host and path) or a backend name belongs to the
+//     service that claimed it first (the age of a service is that of its
+//     first instance); later claimants are left out whole with a Problem.
+//     An http port and a tcp port are one port: whichever mode came first
+//     keeps it.
+//
+// Only drover's instances are proxied, and never the lb host itself: when
+// services holds the drover-node records (key discovery.NodeService, as the
+// agent's source always gives them), an instance must name a drover node
+// with a record from the same Consul node and an address in that node's
+// subnet (or the host's own address, for a published port), unless its
+// address is in Options.Allow. Loopback, link-local, multicast and
+// Options.Own addresses are refused whatever else holds.
+//
+// An invalid weight or check value takes its default with a Problem.
 func Desired(opt Options, services map[string][]discovery.Instance) (State, []Problem) {
 	opt = opt.withDefaults()
 	var probs []Problem
@@ -167,48 +240,64 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 		name    string
 		set     svcSettings
 		servers []Server
+		first   discovery.Instance // the instance that set the settings
 	}
 	var svcs []*svc
-	usedBackend := map[string]string{} // backend name → service
 
 	names := make([]string, 0, len(services))
 	for n := range services {
-		names = append(names, n)
+		if n != discovery.NodeService {
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
+	own := map[netip.Addr]bool{}
+	for _, a := range opt.Own {
+		own[a.Unmap()] = true
+	}
+	records, checkOrigin := services[discovery.NodeService]
+	origins := originsOf(records)
 
 	for _, name := range names {
 		insts := append([]discovery.Instance(nil), services[name]...)
-		sort.Slice(insts, func(i, j int) bool { return insts[i].ID < insts[j].ID })
+		sort.Slice(insts, func(i, j int) bool { return earlier(insts[i], insts[j]) })
 		var (
 			s        *svc
-			refused  bool
-			firstID  string
 			srvNames = map[string]bool{}
 			addrs    = map[string]bool{}
 		)
+		// The settings are the first valid instance's, whatever its
+		// health, so that one instance going critical does not hand the
+		// service to a newcomer's settings.
 		for _, in := range insts {
-			if in.Health != "passing" {
+			if !contract.AsksForLB(in.Meta) {
 				continue
 			}
-			if _, ok := in.Meta["lb_mode"]; !ok {
+			if set, reason := settingsOf(opt, in.Meta); reason == "" {
+				s = &svc{name: name, set: set, first: in}
+				break
+			}
+		}
+		for _, in := range insts {
+			if in.Health != "passing" || !contract.AsksForLB(in.Meta) {
 				continue
 			}
 			set, reason := settingsOf(opt, in.Meta)
 			if reason != "" {
-				probs = append(probs, Problem{name, in.ID, reason + "; service left out"})
-				refused = true
+				probs = append(probs, Problem{name, in.ID, reason + "; instance left out"})
 				continue
 			}
-			if s == nil {
-				s = &svc{name: name, set: set}
-				firstID = in.ID
-			} else if s.set != set {
-				probs = append(probs, Problem{name, in.ID, fmt.Sprintf("lb settings %s disagree with instance %s (%s); service left out", set, firstID, s.set)})
-				refused = true
+			if s.set != set {
+				probs = append(probs, Problem{name, in.ID, fmt.Sprintf("lb settings %s disagree with the service's (%s, from instance %s, registered first); instance left out", set, s.set, s.first.ID)})
 				continue
 			}
-			srv, ps := serverOf(name, in)
+			srv, ps := serverOf(name, in, own)
+			if srv.Addr != "" && checkOrigin {
+				if why := origins.refuse(in, opt.Allow); why != "" {
+					probs = append(probs, Problem{name, in.ID, why + "; instance left out"})
+					continue
+				}
+			}
 			probs = append(probs, ps...)
 			if srv.Addr == "" {
 				continue
@@ -228,78 +317,65 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 			addrs[srv.Addr] = true
 			s.servers = append(s.servers, srv)
 		}
-		if s == nil || refused || len(s.servers) == 0 {
+		if s == nil || len(s.servers) == 0 {
 			continue
 		}
-		be := sanitize(name)
-		if other, ok := usedBackend[be]; ok {
-			probs = append(probs, Problem{name, "", fmt.Sprintf("backend name %s collides with service %s; service left out", be, other)})
-			continue
-		}
-		usedBackend[be] = name
 		svcs = append(svcs, s)
 	}
 
-	// Ports and routes. Every conflict refuses all services involved.
+	// Backend names, ports and routes go to the first claimant: services
+	// are taken oldest first, and each keeps what it finds free.
+	sort.SliceStable(svcs, func(i, j int) bool { return earlier(svcs[i].first, svcs[j].first) })
 	type portUse struct {
-		http []*svc
-		tcp  []*svc
+		mode  string
+		owner string               // tcp: the service; http: the first service
+		route map[[2]string]string // http: route → service
 	}
+	usedBackend := map[string]string{} // backend name → service
 	ports := map[int]*portUse{}
+	var kept []*svc
 	for _, s := range svcs {
-		pu := ports[s.set.Port]
-		if pu == nil {
-			pu = &portUse{}
-			ports[s.set.Port] = pu
-		}
-		if s.set.Mode == "http" {
-			pu.http = append(pu.http, s)
-		} else {
-			pu.tcp = append(pu.tcp, s)
-		}
-	}
-	refused := map[*svc]bool{}
-	for port, pu := range ports {
-		if len(pu.tcp) > 1 {
-			for _, s := range pu.tcp {
-				refused[s] = true
-				probs = append(probs, Problem{s.name, "", fmt.Sprintf("tcp port %d is claimed by %d services; service left out", port, len(pu.tcp))})
-			}
-		}
-		if len(pu.tcp) > 0 && len(pu.http) > 0 {
-			for _, s := range pu.tcp {
-				if !refused[s] {
-					refused[s] = true
-					probs = append(probs, Problem{s.name, "", fmt.Sprintf("port %d is an http frontend; tcp service left out", port)})
-				}
-			}
-		}
-		routes := map[[2]string][]*svc{}
-		for _, s := range pu.http {
-			k := [2]string{s.set.Host, s.set.Path}
-			routes[k] = append(routes[k], s)
-		}
-		for k, ss := range routes {
-			if len(ss) < 2 {
-				continue
-			}
-			for _, s := range ss {
-				refused[s] = true
-				probs = append(probs, Problem{s.name, "", fmt.Sprintf("route host %q path %q on port %d is claimed by %d services; service left out", k[0], k[1], port, len(ss))})
-			}
-		}
-	}
-
-	var st State
-	fes := map[int]*Frontend{}
-	for _, s := range svcs {
-		if refused[s] {
+		be := sanitize(s.name)
+		if other, ok := usedBackend[be]; ok {
+			probs = append(probs, Problem{s.name, "", fmt.Sprintf("backend name %s is taken by service %s (registered first); service left out", be, other)})
 			continue
 		}
+		port := s.set.Port
+		pu := ports[port]
+		switch {
+		case pu == nil:
+		case pu.mode == "tcp" && s.set.Mode == "tcp":
+			probs = append(probs, Problem{s.name, "", fmt.Sprintf("tcp port %d is taken by service %s (registered first); service left out", port, pu.owner)})
+			continue
+		case pu.mode != s.set.Mode:
+			probs = append(probs, Problem{s.name, "", fmt.Sprintf("port %d is the %s frontend of service %s (registered first); %s service left out", port, pu.mode, pu.owner, s.set.Mode)})
+			continue
+		default: // http next to http: the route must be free
+			k := [2]string{s.set.Host, s.set.Path}
+			if other, ok := pu.route[k]; ok {
+				probs = append(probs, Problem{s.name, "", fmt.Sprintf("route host %q path %q on port %d is taken by service %s (registered first); service left out", k[0], k[1], port, other)})
+				continue
+			}
+		}
+		if pu == nil {
+			pu = &portUse{mode: s.set.Mode, owner: s.name, route: map[[2]string]string{}}
+			ports[port] = pu
+		}
+		pu.route[[2]string{s.set.Host, s.set.Path}] = s.name
+		usedBackend[be] = s.name
+		kept = append(kept, s)
+	}
+	svcs = kept
+
+	st := State{Edge: opt.Edge}
+	st.Edge.TrustedProxies = append([]netip.Prefix(nil), opt.Edge.TrustedProxies...)
+	fes := map[int]*Frontend{}
+	for _, s := range svcs {
 		be := sanitize(s.name)
 		sort.Slice(s.servers, func(i, j int) bool { return s.servers[i].Name < s.servers[j].Name })
 		st.Backends = append(st.Backends, Backend{
 			Name: be, Mode: s.set.Mode, Balance: s.set.Balance,
+			Sticky: s.set.Sticky, ProxyProtocol: s.set.ProxyProtocol, TunnelTimeout: s.set.TunnelTimeout,
 			Servers: s.servers, Slots: slotsFor(opt.SlotsMin, len(s.servers)),
 		})
 		fe := fes[s.set.Port]
@@ -332,8 +408,77 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 	return st, probs
 }
 
+// origins are the live drover-node records by drover node name.
+type origins map[string][]discovery.Node
+
+func originsOf(records []discovery.Instance) origins {
+	o := origins{}
+	for _, n := range discovery.NodesFromInstances(records) {
+		if n.Name != "" {
+			o[n.Name] = append(o[n.Name], n)
+		}
+	}
+	return o
+}
+
+// refuse says why in may not be proxied, "" when it may: it is inside an
+// allowed network, or the drover agent it names (Meta drover_node) has a
+// drover-node record registered by the same Consul node, and its address
+// is in that agent's container subnet or is that host's own address (a
+// published port). A record's health does not matter: containers keep
+// serving while their host's drover is down.
+func (o origins) refuse(in discovery.Instance, allow []netip.Prefix) string {
+	ip, err := netip.ParseAddr(in.Address)
+	if err != nil {
+		return "" // serverOf says why
+	}
+	ip = ip.Unmap()
+	for _, p := range allow {
+		if p.Contains(ip) {
+			return ""
+		}
+	}
+	name := in.Meta[discovery.MetaNode]
+	if name == "" {
+		return "not registered by a drover agent (no " + discovery.MetaNode + " meta) and not in --lb-allow"
+	}
+	recs := o[name]
+	if len(recs) == 0 {
+		return fmt.Sprintf("drover node %q has no %s record, and the address is not in --lb-allow", name, discovery.NodeService)
+	}
+	for _, r := range recs {
+		if r.ConsulNode != in.Node {
+			continue
+		}
+		if r.Subnet.IsValid() && r.Subnet.Contains(ip) || r.Endpoint.IsValid() && r.Endpoint.Addr().Unmap() == ip {
+			return ""
+		}
+		return fmt.Sprintf("address %s is outside drover node %q's subnet %s, and not in --lb-allow", ip, name, r.Subnet)
+	}
+	return fmt.Sprintf("registered on Consul node %q, but drover node %q runs on %q; not in --lb-allow", in.Node, name, recs[0].ConsulNode)
+}
+
+// earlier reports whether a was registered before b: lower CreateIndex,
+// then lower ID (for registrations Consul did not number, as in tests).
+func earlier(a, b discovery.Instance) bool {
+	if a.CreateIndex != b.CreateIndex {
+		return a.CreateIndex < b.CreateIndex
+	}
+	if a.ID != b.ID {
+		return a.ID < b.ID
+	}
+	return a.Service < b.Service
+}
+
 func (s svcSettings) String() string {
-	return fmt.Sprintf("mode=%s port=%d host=%q path=%q balance=%s check=%s %q", s.Mode, s.Port, s.Host, s.Path, s.Balance, s.CheckKind, s.CheckPath)
+	out := fmt.Sprintf("mode=%s port=%d host=%q path=%q balance=%s check=%s %q", s.Mode, s.Port, s.Host, s.Path, s.Balance, s.CheckKind, s.CheckPath)
+	if s.Sticky {
+		out += " sticky"
+	}
+	if s.ProxyProtocol != "" {
+		out += " proxy-protocol=" + s.ProxyProtocol
+	}
+	return out + " tunnel=" + fmtDur(s.TunnelTimeout)
 }
 
 // sortRoutes orders routes most specific first: longer host, then longer
@@ -367,65 +512,36 @@ func slotsFor(min, n int) int {
 // settingsOf parses the service-level settings of one instance.
 func settingsOf(opt Options, m map[string]string) (svcSettings, string) {
 	var s svcSettings
-	s.Mode = m["lb_mode"]
-	if s.Mode != "http" && s.Mode != "tcp" {
-		return s, fmt.Sprintf("lb_mode %q: want http or tcp", s.Mode)
+	l, err := contract.DecodeLB(m)
+	if err != nil {
+		return s, err.Error()
 	}
-	if v, ok := m["lb_port"]; ok {
-		p, err := strconv.Atoi(v)
-		if err != nil || p < 1 || p > 65535 {
-			return s, fmt.Sprintf("lb_port %q: want a port 1-65535", v)
-		}
-		s.Port = p
-	} else if s.Mode == "http" {
+	s.Mode, s.Host, s.Path, s.Port, s.Balance = l.Mode, l.Host, l.Path, l.Port, l.Balance
+	s.Sticky, s.ProxyProtocol, s.TunnelTimeout = l.Sticky, l.ProxyProtocol, l.TunnelTimeout
+	if s.TunnelTimeout == 0 {
+		s.TunnelTimeout = opt.TunnelTimeout
+	}
+	if s.Port == 0 {
 		s.Port = opt.HTTPPort
-	} else {
-		return s, "lb_mode tcp needs lb_port"
 	}
-	s.Host, s.Path = m["lb_host"], m["lb_path"]
-	if s.Mode == "tcp" && (s.Host != "" || s.Path != "") {
-		return s, "lb_host and lb_path need lb_mode http"
-	}
-	if _, ok := m["lb_host"]; ok && !discovery.ValidHost(s.Host) {
-		return s, fmt.Sprintf("lb_host %q: want a lower-case DNS name", s.Host)
-	}
-	if _, ok := m["lb_path"]; ok && !discovery.ValidPath(s.Path) {
-		return s, fmt.Sprintf("lb_path %q: want a path starting with \"/\" without spaces, quotes, '\\' or '#'", s.Path)
-	}
-	s.Balance = opt.DefaultBalance
-	if v, ok := m["lb_balance"]; ok {
-		s.Balance = v
+	if s.Balance == "" {
+		s.Balance = opt.DefaultBalance
 	}
 	switch s.Balance {
 	case "roundrobin", "leastconn", "source":
 	default:
-		return s, fmt.Sprintf("lb_balance %q: want roundrobin, leastconn or source", s.Balance)
+		return s, fmt.Sprintf("balance %q: want roundrobin, leastconn or source", s.Balance)
 	}
 	// Check kind and path are per backend in HAProxy (option httpchk).
-	s.CheckKind, s.CheckPath = DefaultCheck.Kind, ""
-	if v, ok := m["check_kind"]; ok {
-		switch v {
-		case "http", "tcp", "none":
-			s.CheckKind = v
-		default:
-			return s, fmt.Sprintf("check_kind %q: want http, tcp or none", v)
-		}
-	}
-	if s.CheckKind == "http" {
-		s.CheckPath = "/"
-		if v, ok := m["check_path"]; ok {
-			if !discovery.ValidPath(v) {
-				return s, fmt.Sprintf("check_path %q: want a path starting with \"/\" without spaces, quotes, '\\' or '#'", v)
-			}
-			s.CheckPath = v
-		}
+	if s.CheckKind, s.CheckPath, err = contract.DecodeCheckKind(m, DefaultCheck); err != nil {
+		return s, err.Error()
 	}
 	return s, ""
 }
 
 // serverOf builds the server of one instance. Its Addr is empty when the
 // instance has no usable address (with a Problem).
-func serverOf(service string, in discovery.Instance) (Server, []Problem) {
+func serverOf(service string, in discovery.Instance, own map[netip.Addr]bool) (Server, []Problem) {
 	var probs []Problem
 	bad := func(f string, a ...any) {
 		probs = append(probs, Problem{service, in.ID, fmt.Sprintf(f, a...)})
@@ -442,56 +558,30 @@ func serverOf(service string, in discovery.Instance) (Server, []Problem) {
 		bad("address %q: an unspecified address would make HAProxy connect back to itself; instance left out", in.Address)
 		return Server{}, probs
 	}
+	// Loopback and link-local addresses are the lb host's own services
+	// (its Consul API, a cloud's metadata endpoint at 169.254.169.254):
+	// publishing them would hand them to anyone who can reach the lb.
+	switch u := ip.Unmap(); {
+	case u.IsLoopback():
+		bad("address %q is a loopback address: the lb host's own services are never proxied; instance left out", in.Address)
+		return Server{}, probs
+	case u.IsLinkLocalUnicast() || u.IsLinkLocalMulticast():
+		bad("address %q is link-local (metadata services live there): never proxied; instance left out", in.Address)
+		return Server{}, probs
+	case u.IsMulticast():
+		bad("address %q is a multicast address; instance left out", in.Address)
+		return Server{}, probs
+	case own[u]:
+		bad("address %q is one of the lb host's own addresses: its own services are never proxied; instance left out", in.Address)
+		return Server{}, probs
+	}
 	srv.Addr = netip.AddrPortFrom(ip.Unmap(), uint16(in.Port)).String()
-	if v, ok := in.Meta["weight"]; ok {
-		w, err := strconv.Atoi(v)
-		if err != nil || w < 0 || w > maxWeight {
-			bad("weight %q: want 0-%d; using 100", v, maxWeight)
-		} else {
-			srv.Weight = w
-		}
+	if srv.Weight, err = contract.DecodeWeight(in.Meta, srv.Weight); err != nil {
+		bad("%s", err)
 	}
-	c := DefaultCheck
-	if v, ok := in.Meta["check_kind"]; ok {
-		c.Kind = v // validated by settingsOf
-	}
-	if c.Kind == "http" {
-		c.Path = "/"
-		if v, ok := in.Meta["check_path"]; ok {
-			c.Path = v
-		}
-	}
-	dur := func(key string, d *time.Duration) {
-		v, ok := in.Meta[key]
-		if !ok {
-			return
-		}
-		x, err := time.ParseDuration(v)
-		if err != nil || x < time.Millisecond || x > time.Hour || x%time.Millisecond != 0 {
-			bad("%s %q: want a duration of whole milliseconds, 1ms to 1h; using %s", key, v, fmtDur(*d))
-			return
-		}
-		*d = x
-	}
-	num := func(key string, n *int) {
-		v, ok := in.Meta[key]
-		if !ok {
-			return
-		}
-		x, err := strconv.Atoi(v)
-		if err != nil || x < 1 || x > 1000 {
-			bad("%s %q: want 1-1000; using %d", key, v, *n)
-			return
-		}
-		*n = x
-	}
-	dur("check_interval", &c.Interval)
-	dur("check_timeout", &c.Timeout)
-	num("check_rise", &c.Rise)
-	num("check_fall", &c.Fall)
-	if c.Timeout > c.Interval {
-		bad("check_timeout %s exceeds check_interval %s; using %s", fmtDur(c.Timeout), fmtDur(c.Interval), fmtDur(c.Interval))
-		c.Timeout = c.Interval
+	c, errs := contract.DecodeCheck(in.Meta, DefaultCheck)
+	for _, err := range errs {
+		bad("%s", err)
 	}
 	srv.Check = c
 	return srv, probs
@@ -542,9 +632,4 @@ func shortHash(s string) string {
 }
 
 // fmtDur writes a duration the way haproxy.cfg takes it.
-func fmtDur(d time.Duration) string {
-	if d%time.Second == 0 {
-		return fmt.Sprintf("%ds", d/time.Second)
-	}
-	return fmt.Sprintf("%dms", d/time.Millisecond)
-}
+func fmtDur(d time.Duration) string { return contract.FormatDuration(d) }

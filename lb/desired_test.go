@@ -8,6 +8,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/drover-net/drover/discovery"
+
+	"github.com/drover-net/drover/discovery/contract"
 )
 
 // inst builds a passing instance; kv are Meta key/value pairs.
@@ -19,6 +21,32 @@ func inst(id, addr string, port int, kv ...string) discovery.Instance {
 	return discovery.Instance{ID: id, Address: addr, Port: port, Meta: m, Health: "passing"}
 }
 
+// withStateDefaults fills in what Desired sets when Options leave it
+// unset: the edge's hard-stop-after and every backend's tunnel timeout.
+func withStateDefaults(s State) State {
+	if s.Edge.HardStopAfter == 0 {
+		s.Edge.HardStopAfter = DefaultHardStopAfter
+	}
+	for i := range s.Backends {
+		if s.Backends[i].TunnelTimeout == 0 {
+			s.Backends[i].TunnelTimeout = DefaultTunnelTimeout
+		}
+	}
+	return s
+}
+
+// with sets the instance's health.
+func with(in discovery.Instance, health string) discovery.Instance {
+	in.Health = health
+	return in
+}
+
+// created sets the instance's Consul create index.
+func created(in discovery.Instance, index uint64) discovery.Instance {
+	in.CreateIndex = index
+	return in
+}
+
 func srv(name, addr string) Server {
 	return Server{Name: name, Addr: addr, Weight: 100, Check: DefaultCheck, Enabled: true}
 }
@@ -26,7 +54,7 @@ func srv(name, addr string) Server {
 func TestDesired(t *testing.T) {
 	httpCheck := DefaultCheck
 	httpCheck.Kind, httpCheck.Path = "http", "/healthz"
-	critical := inst("web-3", "10.42.0.3", 8080, "lb_mode", "http")
+	critical := inst("web-3", "10.42.0.3", 8080, contract.KeyLBMode, "http")
 	critical.Health = "critical"
 
 	tests := []struct {
@@ -43,8 +71,8 @@ func TestDesired(t *testing.T) {
 			name: "http default port, unhealthy and non-lb instances left out",
 			services: map[string][]discovery.Instance{
 				"web": {
-					inst("web-2", "10.42.0.2", 8080, "lb_mode", "http"),
-					inst("web-1", "10.42.0.1", 8080, "lb_mode", "http", "weight", "50"),
+					inst("web-2", "10.42.0.2", 8080, contract.KeyLBMode, "http"),
+					inst("web-1", "10.42.0.1", 8080, contract.KeyLBMode, "http", "weight", "50"),
 					critical,
 				},
 				"db": {inst("db-1", "10.42.0.9", 5432)},
@@ -61,11 +89,11 @@ func TestDesired(t *testing.T) {
 			name: "routes sorted most specific first",
 			opt:  Options{HTTPPort: 8000, DefaultBalance: "leastconn"},
 			services: map[string][]discovery.Instance{
-				"api":  {inst("a", "10.0.0.1", 1, "lb_mode", "http", "lb_host", "web.example", "lb_path", "/api")},
-				"web":  {inst("w", "10.0.0.2", 1, "lb_mode", "http", "lb_host", "web.example")},
-				"all":  {inst("c", "10.0.0.3", 1, "lb_mode", "http")},
-				"img":  {inst("i", "10.0.0.4", 1, "lb_mode", "http", "lb_path", "/img")},
-				"long": {inst("l", "10.0.0.5", 1, "lb_mode", "http", "lb_host", "static.web.example")},
+				"api":  {inst("a", "10.0.0.1", 1, contract.KeyLBMode, "http", contract.KeyLBHost, "web.example", contract.KeyLBPath, "/api")},
+				"web":  {inst("w", "10.0.0.2", 1, contract.KeyLBMode, "http", contract.KeyLBHost, "web.example")},
+				"all":  {inst("c", "10.0.0.3", 1, contract.KeyLBMode, "http")},
+				"img":  {inst("i", "10.0.0.4", 1, contract.KeyLBMode, "http", contract.KeyLBPath, "/img")},
+				"long": {inst("l", "10.0.0.5", 1, contract.KeyLBMode, "http", contract.KeyLBHost, "static.web.example")},
 			},
 			want: State{
 				Frontends: []Frontend{{Name: "http_8000", Mode: "http", Port: 8000, Routes: []Route{
@@ -89,9 +117,9 @@ func TestDesired(t *testing.T) {
 			opt:  Options{SlotsMin: 2},
 			services: map[string][]discovery.Instance{
 				"pg": {
-					inst("drover:h1:abc:5432", "10.42.1.2", 5432, "lb_mode", "tcp", "lb_port", "5432", "lb_balance", "source"),
-					inst("drover:h2:def:5432", "10.42.2.2", 5432, "lb_mode", "tcp", "lb_port", "5432", "lb_balance", "source"),
-					inst("drover:h3:123:5432", "10.42.3.2", 5432, "lb_mode", "tcp", "lb_port", "5432", "lb_balance", "source"),
+					inst("drover:h1:abc:5432", "10.42.1.2", 5432, contract.KeyLBMode, "tcp", contract.KeyLBPort, "5432", contract.KeyLBBalance, "source"),
+					inst("drover:h2:def:5432", "10.42.2.2", 5432, contract.KeyLBMode, "tcp", contract.KeyLBPort, "5432", contract.KeyLBBalance, "source"),
+					inst("drover:h3:123:5432", "10.42.3.2", 5432, contract.KeyLBMode, "tcp", contract.KeyLBPort, "5432", contract.KeyLBBalance, "source"),
 				},
 			},
 			want: State{
@@ -104,86 +132,141 @@ func TestDesired(t *testing.T) {
 			},
 		},
 		{
-			name: "disagreeing instances refuse the whole service",
+			name: "a disagreeing instance is left out alone; the first instance's settings hold",
 			services: map[string][]discovery.Instance{
 				"web": {
-					inst("web-1", "10.0.0.1", 80, "lb_mode", "http", "lb_path", "/a"),
-					inst("web-2", "10.0.0.2", 80, "lb_mode", "http", "lb_path", "/b"),
+					created(inst("web-2", "10.0.0.2", 80, contract.KeyLBMode, "http", contract.KeyLBPath, "/b"), 8),
+					created(inst("web-1", "10.0.0.1", 80, contract.KeyLBMode, "http", contract.KeyLBPath, "/a"), 5),
+					created(inst("web-3", "10.0.0.3", 80, contract.KeyLBMode, "http", contract.KeyLBPath, "/a"), 9),
+					created(inst("web-4", "10.0.0.4", 80, contract.KeyLBMode, "http", contract.KeyLBPort, "x"), 10),
 				},
-				"ok": {inst("ok-1", "10.0.0.3", 80, "lb_mode", "http")},
+				"ok": {inst("ok-1", "10.0.0.9", 80, contract.KeyLBMode, "http")},
 			},
 			want: State{
-				Frontends: []Frontend{{Name: "http_80", Mode: "http", Port: 80, Routes: []Route{{Backend: "ok"}}}},
-				Backends:  []Backend{{Name: "ok", Mode: "http", Balance: "roundrobin", Slots: 4, Servers: []Server{srv("ok-1", "10.0.0.3:80")}}},
-			},
-			probs: []Problem{{"web", "web-2", `lb settings mode=http port=80 host="" path="/b" balance=roundrobin check=tcp "" disagree with instance web-1 (mode=http port=80 host="" path="/a" balance=roundrobin check=tcp ""); service left out`}},
-		},
-		{
-			name: "invalid service settings refuse the service",
-			services: map[string][]discovery.Instance{
-				"a": {inst("a1", "10.0.0.1", 80, "lb_mode", "udp")},
-				"b": {inst("b1", "10.0.0.1", 80, "lb_mode", "tcp")},
-				"c": {inst("c1", "10.0.0.1", 80, "lb_mode", "http", "lb_port", "70000")},
-				"d": {inst("d1", "10.0.0.1", 80, "lb_mode", "http", "lb_host", "Web Example")},
-				"e": {inst("e1", "10.0.0.1", 80, "lb_mode", "http", "lb_path", "/a#b")},
-				"f": {inst("f1", "10.0.0.1", 80, "lb_mode", "http", "lb_balance", "random")},
-				"g": {inst("g1", "10.0.0.1", 80, "lb_mode", "tcp", "lb_port", "9000", "lb_host", "x.example")},
-				"h": {inst("h1", "10.0.0.1", 80, "lb_mode", "http", "check_kind", "udp")},
+				Frontends: []Frontend{{Name: "http_80", Mode: "http", Port: 80, Routes: []Route{{PathPrefix: "/a", Backend: "web"}, {Backend: "ok"}}}},
+				Backends: []Backend{
+					{Name: "ok", Mode: "http", Balance: "roundrobin", Slots: 4, Servers: []Server{srv("ok-1", "10.0.0.9:80")}},
+					{Name: "web", Mode: "http", Balance: "roundrobin", Slots: 4, Servers: []Server{srv("web-1", "10.0.0.1:80"), srv("web-3", "10.0.0.3:80")}},
+				},
 			},
 			probs: []Problem{
-				{"a", "a1", `lb_mode "udp": want http or tcp; service left out`},
-				{"b", "b1", "lb_mode tcp needs lb_port; service left out"},
-				{"c", "c1", `lb_port "70000": want a port 1-65535; service left out`},
-				{"d", "d1", `lb_host "Web Example": want a lower-case DNS name; service left out`},
-				{"e", "e1", `lb_path "/a#b": want a path starting with "/" without spaces, quotes, '\' or '#'; service left out`},
-				{"f", "f1", `lb_balance "random": want roundrobin, leastconn or source; service left out`},
-				{"g", "g1", "lb_host and lb_path need lb_mode http; service left out"},
-				{"h", "h1", `check_kind "udp": want http, tcp or none; service left out`},
+				{"web", "web-2", `lb settings mode=http port=80 host="" path="/b" balance=roundrobin check=tcp "" tunnel=3600s disagree with the service's (mode=http port=80 host="" path="/a" balance=roundrobin check=tcp "" tunnel=3600s, from instance web-1, registered first); instance left out`},
+				{"web", "web-4", `lb_port "x": want a port 1-65535; instance left out`},
 			},
 		},
 		{
-			name: "two tcp services on one port refuse both",
+			name: "the first instance's settings hold while it is critical",
 			services: map[string][]discovery.Instance{
-				"a": {inst("a1", "10.0.0.1", 1, "lb_mode", "tcp", "lb_port", "9000")},
-				"b": {inst("b1", "10.0.0.2", 1, "lb_mode", "tcp", "lb_port", "9000")},
+				"web": {
+					with(created(inst("web-1", "10.0.0.1", 80, contract.KeyLBMode, "http", contract.KeyLBPath, "/a"), 5), "critical"),
+					created(inst("web-2", "10.0.0.2", 80, contract.KeyLBMode, "http", contract.KeyLBPath, "/b"), 8),
+				},
 			},
 			probs: []Problem{
-				{"a", "", "tcp port 9000 is claimed by 2 services; service left out"},
-				{"b", "", "tcp port 9000 is claimed by 2 services; service left out"},
+				{"web", "web-2", `lb settings mode=http port=80 host="" path="/b" balance=roundrobin check=tcp "" tunnel=3600s disagree with the service's (mode=http port=80 host="" path="/a" balance=roundrobin check=tcp "" tunnel=3600s, from instance web-1, registered first); instance left out`},
 			},
+		},
+		{
+			name: "invalid service settings leave the instance out",
+			services: map[string][]discovery.Instance{
+				"a": {inst("a1", "10.0.0.1", 80, contract.KeyLBMode, "udp")},
+				"b": {inst("b1", "10.0.0.1", 80, contract.KeyLBMode, "tcp")},
+				"c": {inst("c1", "10.0.0.1", 80, contract.KeyLBMode, "http", contract.KeyLBPort, "70000")},
+				"d": {inst("d1", "10.0.0.1", 80, contract.KeyLBMode, "http", contract.KeyLBHost, "Web Example")},
+				"e": {inst("e1", "10.0.0.1", 80, contract.KeyLBMode, "http", contract.KeyLBPath, "/a#b")},
+				"f": {inst("f1", "10.0.0.1", 80, contract.KeyLBMode, "http", contract.KeyLBBalance, "random")},
+				"g": {inst("g1", "10.0.0.1", 80, contract.KeyLBMode, "tcp", contract.KeyLBPort, "9000", contract.KeyLBHost, "x.example")},
+				"h": {inst("h1", "10.0.0.1", 80, contract.KeyLBMode, "http", contract.KeyCheckKind, "udp")},
+			},
+			probs: []Problem{
+				{"a", "a1", `lb_mode "udp": want http or tcp; instance left out`},
+				{"b", "b1", "lb_mode tcp needs lb_port; instance left out"},
+				{"c", "c1", `lb_port "70000": want a port 1-65535; instance left out`},
+				{"d", "d1", `lb_host "Web Example": want a lower-case DNS name; instance left out`},
+				{"e", "e1", `lb_path "/a#b": want a path starting with "/" without spaces, quotes, '\' or '#'; instance left out`},
+				{"f", "f1", `lb_balance "random": want roundrobin, leastconn or source; instance left out`},
+				{"g", "g1", "lb_host and lb_path need lb_mode http; instance left out"},
+				{"h", "h1", `check_kind "udp": want http, tcp or none; instance left out`},
+			},
+		},
+		{
+			name: "two tcp services on one port: the first keeps it",
+			services: map[string][]discovery.Instance{
+				"a": {inst("a1", "10.0.0.1", 1, contract.KeyLBMode, "tcp", contract.KeyLBPort, "9000")},
+				"b": {created(inst("b1", "10.0.0.2", 1, contract.KeyLBMode, "tcp", contract.KeyLBPort, "9000"), 5)},
+				"c": {created(inst("c1", "10.0.0.3", 1, contract.KeyLBMode, "tcp", contract.KeyLBPort, "9000"), 9)},
+			},
+			want: State{
+				Frontends: []Frontend{{Name: "tcp_9000", Mode: "tcp", Port: 9000, DefaultBackend: "a"}},
+				Backends:  []Backend{{Name: "a", Mode: "tcp", Balance: "roundrobin", Slots: 4, Servers: []Server{srv("a1", "10.0.0.1:1")}}},
+			},
+			probs: []Problem{
+				{"b", "", "tcp port 9000 is taken by service a (registered first); service left out"},
+				{"c", "", "tcp port 9000 is taken by service a (registered first); service left out"},
+			},
+		},
+		{
+			name: "the first claimant wins by create index, not by name",
+			services: map[string][]discovery.Instance{
+				"a": {created(inst("a1", "10.0.0.1", 1, contract.KeyLBMode, "tcp", contract.KeyLBPort, "9000"), 20)},
+				"b": {created(inst("b1", "10.0.0.2", 1, contract.KeyLBMode, "tcp", contract.KeyLBPort, "9000"), 10)},
+			},
+			want: State{
+				Frontends: []Frontend{{Name: "tcp_9000", Mode: "tcp", Port: 9000, DefaultBackend: "b"}},
+				Backends:  []Backend{{Name: "b", Mode: "tcp", Balance: "roundrobin", Slots: 4, Servers: []Server{srv("b1", "10.0.0.2:1")}}},
+			},
+			probs: []Problem{{"a", "", "tcp port 9000 is taken by service b (registered first); service left out"}},
 		},
 		{
 			name: "tcp service on an http port is refused, http keeps it",
 			services: map[string][]discovery.Instance{
-				"t": {inst("t1", "10.0.0.1", 1, "lb_mode", "tcp", "lb_port", "80")},
-				"w": {inst("w1", "10.0.0.2", 1, "lb_mode", "http")},
+				"t": {created(inst("t1", "10.0.0.1", 1, contract.KeyLBMode, "tcp", contract.KeyLBPort, "80"), 7)},
+				"w": {created(inst("w1", "10.0.0.2", 1, contract.KeyLBMode, "http"), 3)},
 			},
 			want: State{
 				Frontends: []Frontend{{Name: "http_80", Mode: "http", Port: 80, Routes: []Route{{Backend: "w"}}}},
 				Backends:  []Backend{{Name: "w", Mode: "http", Balance: "roundrobin", Slots: 4, Servers: []Server{srv("w1", "10.0.0.2:1")}}},
 			},
-			probs: []Problem{{"t", "", "port 80 is an http frontend; tcp service left out"}},
+			probs: []Problem{{"t", "", "port 80 is the http frontend of service w (registered first); tcp service left out"}},
 		},
 		{
-			name: "same route for two services refuses both",
+			name: "a tcp service that came first keeps its port from http newcomers",
 			services: map[string][]discovery.Instance{
-				"a": {inst("a1", "10.0.0.1", 1, "lb_mode", "http", "lb_host", "x.example")},
-				"b": {inst("b1", "10.0.0.2", 1, "lb_mode", "http", "lb_host", "x.example")},
+				"t": {created(inst("t1", "10.0.0.1", 1, contract.KeyLBMode, "tcp", contract.KeyLBPort, "80"), 3)},
+				"w": {created(inst("w1", "10.0.0.2", 1, contract.KeyLBMode, "http"), 7)},
 			},
-			probs: []Problem{
-				{"a", "", `route host "x.example" path "" on port 80 is claimed by 2 services; service left out`},
-				{"b", "", `route host "x.example" path "" on port 80 is claimed by 2 services; service left out`},
+			want: State{
+				Frontends: []Frontend{{Name: "tcp_80", Mode: "tcp", Port: 80, DefaultBackend: "t"}},
+				Backends:  []Backend{{Name: "t", Mode: "tcp", Balance: "roundrobin", Slots: 4, Servers: []Server{srv("t1", "10.0.0.1:1")}}},
 			},
+			probs: []Problem{{"w", "", "port 80 is the tcp frontend of service t (registered first); http service left out"}},
+		},
+		{
+			name: "same route for two services: the first keeps it, other routes unaffected",
+			services: map[string][]discovery.Instance{
+				"a": {created(inst("a1", "10.0.0.1", 1, contract.KeyLBMode, "http", contract.KeyLBHost, "x.example"), 9)},
+				"b": {created(inst("b1", "10.0.0.2", 1, contract.KeyLBMode, "http", contract.KeyLBHost, "x.example"), 4)},
+				"c": {created(inst("c1", "10.0.0.3", 1, contract.KeyLBMode, "http", contract.KeyLBHost, "y.example"), 12)},
+			},
+			want: State{
+				Frontends: []Frontend{{Name: "http_80", Mode: "http", Port: 80, Routes: []Route{
+					{Host: "x.example", Backend: "b"}, {Host: "y.example", Backend: "c"}}}},
+				Backends: []Backend{
+					{Name: "b", Mode: "http", Balance: "roundrobin", Slots: 4, Servers: []Server{srv("b1", "10.0.0.2:1")}},
+					{Name: "c", Mode: "http", Balance: "roundrobin", Slots: 4, Servers: []Server{srv("c1", "10.0.0.3:1")}},
+				},
+			},
+			probs: []Problem{{"a", "", `route host "x.example" path "" on port 80 is taken by service b (registered first); service left out`}},
 		},
 		{
 			name: "check from meta, bad values default",
 			services: map[string][]discovery.Instance{
 				"web": {
-					inst("w1", "10.0.0.1", 80, "lb_mode", "http", "check_kind", "http", "check_path", "/healthz"),
-					inst("w2", "10.0.0.2", 80, "lb_mode", "http", "check_kind", "http", "check_path", "/healthz",
-						"check_interval", "5s", "check_timeout", "500ms", "check_rise", "1", "check_fall", "5"),
-					inst("w3", "10.0.0.3", 80, "lb_mode", "http", "check_kind", "http", "check_path", "/healthz",
-						"check_interval", "soon", "check_rise", "0", "weight", "300"),
+					inst("w1", "10.0.0.1", 80, contract.KeyLBMode, "http", contract.KeyCheckKind, "http", contract.KeyCheckPath, "/healthz"),
+					inst("w2", "10.0.0.2", 80, contract.KeyLBMode, "http", contract.KeyCheckKind, "http", contract.KeyCheckPath, "/healthz",
+						contract.KeyCheckInterval, "5s", contract.KeyCheckTimeout, "500ms", contract.KeyCheckRise, "1", contract.KeyCheckFall, "5"),
+					inst("w3", "10.0.0.3", 80, contract.KeyLBMode, "http", contract.KeyCheckKind, "http", contract.KeyCheckPath, "/healthz",
+						contract.KeyCheckInterval, "soon", contract.KeyCheckRise, "0", "weight", "300"),
 				},
 			},
 			want: State{
@@ -205,14 +288,14 @@ func TestDesired(t *testing.T) {
 			name: "bad address, unspecified address, duplicate address and colliding names",
 			services: map[string][]discovery.Instance{
 				"web": {
-					inst("a:1", "10.0.0.1", 80, "lb_mode", "http"),
-					inst("a_1", "10.0.0.2", 80, "lb_mode", "http"),
-					inst("b", "10.0.0.1", 80, "lb_mode", "http"),
-					inst("c", "not-an-ip", 80, "lb_mode", "http"),
-					inst("slot1", "10.0.0.4", 80, "lb_mode", "http"),
-					inst("d", "0.0.0.0", 80, "lb_mode", "http"),
-					inst("e", "::", 80, "lb_mode", "http"),
-					inst("f", "::ffff:0.0.0.0", 80, "lb_mode", "http"),
+					inst("a:1", "10.0.0.1", 80, contract.KeyLBMode, "http"),
+					inst("a_1", "10.0.0.2", 80, contract.KeyLBMode, "http"),
+					inst("b", "10.0.0.1", 80, contract.KeyLBMode, "http"),
+					inst("c", "not-an-ip", 80, contract.KeyLBMode, "http"),
+					inst("slot1", "10.0.0.4", 80, contract.KeyLBMode, "http"),
+					inst("d", "0.0.0.0", 80, contract.KeyLBMode, "http"),
+					inst("e", "::", 80, contract.KeyLBMode, "http"),
+					inst("f", "::ffff:0.0.0.0", 80, contract.KeyLBMode, "http"),
 				},
 			},
 			want: State{
@@ -238,6 +321,7 @@ func TestDesired(t *testing.T) {
 				tt.opt.SlotsMin = 4 // the cases were written for pools of 4
 			}
 			got, probs := Desired(tt.opt, tt.services)
+			tt.want = withStateDefaults(tt.want)
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("state (-want +got):\n%s", diff)
 			}
@@ -261,7 +345,7 @@ func TestSlotsFor(t *testing.T) {
 }
 
 func TestStateEqualClone(t *testing.T) {
-	s, _ := Desired(Options{}, map[string][]discovery.Instance{"web": {inst("w1", "10.0.0.1", 80, "lb_mode", "http")}})
+	s, _ := Desired(Options{}, map[string][]discovery.Instance{"web": {inst("w1", "10.0.0.1", 80, contract.KeyLBMode, "http")}})
 	c := s.Clone()
 	if !s.Equal(c) {
 		t.Fatal("clone not equal")

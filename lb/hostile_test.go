@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/drover-net/drover/discovery"
+
+	"github.com/drover-net/drover/discovery/contract"
 )
 
 // hostilePayloads are values a careless or hostile registration could
@@ -70,19 +72,19 @@ var hostileFields = []struct {
 	{"id", func(_ *string, in *discovery.Instance, p string) { in.ID = p }},
 	{"address", func(_ *string, in *discovery.Instance, p string) { in.Address = p }},
 	{"meta-key", func(_ *string, in *discovery.Instance, p string) { in.Meta[p] = "x\n    server evil 1.2.3.4:80" }},
-	{"lb_host", metaSetter("lb_host")},
-	{"lb_path", metaSetter("lb_path")},
-	{"lb_mode", metaSetter("lb_mode")},
-	{"lb_port", metaSetter("lb_port")},
-	{"lb_balance", metaSetter("lb_balance")},
+	{contract.KeyLBHost, metaSetter(contract.KeyLBHost)},
+	{contract.KeyLBPath, metaSetter(contract.KeyLBPath)},
+	{contract.KeyLBMode, metaSetter(contract.KeyLBMode)},
+	{contract.KeyLBPort, metaSetter(contract.KeyLBPort)},
+	{contract.KeyLBBalance, metaSetter(contract.KeyLBBalance)},
 	{"weight", metaSetter("weight")},
-	{"check_kind", metaSetter("check_kind")},
-	{"check_path", func(_ *string, in *discovery.Instance, p string) {
-		in.Meta["check_kind"], in.Meta["check_path"] = "http", p
+	{contract.KeyCheckKind, metaSetter(contract.KeyCheckKind)},
+	{contract.KeyCheckPath, func(_ *string, in *discovery.Instance, p string) {
+		in.Meta[contract.KeyCheckKind], in.Meta[contract.KeyCheckPath] = "http", p
 	}},
-	{"check_interval", metaSetter("check_interval")},
-	{"check_timeout", metaSetter("check_timeout")},
-	{"check_rise", metaSetter("check_rise")},
+	{contract.KeyCheckInterval, metaSetter(contract.KeyCheckInterval)},
+	{contract.KeyCheckTimeout, metaSetter(contract.KeyCheckTimeout)},
+	{contract.KeyCheckRise, metaSetter(contract.KeyCheckRise)},
 }
 
 func metaSetter(key string) func(*string, *discovery.Instance, string) {
@@ -123,7 +125,7 @@ func hostileCases() []hostileCase {
 // cases apart, so that haproxy -c can check many cases in one file.)
 func (c hostileCase) services() map[string][]discovery.Instance {
 	name := fmt.Sprintf("hostile-%d", c.n)
-	in := inst("hostile-1", "10.66.0.1", 8080, "lb_mode", "http", "lb_host", "hostile.example")
+	in := inst("hostile-1", "10.66.0.1", 8080, contract.KeyLBMode, "http", contract.KeyLBHost, "hostile.example")
 	for _, f := range hostileFields {
 		if f.name == c.field {
 			f.set(&name, &in, c.payload)
@@ -133,13 +135,13 @@ func (c hostileCase) services() map[string][]discovery.Instance {
 		in.Port = c.port
 	}
 	return map[string][]discovery.Instance{
-		"good": {inst("good-1", "10.99.0.1", 8080, "lb_mode", "http", "lb_host", "good.example")},
+		"good": {inst("good-1", "10.99.0.1", 8080, contract.KeyLBMode, "http", contract.KeyLBHost, "good.example")},
 		name:   {in},
 	}
 }
 
 // goodBackend is what service "good" must always become.
-var goodBackend = Backend{Name: "good", Mode: "http", Balance: "roundrobin", Slots: 8,
+var goodBackend = Backend{Name: "good", Mode: "http", Balance: "roundrobin", Slots: 8, TunnelTimeout: DefaultTunnelTimeout,
 	Servers: []Server{srv("good-1", "10.99.0.1:8080")}}
 
 // TestHostileInputsNeverReachTheFile puts each hostile payload into each
@@ -271,6 +273,15 @@ func checkHostile(c hostileCase, g Globals, preamble map[string]bool) (st State,
 	return st, outcome, errs
 }
 
+// fixedLines are lines Render writes as constants, whatever the input:
+// they may use words an injection would (http-request).
+var fixedLines = map[string]bool{
+	"    http-request del-header X-Forwarded-For":              true,
+	"    option forwardfor":                                    true,
+	"    http-request set-header X-Forwarded-Proto http":       true,
+	"    http-request set-header X-Forwarded-Port %[dst_port]": true,
+}
+
 // renderGrammar is every line Render writes after the global and defaults
 // sections, with names, hosts and paths limited to what is safe unquoted.
 var renderGrammar = func() []*regexp.Regexp {
@@ -282,8 +293,13 @@ var renderGrammar = func() []*regexp.Regexp {
 		addr = `(?:[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+|\[[0-9a-f:.]+\]):[0-9]+`
 	)
 	var res []*regexp.Regexp
+	var fixed []string
+	for l := range fixedLines {
+		fixed = append(fixed, regexp.QuoteMeta(l))
+	}
 	for _, re := range []string{
 		``,
+		`(?:` + strings.Join(fixed, "|") + `)`,
 		`frontend (?:http|tcp)_[0-9]+`,
 		`backend ` + name,
 		`    mode (?:http|tcp)`,
@@ -297,7 +313,10 @@ var renderGrammar = func() []*regexp.Regexp {
 		`    retry-on conn-failure empty-response response-timeout`,
 		`    option httpchk GET ` + path,
 		`    timeout check ` + dur,
-		`    server ` + name + ` ` + addr + ` weight [0-9]+(?: check inter ` + dur + ` fall [0-9]+ rise [0-9]+)?(?: disabled)?`,
+		`    timeout tunnel ` + dur,
+		`    cookie drv_[0-9a-f]{8} insert indirect nocache httponly`,
+		`    server ` + name + ` ` + addr + ` weight [0-9]+(?: check inter ` + dur + ` fall [0-9]+ rise [0-9]+)?` +
+			`(?: send-proxy(?:-v2)?)?(?: check-send-proxy)?(?: cookie [0-9a-f]{8})?(?: disabled)?`,
 	} {
 		res = append(res, regexp.MustCompile(`^`+re+`$`))
 	}
@@ -328,6 +347,9 @@ lines:
 			if strings.Contains(l, f) {
 				errs = append(errs, fmt.Sprintf("line %d %q holds injected %q", n+1, l, f))
 			}
+		}
+		if fixedLines[l] {
+			continue // Render's own constant lines (never built from input)
 		}
 		for _, w := range strings.Fields(l) {
 			switch w {

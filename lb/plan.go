@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/drover-net/drover/discovery"
 )
@@ -58,8 +59,9 @@ func (p Plan) String() string {
 // Servers[i] is slot i, see Server) to new (normally from Desired). It is
 // pure.
 //
-// A reload is needed when frontends change, a backend is added or removed
-// or changes mode, balance, slots or check kind/path/timeout, or a server
+// A reload is needed when frontends or the edge settings change, a backend
+// is added or removed or changes mode, balance, slots, check
+// kind/path/timeout, stickiness, PROXY protocol or tunnel timeout, or a server
 // would keep or take a slot whose check (interval, rise, fall) differs
 // from its own. Otherwise servers are matched to slots by address:
 // removed servers' slots are drained ("drain-disable"), new servers take
@@ -69,6 +71,9 @@ func (p Plan) String() string {
 func Diff(old, new State) Plan {
 	var p Plan
 	p.Reasons = frontendReasons(old.Frontends, new.Frontends)
+	if !reflect.DeepEqual(State{Edge: old.Edge}.normal().Edge, State{Edge: new.Edge}.normal().Edge) {
+		p.Reasons = append(p.Reasons, "edge settings changed")
+	}
 	oldBE := map[string]Backend{}
 	for _, b := range old.Backends {
 		oldBE[b.Name] = b
@@ -171,6 +176,14 @@ func slotName(b Backend, i int) string {
 	return fmt.Sprintf("slot%d", i)
 }
 
+// tunnelOf is the tunnel timeout Render writes for b.
+func tunnelOf(b Backend) time.Duration {
+	if b.TunnelTimeout <= 0 {
+		return DefaultTunnelTimeout
+	}
+	return b.TunnelTimeout
+}
+
 func diffBackend(ob, nb Backend) ([]string, []Op) {
 	var rs []string
 	if ob.Mode != nb.Mode {
@@ -184,6 +197,9 @@ func diffBackend(ob, nb Backend) ([]string, []Op) {
 	}
 	if backendCheck(ob) != backendCheck(nb) {
 		rs = append(rs, fmt.Sprintf("backend %s check changed", nb.Name))
+	}
+	if ob.Sticky != nb.Sticky || ob.ProxyProtocol != nb.ProxyProtocol || tunnelOf(ob) != tunnelOf(nb) {
+		rs = append(rs, fmt.Sprintf("backend %s options changed", nb.Name))
 	}
 	if len(rs) > 0 {
 		return rs, nil

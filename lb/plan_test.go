@@ -1,12 +1,14 @@
 package lb
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/drover-net/drover/discovery"
+	"github.com/drover-net/drover/discovery/contract"
 )
 
 // webState is the desired state of service web with the given instances
@@ -15,7 +17,7 @@ func webState(t *testing.T, ids ...string) State {
 	t.Helper()
 	var ins []discovery.Instance
 	for i := 0; i+1 < len(ids); i += 2 {
-		ins = append(ins, inst(ids[i], ids[i+1], 8080, "lb_mode", "http"))
+		ins = append(ins, inst(ids[i], ids[i+1], 8080, contract.KeyLBMode, "http"))
 	}
 	s, probs := Desired(Options{SlotsMin: 4}, map[string][]discovery.Instance{"web": ins})
 	if len(probs) > 0 {
@@ -213,4 +215,26 @@ func replaceOnce(s, old, new string) string {
 		}
 	}
 	return s
+}
+
+func TestDiffReloadsOnBackendOptionsAndEdge(t *testing.T) {
+	base := State{Backends: []Backend{{Name: "web", Mode: "http", Balance: "roundrobin", Slots: 4, TunnelTimeout: time.Hour,
+		Servers: []Server{srv("w1", "10.0.0.1:80")}}}}
+	for name, change := range map[string]func(*State){
+		"sticky":         func(s *State) { s.Backends[0].Sticky = true },
+		"proxy protocol": func(s *State) { s.Backends[0].ProxyProtocol = "v2" },
+		"tunnel timeout": func(s *State) { s.Backends[0].TunnelTimeout = time.Minute },
+		"trusted proxy":  func(s *State) { s.Edge.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")} },
+		"accept proxy":   func(s *State) { s.Edge.AcceptProxy = true },
+		"hard stop":      func(s *State) { s.Edge.HardStopAfter = time.Minute },
+	} {
+		next := base.Clone()
+		change(&next)
+		if p := Diff(base, next); !p.Reload {
+			t.Errorf("%s changed: plan %v, want a reload", name, p)
+		}
+		if p := Diff(next, next.Clone()); !p.Empty() {
+			t.Errorf("%s: unchanged state gives plan %v", name, p)
+		}
+	}
 }

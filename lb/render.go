@@ -30,7 +30,11 @@ func Render(s State, g Globals) []byte {
 	w("global")
 	w("    master-worker")
 	w("    stats socket %s mode 600 level admin expose-fd listeners", g.StatsSocket)
-	w("    hard-stop-after 30s")
+	hs := s.Edge.HardStopAfter
+	if hs <= 0 {
+		hs = DefaultHardStopAfter
+	}
+	w("    hard-stop-after %s", fmtDur(hs))
 	w("    close-spread-time 5s")
 	w("    mworker-max-reloads 50")
 	w("    server-state-file %s", g.StateFile)
@@ -50,7 +54,11 @@ func Render(s State, g Globals) []byte {
 		w("")
 		w("frontend %s", f.Name)
 		w("    mode %s", f.Mode)
-		w("    bind :%d", f.Port)
+		bind := fmt.Sprintf("    bind :%d", f.Port)
+		if s.Edge.AcceptProxy {
+			bind += " accept-proxy"
+		}
+		w("%s", bind)
 		if f.Mode == "tcp" {
 			// The defaults' idle-close-on-response only applies to http.
 			w("    no option idle-close-on-response")
@@ -59,6 +67,7 @@ func Render(s State, g Globals) []byte {
 			}
 			continue
 		}
+		forwarded(w, s.Edge, "http")
 		var dflt string
 		for i, r := range f.Routes {
 			var conds []string
@@ -102,14 +111,37 @@ func Render(s State, g Globals) []byte {
 		if bc.Kind != "none" && bc.Timeout > 0 {
 			w("    timeout check %s", fmtDur(bc.Timeout))
 		}
+		tunnel := be.TunnelTimeout
+		if tunnel <= 0 {
+			tunnel = DefaultTunnelTimeout
+		}
+		w("    timeout tunnel %s", fmtDur(tunnel))
+		if be.Sticky {
+			// The cookie names the slot by a hash: stable across
+			// runtime operations, and it tells clients nothing.
+			w("    cookie %s insert indirect nocache httponly", stickyCookie(be.Name))
+		}
 		for i := 0; i < max(be.Slots, len(be.Servers)); i++ {
 			name, addr, weight, enabled := slotName(be, i), "127.0.0.1:1", slotWeight(be, i), false
 			if i < len(be.Servers) {
 				addr, enabled = be.Servers[i].Addr, be.Servers[i].Enabled
 			}
 			line := fmt.Sprintf("    server %s %s weight %d", name, addr, weight)
-			if c := slotCheck(be, i); c.Kind != "none" {
+			c := slotCheck(be, i)
+			if c.Kind != "none" {
 				line += fmt.Sprintf(" check inter %s fall %d rise %d", fmtDur(c.Interval), c.Fall, c.Rise)
+			}
+			switch be.ProxyProtocol {
+			case "v1":
+				line += " send-proxy"
+			case "v2":
+				line += " send-proxy-v2"
+			}
+			if be.ProxyProtocol != "" && c.Kind != "none" {
+				line += " check-send-proxy"
+			}
+			if be.Sticky {
+				line += " cookie " + shortHash(be.Name+"/"+name)
 			}
 			if !enabled {
 				line += " disabled"
@@ -119,3 +151,31 @@ func Render(s State, g Globals) []byte {
 	}
 	return b.Bytes()
 }
+
+// forwarded writes the X-Forwarded-For, -Proto and -Port handling of an
+// http frontend: what a client sent is replaced, unless the previous hop
+// is a trusted proxy (then For is appended to and Proto/Port kept when
+// present).
+func forwarded(w func(string, ...any), e Edge, proto string) {
+	if len(e.TrustedProxies) == 0 {
+		w("    http-request del-header X-Forwarded-For")
+		w("    option forwardfor")
+		w("    http-request set-header X-Forwarded-Proto %s", proto)
+		w("    http-request set-header X-Forwarded-Port %%[dst_port]")
+		return
+	}
+	line := "    acl trusted_proxy src"
+	for _, p := range e.TrustedProxies {
+		line += " " + p.String()
+	}
+	w("%s", line)
+	w("    acl has_xfp req.hdr(X-Forwarded-Proto) -m found")
+	w("    acl has_xfport req.hdr(X-Forwarded-Port) -m found")
+	w("    http-request del-header X-Forwarded-For unless trusted_proxy")
+	w("    option forwardfor")
+	w("    http-request set-header X-Forwarded-Proto %s unless trusted_proxy has_xfp", proto)
+	w("    http-request set-header X-Forwarded-Port %%[dst_port] unless trusted_proxy has_xfport")
+}
+
+// stickyCookie is the persistence cookie's name for a backend.
+func stickyCookie(backend string) string { return "drv_" + shortHash(backend) }

@@ -46,7 +46,14 @@ func TestRenderGolden(t *testing.T) {
 			if err := json.Unmarshal(raw, &services); err != nil {
 				t.Fatalf("parsing %s.input: %v", c, err)
 			}
-			st, probs := Desired(Options{}, services)
+			// <case>.options, when present, holds the Options as JSON.
+			var opt Options
+			if raw, err := os.ReadFile(filepath.Join("testdata", c+".options")); err == nil {
+				if err := json.Unmarshal(raw, &opt); err != nil {
+					t.Fatalf("parsing %s.options: %v", c, err)
+				}
+			}
+			st, probs := Desired(opt, services)
 			for _, p := range probs {
 				t.Logf("problem: %s", p)
 			}
@@ -54,7 +61,7 @@ func TestRenderGolden(t *testing.T) {
 			if again := Render(st, DefaultGlobals); !bytes.Equal(got, again) {
 				t.Fatal("two renders of one state differ")
 			}
-			st2, _ := Desired(Options{}, services)
+			st2, _ := Desired(opt, services)
 			if again := Render(st2, DefaultGlobals); !bytes.Equal(got, again) {
 				t.Fatal("renders of two Desired calls differ")
 			}

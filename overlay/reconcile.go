@@ -16,6 +16,7 @@ import (
 
 	"github.com/drover-net/drover/discovery"
 	"github.com/drover-net/drover/discovery/watch"
+	"github.com/drover-net/drover/internal/atomicfile"
 )
 
 // WG drives the WireGuard device (kernel or userspace alike). *wg.Link fits.
@@ -172,7 +173,7 @@ func (c *Controller) Start(ctx context.Context) (Self, error) {
 		return Self{}, fmt.Errorf("leasing a subnet: %w", err)
 	}
 	if subnet != cached {
-		if err := os.WriteFile(c.leaseFile(), []byte(subnet.String()+"\n"), 0o600); err != nil {
+		if err := atomicfile.Write(c.leaseFile(), []byte(subnet.String()+"\n"), 0o600); err != nil {
 			return Self{}, fmt.Errorf("caching lease: %w", err)
 		}
 	}

@@ -69,8 +69,10 @@ func main() {
 		err = blast(args, os.Stdout)
 	case "load":
 		err = load(args, os.Stdout, os.Stderr)
+	case "ws":
+		err = wsIdle(args, os.Stdout)
 	default:
-		err = fmt.Errorf("unknown mode %q (want serve, get, sink, blast or load)", mode)
+		err = fmt.Errorf("unknown mode %q (want serve, get, sink, blast, load or ws)", mode)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "drover-demo:", err)
@@ -115,6 +117,12 @@ func serve(args []string) error {
 			}
 			<-t.C
 		}
+	})
+	mux.HandleFunc("/ws", wsEcho)
+	// /headers shows what a proxy in front said about the client.
+	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "host=%s remote=%s xff=%q xfproto=%q xfport=%q\n", host, r.RemoteAddr,
+			strings.Join(r.Header.Values("X-Forwarded-For"), ","), r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-Port"))
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		n := served.Add(1)

@@ -23,6 +23,8 @@ import (
 	"github.com/drover-net/drover/discovery/docker"
 	"github.com/drover-net/drover/discovery/watch"
 	"github.com/drover-net/drover/healthcheck"
+	"github.com/drover-net/drover/internal/atomicfile"
+	"github.com/drover-net/drover/internal/backoff"
 	"github.com/drover-net/drover/internal/buildinfo"
 	"github.com/drover-net/drover/internal/execcmd"
 	"github.com/drover-net/drover/internal/kick"
@@ -235,25 +237,26 @@ func (a *agent) setup(ctx context.Context) error {
 
 // waitConsul asks the local Consul agent who it is, retrying until it
 // answers: the agent may start before Consul does.
-func (a *agent) waitConsul(ctx context.Context) (string, string, error) {
-	for delay := 250 * time.Millisecond; ; delay = min(delay*2, 10*time.Second) {
-		changed := a.consul.TokenChanged()
-		node, addr, err := a.consul.Self(ctx)
-		if err == nil {
-			return node, addr, nil
-		}
-		wait := delay
-		if consul.IsACLDenied(err) {
-			wait = min(delay, time.Second) // a token lacking agent:read; a new token file ends the wait
-		}
+func (a *agent) waitConsul(ctx context.Context) (node, addr string, err error) {
+	err = backoff.Retry(ctx, backoff.New(250*time.Millisecond, 10*time.Second), func(ctx context.Context) error {
+		var err error
+		node, addr, err = a.consul.Self(ctx)
+		return err
+	}, func(err error, wait time.Duration) time.Duration {
 		a.log.Warn("waiting for the local Consul agent", "err", err)
-		select {
-		case <-ctx.Done():
-			return "", "", ctx.Err()
-		case <-changed:
-		case <-time.After(wait):
-		}
+		return aclWait(err, wait)
+	}, a.consul.TokenChanged)
+	return node, addr, err
+}
+
+// aclWait caps a retry delay at 1 s for an ACL refusal: a new token file
+// ends the wait at once, and the cap covers a right granted to the same
+// token.
+func aclWait(err error, wait time.Duration) time.Duration {
+	if consul.IsACLDenied(err) {
+		return min(wait, time.Second)
 	}
+	return wait
 }
 
 // persistNodeName returns the node name kept in the data dir; the first start
@@ -272,7 +275,7 @@ func persistNodeName(dir, flag, def string) (string, error) {
 	if name == "" {
 		name = def
 	}
-	if err := os.WriteFile(path, []byte(name+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(path, []byte(name+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("storing node name: %w", err)
 	}
 	return name, nil
@@ -300,32 +303,20 @@ func (a *agent) startOverlay(ctx context.Context, kick <-chan struct{}) error {
 		Nodes:    a.nodes, Leases: a.leases, Kick: kick,
 		Records: recordsShim{a.consul}, Record: recordWatcher{a.consul}, OnRepair: a.recordRepaired,
 	})
-	for delay := 250 * time.Millisecond; ; delay = min(delay*2, 10*time.Second) {
-		changed := a.consul.TokenChanged()
+	return backoff.Retry(ctx, backoff.New(250*time.Millisecond, 10*time.Second), func(ctx context.Context) error {
 		self, err := a.overlay.Start(ctx)
-		if err == nil {
-			a.self = self
-			a.joinErr.Store("")
-			return nil
+		if err != nil {
+			return err
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		wait := delay
-		if consul.IsACLDenied(err) {
-			// A new token file ends the wait at once; the 1 s cap covers a
-			// right granted to the same token.
-			wait = min(delay, time.Second)
-		}
+		a.self = self
+		a.joinErr.Store("")
+		return nil
+	}, func(err error, wait time.Duration) time.Duration {
+		wait = aclWait(err, wait)
 		a.joinErr.Store(err.Error())
 		a.log.Error("joining the mesh failed; retrying", "err", err, "retry_in", wait)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-changed:
-		case <-time.After(wait):
-		}
-	}
+		return wait
+	}, a.consul.TokenChanged)
 }
 
 // reregisterOnNewToken registers drover-node and every container service

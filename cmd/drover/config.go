@@ -46,6 +46,11 @@ type Config struct {
 	LBHTTPPort   int           // port of http services without drover.lb.port
 	LBReloadMin  time.Duration // at most one reload per this interval; changes in between coalesce
 	LBConfirm    time.Duration // a backend losing all or most servers at once waits this long for confirmation
+	LBAllow      string        // CIDRs whose instances are proxied without a drover-node record (comma-separated)
+	LBTrusted    string        // CIDRs of proxies whose X-Forwarded-* headers are kept (comma-separated)
+	LBAcceptPrx  bool          // frontends expect the PROXY protocol (behind an L4 balancer)
+	LBHardStop   time.Duration // an old HAProxy worker keeps its connections at most this long after a reload
+	LBTunnel     time.Duration // idle timeout of WebSocket/upgraded and tcp connections, unless a label says otherwise
 	LogFormat    string        // text or json
 	LogLevel     string        // debug, info, warn or error
 }
@@ -72,6 +77,8 @@ func DefaultConfig() Config {
 		LBHTTPPort:   80,
 		LBReloadMin:  2 * time.Second,
 		LBConfirm:    3 * time.Second,
+		LBHardStop:   15 * time.Minute,
+		LBTunnel:     time.Hour,
 		LogFormat:    "text",
 		LogLevel:     "info",
 	}
@@ -110,6 +117,11 @@ func agentFlags(fs *flag.FlagSet, cfg *Config) *string {
 	fs.IntVar(&cfg.LBHTTPPort, "lb-http-port", cfg.LBHTTPPort, "port of http services without drover.lb.port")
 	fs.DurationVar(&cfg.LBReloadMin, "lb-reload-interval", cfg.LBReloadMin, "at most one HAProxy reload per interval; structural changes in between coalesce")
 	fs.DurationVar(&cfg.LBConfirm, "lb-confirm", cfg.LBConfirm, "a backend losing all or most of its servers in one Consul read waits this long for the same answer before it is applied")
+	fs.StringVar(&cfg.LBAllow, "lb-allow", cfg.LBAllow, "comma-separated CIDRs whose instances the lb proxies although no drover agent registered them (default: none; loopback, link-local and this host's addresses never)")
+	fs.StringVar(&cfg.LBTrusted, "lb-trusted-proxies", cfg.LBTrusted, "comma-separated CIDRs of proxies in front of the lb whose X-Forwarded-For/-Proto/-Port are kept; from anyone else they are replaced")
+	fs.BoolVar(&cfg.LBAcceptPrx, "lb-accept-proxy", cfg.LBAcceptPrx, "every lb frontend expects the PROXY protocol (an lb host behind an L4 balancer that sends it)")
+	fs.DurationVar(&cfg.LBHardStop, "lb-hard-stop-after", cfg.LBHardStop, "after a reload, an old HAProxy worker keeps serving its open connections at most this long (longer keeps idle WebSockets; old workers hold memory meanwhile)")
+	fs.DurationVar(&cfg.LBTunnel, "lb-tunnel-timeout", cfg.LBTunnel, "idle timeout of WebSocket/upgraded and tcp connections of services without drover.lb.tunnel-timeout")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log format: text or json")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn or error")
 	return file
@@ -219,6 +231,14 @@ func (c Config) Validate() error {
 	if c.LBReloadMin < 0 || c.LBConfirm < 0 {
 		bad("--lb-reload-interval and --lb-confirm must be ≥ 0")
 	}
+	for _, l := range []struct{ flag, v string }{{"--lb-allow", c.LBAllow}, {"--lb-trusted-proxies", c.LBTrusted}} {
+		if _, err := parseCIDRs(l.v); err != nil {
+			bad("%s %q: %v", l.flag, l.v, err)
+		}
+	}
+	if c.LBHardStop < time.Second || c.LBTunnel < time.Second || c.LBTunnel > 24*time.Hour {
+		bad("--lb-hard-stop-after must be ≥ 1s and --lb-tunnel-timeout 1s..24h")
+	}
 	if c.LB && c.HAProxyBin == "" {
 		bad("--haproxy-bin is empty")
 	}
@@ -248,4 +268,20 @@ func parseEndpoint(s string, port int) (netip.AddrPort, error) {
 		return netip.AddrPort{}, fmt.Errorf("want ip or ip:port")
 	}
 	return netip.AddrPortFrom(a, uint16(port)), nil
+}
+
+// parseCIDRs reads a comma-separated list of CIDRs ("" is none).
+func parseCIDRs(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("want comma-separated CIDRs such as 10.0.0.0/8: %w", err)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }

@@ -5,41 +5,63 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/netip"
 	"path/filepath"
 	"sort"
 	"text/tabwriter"
 	"time"
 
 	"github.com/drover-net/drover/discovery"
+	"github.com/drover-net/drover/discovery/contract"
 	"github.com/drover-net/drover/discovery/watch"
+	"github.com/drover-net/drover/internal/kick"
 	"github.com/drover-net/drover/lb"
 	"github.com/drover-net/drover/lb/haproxy"
 )
 
 // lbFilter selects, in Consul's filter language, the service instances
 // that ask for a load balancer (their drover.lb.mode label became meta).
-const lbFilter = `"lb_mode" in ServiceMeta`
+const lbFilter = contract.LBFilter
 
-// lbSource is lb.Source over the watch hub's set of lb services: it only
-// turns the set's "not read yet" into lb's.
+// lbSource is lb.Source over the watch hub: its set of lb services plus
+// the drover-node records (who may be proxied), both kept current by the
+// hub's shared queries. It only joins the two and turns the set's "not
+// read yet" into lb's.
 type lbSource struct {
-	set  *watch.Set
-	kick <-chan struct{}
+	set   *watch.Set
+	nodes *watch.Latest[[]discovery.Instance]
+	kick  <-chan struct{}
 }
 
 func (a *agent) newLBSource() lbSource {
 	a.lbSet = a.watches.Services(lbFilter)
-	return lbSource{set: a.lbSet, kick: a.lbSet.Changed()}
+	_, nk := a.watches.Service(discovery.NodeService) // the same records as a.nodes: their kicks
+	return lbSource{set: a.lbSet, nodes: a.nodes, kick: kick.Merge(a.ctx, a.lbSet.Changed(), nk)}
 }
 
 func (s lbSource) Changed() <-chan struct{} { return s.kick }
 
 func (s lbSource) Snapshot() (map[string][]discovery.Instance, error) {
-	m, err := s.set.Snapshot()
+	out, err := s.set.Snapshot()
 	if errors.Is(err, watch.ErrNotRead) {
 		return nil, fmt.Errorf("%w (%v)", lb.ErrNotRead, err)
 	}
-	return m, err
+	if err != nil {
+		return nil, err
+	}
+	nodes, ok, _ := s.nodes.Get()
+	if err := s.nodes.Err(); err != nil {
+		return nil, fmt.Errorf("reading %s records: %w", discovery.NodeService, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("%s records: %w", discovery.NodeService, lb.ErrNotRead)
+	}
+	// The records go in under their service name: lb.Desired proxies only
+	// instances of the drover nodes they name.
+	out[discovery.NodeService] = nodes
+	return out, nil
 }
 
 // startLB builds the lb controller and its HAProxy.
@@ -57,12 +79,34 @@ func (a *agent) startLB() (*lb.Controller, error) {
 		return nil, err
 	}
 	a.haproxy = h
+	allow, _ := parseCIDRs(a.cfg.LBAllow) // validated with the config
+	trusted, _ := parseCIDRs(a.cfg.LBTrusted)
 	return lb.NewController(lb.ControllerOptions{
-		Desired:           lb.Options{HTTPPort: a.cfg.LBHTTPPort, SlotsMin: a.cfg.LBSlots},
+		Desired: lb.Options{HTTPPort: a.cfg.LBHTTPPort, SlotsMin: a.cfg.LBSlots, Own: hostAddrs(a.log),
+			Allow: allow, TunnelTimeout: a.cfg.LBTunnel,
+			Edge: lb.Edge{TrustedProxies: trusted, AcceptProxy: a.cfg.LBAcceptPrx, HardStopAfter: a.cfg.LBHardStop}},
 		MinReloadInterval: a.cfg.LBReloadMin,
 		Confirm:           a.cfg.LBConfirm,
 		Log:               a.log.With("component", "lb"),
 	}, a.newLBSource(), h), nil
+}
+
+// hostAddrs are this host's own addresses, which the lb never proxies.
+func hostAddrs(log *slog.Logger) []netip.Addr {
+	as, err := net.InterfaceAddrs()
+	if err != nil {
+		log.Warn("cannot list this host's addresses; the lb refuses only loopback and link-local ones", "err", err)
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range as {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	return out
 }
 
 // LBStatus is the lb part of `drover status`.

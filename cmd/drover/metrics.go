@@ -175,10 +175,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	g(mConsulBlock, float64(cr.Blocking))
 	g(mConsulQuery, float64(r.Consul.Queries))
 	cnt(mConsulThrot, float64(cr.Throttled))
-	if s := r.Consul.LB; s != nil {
-		g(mSetServices, float64(s.Services), "lb")
-		ch <- prometheus.MustNewConstMetric(mSetFetches, prometheus.CounterValue, float64(s.Fetches), "lb")
-		ch <- prometheus.MustNewConstMetric(mSetFull, prometheus.CounterValue, float64(s.FullPasses), "lb")
+	for name, s := range r.Consul.Sets {
+		g(mSetServices, float64(s.Services), name)
+		ch <- prometheus.MustNewConstMetric(mSetFetches, prometheus.CounterValue, float64(s.Fetches), name)
+		ch <- prometheus.MustNewConstMetric(mSetFull, prometheus.CounterValue, float64(s.FullPasses), name)
 	}
 	g(mWatchContact, ts(r.Consul.NodesLastContact), "nodes")
 	g(mWatchContact, ts(r.Consul.LeasesLastContact), "leases")

@@ -7,10 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -50,8 +52,8 @@ type WatchStatus struct {
 	// what is watched, not by the number of services).
 	Queries  int                 `json:"queries"`
 	Requests consul.RequestStats `json:"requests"`
-	// LB is the lb's service set (nil without --lb).
-	LB *watch.SetStats `json:"lb_set,omitempty"`
+	// Sets are the watched service sets by consumer ("lb" with --lb).
+	Sets map[string]watch.SetStats `json:"sets,omitempty"`
 }
 
 func (a *agent) report() StatusReport {
@@ -59,8 +61,7 @@ func (a *agent) report() StatusReport {
 	_, _, lat := a.leases.Get()
 	ws := WatchStatus{NodesLastContact: nat, LeasesLastContact: lat, Queries: a.watches.Queries(), Requests: a.consul.Requests()}
 	if a.lbSet != nil {
-		st := a.lbSet.Stats()
-		ws.LB = &st
+		ws.Sets = map[string]watch.SetStats{"lb": a.lbSet.Stats()}
 	}
 	if err := errors.Join(a.nodes.Err(), a.leases.Err()); err != nil {
 		ws.Error = err.Error()
@@ -239,8 +240,9 @@ func printStatus(w io.Writer, r StatusReport) {
 	c := r.Consul
 	fmt.Fprintf(w, "consul: %d blocking queries held (%d configured), %d requests in flight (at most %d ever); requests so far: %d blocking, %d reads, %d writes; %d throttled (429)\n",
 		c.Requests.Blocking, c.Queries, c.Requests.InFlight, c.Requests.MaxInFlight, c.Requests.Total["blocking"], c.Requests.Total["read"], c.Requests.Total["write"], c.Requests.Throttled)
-	if s := c.LB; s != nil {
-		fmt.Fprintf(w, "consul lb set: %d services, %d pending, %d service fetches, %d full refetches\n", s.Services, s.Pending, s.Fetches, s.FullPasses)
+	for _, name := range slices.Sorted(maps.Keys(c.Sets)) {
+		s := c.Sets[name]
+		fmt.Fprintf(w, "consul %s set: %d services, %d pending, %d service fetches, %d full refetches\n", name, s.Services, s.Pending, s.Fetches, s.FullPasses)
 	}
 	if r.Consul.Error != "" {
 		fmt.Fprintf(w, "consul: %s\n", r.Consul.Error)

@@ -9,7 +9,8 @@
 //
 //   - Services(filter) is a Set: the instances, with aggregated health, of
 //     every service one of whose instances matches a Consul filter. lb reads
-//     the set of `"lb_mode" in ServiceMeta` through cmd/drover's lbSource.
+//     the set of contract.LBFilter (instances with lb settings) through
+//     cmd/drover's lbSource.
 //   - Service(name) is one service's instances; every name asked for this
 //     way is a member of one shared set (filter ""). overlay reads
 //     drover-node this way, confgen every service a template names.

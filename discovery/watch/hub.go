@@ -123,7 +123,7 @@ func (h *Hub) KV(prefix string) (*Latest[map[string]discovery.KVPair], <-chan st
 
 // Services returns the set of every service one of whose instances matches
 // filter (Consul's filter language over a service instance, e.g.
-// `"lb_mode" in ServiceMeta`; "" selects all), kept current by the shared
+// contract.LBFilter; "" selects all), kept current by the shared
 // queries. Asking twice for one filter returns the same set.
 func (h *Hub) Services(filter string) *Set {
 	h.mu.Lock()

@@ -140,7 +140,7 @@ func (f *fakeConsul) WatchServiceNames(ctx context.Context, filter string, index
 	out := map[string][]string{}
 	for n, es := range f.services {
 		for _, e := range es {
-			if _, lb := e.Service.Meta["lb_mode"]; filter == "" || lb {
+			if _, ok := e.Service.Meta["wanted"]; filter == "" || ok {
 				out[n] = nil
 			}
 		}
@@ -187,7 +187,8 @@ func eventually(t *testing.T, what string, f func() error) {
 	}
 }
 
-var lbMeta = map[string]string{"lb_mode": "http"}
+// lbMeta marks the instances the filter `"wanted" in ServiceMeta` selects.
+var lbMeta = map[string]string{"wanted": "yes"}
 
 func TestServiceSharesTheNamedSet(t *testing.T) {
 	f := newFakeConsul()
@@ -237,7 +238,7 @@ func TestSetFetchesOnlyWhatChanged(t *testing.T) {
 	}
 	f.put("plain", "plain-1", "n0", "10.0.0.9", api.HealthPassing, nil, true)
 	h := newHub(t, f)
-	s := h.Services(`"lb_mode" in ServiceMeta`)
+	s := h.Services(`"wanted" in ServiceMeta`)
 	k := s.Changed()
 	snap := func() map[string][]discovery.Instance {
 		t.Helper()

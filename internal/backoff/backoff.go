@@ -47,3 +47,49 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	}
 }
+
+// Retry calls op until it succeeds or ctx ends (then it returns ctx's
+// error), waiting b's next delay between attempts. It is drover's one retry
+// loop; b is reset after a success so that it can be reused.
+//
+// onErr, if not nil, is told every failure with the delay about to be
+// waited and returns the delay to wait instead (a caller retries an ACL
+// refusal every second, say, whatever the backoff has reached). wake, if
+// not nil, is called before every attempt and returns a channel that ends
+// the wait after that attempt early (a replaced token file): taking it
+// before the attempt means a change during the attempt is not missed.
+func Retry(ctx context.Context, b *Backoff, op func(context.Context) error,
+	onErr func(err error, wait time.Duration) time.Duration, wake func() <-chan struct{}) error {
+	for {
+		var early <-chan struct{}
+		if wake != nil {
+			early = wake()
+		}
+		err := op(ctx)
+		if err == nil {
+			b.Reset()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		wait := b.Next()
+		if onErr != nil {
+			wait = onErr(err, wait)
+		}
+		if early == nil {
+			b.Sleep(ctx, wait)
+		} else {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+			case <-early:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}

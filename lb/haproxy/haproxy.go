@@ -31,6 +31,7 @@ import (
 	cnruntime "github.com/haproxytech/client-native/v5/runtime"
 	cnoptions "github.com/haproxytech/client-native/v5/runtime/options"
 
+	"github.com/drover-net/drover/internal/atomicfile"
 	"github.com/drover-net/drover/lb"
 )
 
@@ -282,37 +283,9 @@ func (h *HAProxy) swap(cfg []byte) error {
 	return nil
 }
 
-func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".stage-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
-}
+// writeAtomic replaces path with data (mode 0644: HAProxy may run as
+// another user).
+func writeAtomic(path string, data []byte) error { return atomicfile.Write(path, data, 0o644) }
 
 func (h *HAProxy) saveRunning(st lb.State) error {
 	b, err := json.Marshal(st)

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/drover-net/drover/internal/atomicfile"
 )
 
 // KeyFile is the name of the private key file in the data directory.
@@ -49,25 +51,14 @@ func LoadOrCreateKey(dir string) (wgtypes.Key, error) {
 	if err != nil {
 		return wgtypes.Key{}, fmt.Errorf("generating WireGuard key: %w", err)
 	}
-	tmp := path + ".tmp"
-	// A leftover of a start that died before its rename never became the
-	// key (the key file does not exist): remove it, or O_EXCL below would
-	// refuse every later start.
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return wgtypes.Key{}, fmt.Errorf("removing a stale %s: %w", tmp, err)
+	// Leftovers of a start that died while staging never became the key
+	// (the key file does not exist): remove them. The old scheme's fixed
+	// name too (it blocked every later start, issue 12 defect 10).
+	os.Remove(path + ".tmp")
+	if _, err := atomicfile.RemoveStale(path); err != nil {
+		return wgtypes.Key{}, fmt.Errorf("removing stale stages of %s: %w", path, err)
 	}
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return wgtypes.Key{}, fmt.Errorf("writing WireGuard key: %w", err)
-	}
-	_, werr := f.WriteString(k.String() + "\n")
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		os.Remove(tmp)
-		return wgtypes.Key{}, fmt.Errorf("writing WireGuard key: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.Write(path, []byte(k.String()+"\n"), 0o600); err != nil {
 		return wgtypes.Key{}, fmt.Errorf("writing WireGuard key: %w", err)
 	}
 	return k, nil

@@ -12,6 +12,8 @@ import (
 
 	"github.com/drover-net/drover/test/harness"
 	"github.com/drover-net/drover/test/sandbox"
+
+	"github.com/drover-net/drover/discovery/contract"
 )
 
 type healthEntry struct {
@@ -98,7 +100,7 @@ func TestDiscovery(t *testing.T) {
 			host := e.Node.Node
 			if s.Address != ips[host] || s.Port != 8080 || strings.Join(s.Tags, ",") != "blue,v1" ||
 				s.Meta["drover_node"] != host || s.Meta["container_name"] != "api" || s.Meta["image"] != sandbox.DemoImage ||
-				s.Meta["lb_mode"] != "http" || !strings.HasPrefix(s.ID, "drover:"+host+":") {
+				s.Meta[contract.KeyLBMode] != "http" || !strings.HasPrefix(s.ID, "drover:"+host+":") {
 				t.Errorf("instance on %s: %+v", host, s)
 			}
 			if !strings.HasPrefix(s.Address, "10.42.") {

@@ -24,6 +24,8 @@ import (
 	"github.com/drover-net/drover/lb/haproxy"
 	"github.com/drover-net/drover/test/harness"
 	"github.com/drover-net/drover/test/sandbox"
+
+	"github.com/drover-net/drover/discovery/contract"
 )
 
 // BenchmarkLBFirstResponse measures, over LB_BENCH_TRIES (default 100)
@@ -199,9 +201,9 @@ func BenchmarkLBApply1000x10(b *testing.B) {
 		out := map[string][]discovery.Instance{}
 		for i := 0; i < 1000; i++ {
 			name := fmt.Sprintf("svc%04d", i)
-			meta := map[string]string{"lb_mode": "http", "lb_host": name + ".example"}
+			meta := map[string]string{contract.KeyLBMode: "http", contract.KeyLBHost: name + ".example"}
 			if i%2 == 1 {
-				meta = map[string]string{"lb_mode": "tcp", "lb_port": strconv.Itoa(20000 + i)}
+				meta = map[string]string{contract.KeyLBMode: "tcp", contract.KeyLBPort: strconv.Itoa(20000 + i)}
 			}
 			for j := 0; j < 10; j++ {
 				addr := fmt.Sprintf("10.%d.%d.%d", i/256, i%256, j+1)

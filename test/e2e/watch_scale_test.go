@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-net/drover/discovery/contract"
 	"github.com/drover-net/drover/test/harness"
 	"github.com/drover-net/drover/test/sandbox"
 )
@@ -37,17 +38,26 @@ func TestWatchScale(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	h1, _ := sb.HostByName("h1")
+	h2, _ := sb.HostByName("h2")
+	// The forged instances have no drover agent behind them: h1's lb
+	// proxies them only when an operator allows their network (--lb-allow).
+	if _, err := sb.Kill("h1", sandbox.ProcAgent); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.Start(ctx, "h1", sandbox.ProcAgent, "--lb-allow", h2.Addr.String()+"/32"); err != nil {
+		t.Fatal(err)
+	}
 	pid := sb.ProcessPID(h1, sandbox.ProcAgent)
 	if pid == 0 {
 		t.Fatal("no drover agent on h1")
 	}
 	conns := sampleConns(ctx, t, sb, pid)
 
-	// Every instance listens nowhere (HAProxy checks are off: check_kind
-	// none) on h1's underlay address, so nothing leaves the sandbox.
-	addr := h1.Addr.String()
+	// Every instance listens nowhere (HAProxy checks are off: check kind
+	// none) on h2's underlay address, so nothing leaves the sandbox.
+	addr := h2.Addr.String()
 	meta := func(svc string) map[string]any {
-		return map[string]any{"lb_mode": "http", "lb_host": svc + ".scale.example", "check_kind": "none"}
+		return map[string]any{contract.KeyLBMode: "http", contract.KeyLBHost: svc + ".scale.example", contract.KeyCheckKind: "none"}
 	}
 	svc := func(i int) string { return fmt.Sprintf("scale%04d", i) }
 	instance := func(i, j int) (node string, ops []any) {
@@ -157,7 +167,7 @@ func TestWatchScale(t *testing.T) {
 			return nil
 		})
 		d := time.Since(b)
-		seen := statusConsul(ctx, t, sb).LB.LastChange.Sub(b)
+		seen := statusConsul(ctx, t, sb).Sets["lb"].LastChange.Sub(b)
 		t.Logf("%s: in drover's lb set %s after the Consul write (curl's exit included), in HAProxy's status %s after it", what, seen.Round(time.Millisecond), d.Round(time.Millisecond))
 		watched = append(watched, seen)
 		return d
@@ -191,7 +201,7 @@ func TestWatchScale(t *testing.T) {
 		"most Consul requests in flight at once %d; drover RSS %s; watch queries %d, lb set fetches %d, full refetches %d\n",
 		n, registered.Round(time.Millisecond), install.Round(time.Millisecond), afterReg.Round(time.Millisecond), crit.Round(time.Millisecond), gone.Round(time.Millisecond),
 		added.Round(time.Millisecond), watched, maxConns, idleRate, time.Since(idleBegin).Round(time.Second), len(throttled), st.Requests.MaxInFlight, rss,
-		st.Queries, st.LB.Fetches, st.LB.FullPasses)
+		st.Queries, st.Sets["lb"].Fetches, st.Sets["lb"].FullPasses)
 	if st.Requests.MaxInFlight > 10 {
 		t.Errorf("drover had %d requests in flight to its Consul agent at once, want ≤ 10 (each one a connection over plain HTTP)", st.Requests.MaxInFlight)
 	}
@@ -285,11 +295,11 @@ type consulStatus struct {
 	Requests struct {
 		MaxInFlight int64 `json:"max_in_flight"`
 	} `json:"requests"`
-	LB struct {
+	Sets map[string]struct {
 		Fetches    int64     `json:"fetches"`
 		FullPasses int64     `json:"full_passes"`
 		LastChange time.Time `json:"last_change"`
-	} `json:"lb_set"`
+	} `json:"sets"`
 }
 
 func statusConsul(ctx context.Context, t *testing.T, sb *sandbox.Sandbox) consulStatus {

@@ -1,0 +1,356 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drover-net/drover/discovery/contract"
+	"github.com/drover-net/drover/test/harness"
+	"github.com/drover-net/drover/test/sandbox"
+)
+
+// lbProblems returns the lb's refusals in h1's `drover status --json`.
+func lbProblems(ctx context.Context, t testing.TB, sb *sandbox.Sandbox) []string {
+	t.Helper()
+	out, err := sb.Output(ctx, "h1", "drover", "status", "--json")
+	if err != nil {
+		t.Fatalf("drover status on h1: %v", err)
+	}
+	var st struct {
+		LB struct {
+			Problems []string `json:"problems"`
+		} `json:"lb"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("drover status --json: %v", err)
+	}
+	return st.LB.Problems
+}
+
+// waitProblem waits until a refusal containing every one of parts is in
+// h1's status.
+func waitProblem(ctx context.Context, t testing.TB, sb *sandbox.Sandbox, parts ...string) string {
+	t.Helper()
+	var found string
+	harness.Eventually(t, 30*time.Second, fmt.Sprintf("a refusal with %q", parts), func() error {
+		ps := lbProblems(ctx, t, sb)
+	next:
+		for _, p := range ps {
+			for _, w := range parts {
+				if !strings.Contains(p, w) {
+					continue next
+				}
+			}
+			found = p
+			return nil
+		}
+		return fmt.Errorf("refusals: %q", ps)
+	})
+	return found
+}
+
+// TestLBIngress covers what fronting real web apps needs (issue 14): the
+// label's check is HAProxy's check, the backend learns the client's
+// address (a spoofed X-Forwarded-For is replaced), cookie stickiness that
+// moves a client only when its server goes, an idle WebSocket that lives
+// through 90 s and a reload, a conflicting newcomer refused alone under
+// load, and registrations at loopback, link-local or another node's
+// subnet never proxied.
+func TestLBIngress(t *testing.T) {
+	sb := harness.Sandbox(t, sandbox.Options{Prefix: "drvi", Hosts: 2, Agents: true, LB: "h1"})
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	h1, err := sb.HostByName("h1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(sb.LBDir(h1), "haproxy.cfg")
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(cfgPath)
+			t.Logf("h1 haproxy.cfg:\n%s", b)
+			out, _ := sb.Output(context.Background(), "h1", "drover", "status")
+			t.Logf("h1 drover status:\n%s", out)
+		}
+	})
+	app := func(host, name string, extra ...string) {
+		t.Helper()
+		args := []string{"run", "-d", "--name", name, "--hostname", name, "--network", "drover",
+			"-l", "drover.service=app", "-l", "drover.lb.mode=http", "-l", "drover.lb.host=app.example",
+			"-l", "drover.lb.sticky=true", "-l", "drover.check=http:/healthz",
+			"-l", "drover.check.interval=10s", "-l", "drover.check.fall=5"}
+		args = append(append(args, extra...), sandbox.DemoImage)
+		if out, err := sb.Docker(ctx, host, args...); err != nil {
+			t.Fatalf("docker run %s on %s: %v %s", name, host, err, out)
+		}
+	}
+	curl := func(args ...string) (string, error) {
+		return sb.Output(ctx, "h1", append([]string{"curl", "-sS", "-m", "5", "-H", "Host: app.example"}, args...)...)
+	}
+
+	t.Run("the label's check is exactly HAProxy's check", func(t *testing.T) {
+		app("h2", "app-1")
+		app("h2", "app-2")
+		waitUp(ctx, t, sb, "app", 2)
+		b, err := os.ReadFile(cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := string(b)
+		i := strings.Index(cfg, "\nbackend app\n")
+		if i < 0 {
+			t.Fatalf("no backend app in haproxy.cfg")
+		}
+		be := cfg[i:]
+		if j := strings.Index(be[1:], "\nbackend "); j >= 0 {
+			be = be[:j+1]
+		}
+		for _, want := range []string{"option httpchk GET /healthz", "check inter 10s fall 5 rise 1", "cookie drv_"} {
+			if !strings.Contains(be, want) {
+				t.Errorf("backend app lacks %q:\n%s", want, be)
+			}
+		}
+		t.Logf("backend app as rendered:\n%s", strings.SplitN(be, "\n    server slot", 2)[0])
+	})
+
+	t.Run("the backend sees the client's address; spoofed headers are replaced", func(t *testing.T) {
+		out, err := curl("-H", "X-Forwarded-For: 6.6.6.6", "-H", "X-Forwarded-Proto: https", "-H", "X-Forwarded-Port: 1",
+			"http://127.0.0.1:80/headers")
+		if err != nil {
+			t.Fatalf("curl: %v %s", err, out)
+		}
+		t.Logf("backend saw: %s", strings.TrimSpace(out))
+		if strings.Contains(out, "6.6.6.6") || !strings.Contains(out, `xff="127.0.0.1"`) ||
+			!strings.Contains(out, `xfproto="http"`) || !strings.Contains(out, `xfport="80"`) {
+			t.Errorf("want X-Forwarded-For 127.0.0.1, -Proto http, -Port 80 and no spoofed value; got %s", out)
+		}
+	})
+
+	t.Run("a sticky client stays on one server and moves, without a failure, when it goes", func(t *testing.T) {
+		// The first answer sets the cookie; the client sends it back.
+		hdrs, err := curl("-D", "-", "-o", "/dev/null", "http://127.0.0.1:80/")
+		if err != nil {
+			t.Fatalf("curl: %v %s", err, hdrs)
+		}
+		cookie := ""
+		for _, l := range strings.Split(hdrs, "\n") {
+			if l = strings.TrimSpace(l); len(l) > 12 && strings.EqualFold(l[:12], "set-cookie: ") {
+				cookie, _, _ = strings.Cut(l[12:], ";")
+			}
+		}
+		if !strings.HasPrefix(cookie, "drv_") {
+			t.Fatalf("no persistence cookie in the answer:\n%s", hdrs)
+		}
+		script := `for i in $(seq 1 %d); do r=$(curl -s -m 5 -w ' code=%%{http_code}' -H 'Cookie: ` + cookie +
+			`' -H 'Host: app.example' http://127.0.0.1:80/); echo $r; sleep 0.05; done`
+		out, err := sb.Output(ctx, "h1", "sh", "-c", fmt.Sprintf(script, 100))
+		if err != nil {
+			t.Fatalf("requests: %v %s", err, out)
+		}
+		by := hostsOf(out)
+		if len(by) != 1 || by[""] > 0 {
+			t.Fatalf("100 sticky requests reached %v, want one server", by)
+		}
+		var first string
+		for h := range by {
+			first = h
+		}
+		t.Logf("100 requests with the cookie all reached %s", first)
+		// Now that server goes while the client keeps asking.
+		cmd, err := sb.Command(ctx, "h1", "sh", "-c", fmt.Sprintf(script, 200))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf strings.Builder
+		cmd.Stdout = &buf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		if out, err := sb.Docker(ctx, "h2", "stop", "-t", "10", first); err != nil {
+			t.Fatalf("docker stop %s: %v %s", first, err, out)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("requests: %v", err)
+		}
+		by = hostsOf(buf.String())
+		failed := strings.Count(buf.String(), "code=") - strings.Count(buf.String(), "code=200")
+		t.Logf("while %s stopped: replies by server %v, failed %d", first, by, failed)
+		if failed != 0 || by[""] > 0 {
+			t.Errorf("%d failed requests while the sticky server drained:\n%s", failed, buf.String())
+		}
+		if len(by) != 2 {
+			t.Errorf("the client did not move to the other server: %v", by)
+		}
+		_, _ = sb.Docker(ctx, "h2", "rm", first)
+		app("h2", "app-3")
+		waitUp(ctx, t, sb, "app", 2)
+	})
+
+	t.Run("an idle WebSocket lives through 90 s and a reload", func(t *testing.T) {
+		cmd, err := sb.Command(ctx, "h1", "drover-demo", "ws", "-idle", "90s", "-host", "app.example", "ws://127.0.0.1:80/ws")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr, pw, _ := os.Pipe()
+		cmd.Stdout, cmd.Stderr = pw, pw
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pw.Close()
+		lines := make(chan string, 8)
+		go func() {
+			sc := bufio.NewScanner(pr)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+		select {
+		case l := <-lines:
+			if l != "open" {
+				t.Fatalf("websocket: %s", l)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("websocket did not open")
+		}
+		before := lbState(ctx, t, sb).LB.Reloads
+		// A structural change: a new frontend, one reload.
+		if out, err := sb.Docker(ctx, "h2", "run", "-d", "--name", "other", "--network", "drover",
+			"-l", "drover.service=other", "-l", "drover.lb.mode=http", "-l", "drover.lb.port=8081", sandbox.DemoImage); err != nil {
+			t.Fatalf("docker run other: %v %s", err, out)
+		}
+		harness.Eventually(t, 60*time.Second, "a reload for the new frontend", func() error {
+			if r := lbState(ctx, t, sb).LB.Reloads; r <= before {
+				return fmt.Errorf("reloads %d", r)
+			}
+			return nil
+		})
+		t.Logf("reloaded while the WebSocket was idle")
+		var rest []string
+		for l := range lines {
+			rest = append(rest, l)
+		}
+		err = cmd.Wait()
+		t.Logf("websocket: %s", strings.Join(rest, "; "))
+		if err != nil || len(rest) == 0 || !strings.HasPrefix(rest[len(rest)-1], "alive after") {
+			t.Errorf("the idle WebSocket did not survive: %v %q", err, rest)
+		}
+	})
+
+	t.Run("a conflicting newcomer is refused alone, under load, with 0 failed", func(t *testing.T) {
+		wait := startLoadHost(ctx, t, sb, "http://127.0.0.1:80/", "app.example", 50, 25*time.Second)
+		time.Sleep(2 * time.Second)
+		// Another service claiming app's route, and an app replica with
+		// another balance.
+		if out, err := sb.Docker(ctx, "h2", "run", "-d", "--name", "intruder", "--network", "drover",
+			"-l", "drover.service=intruder", "-l", "drover.lb.mode=http", "-l", "drover.lb.host=app.example", sandbox.DemoImage); err != nil {
+			t.Fatalf("docker run intruder: %v %s", err, out)
+		}
+		app("h2", "app-odd", "-l", "drover.lb.balance=leastconn")
+		p1 := waitProblem(ctx, t, sb, "service intruder", "taken by service app")
+		p2 := waitProblem(ctx, t, sb, "service app instance", "disagree", "instance left out")
+		t.Logf("refused: %s", p1)
+		t.Logf("refused: %s", p2)
+		r := wait()
+		if r.Failed != 0 || r.OK < 500 {
+			t.Errorf("want 0 failed requests to the incumbent: %s", r.Line)
+		}
+		if up := lbState(ctx, t, sb).upServers("app"); len(up) != 2 {
+			t.Errorf("app's servers after the newcomers: %v, want its 2", up)
+		}
+	})
+
+	t.Run("loopback, link-local and other nodes' addresses are never proxied", func(t *testing.T) {
+		reg := func(name, addr string, meta ...string) {
+			args := []string{"consul", "services", "register", "-name", name, "-id", name, "-address", addr, "-port", "8501",
+				"-meta", contract.KeyLBMode + "=http", "-meta", contract.KeyLBHost + "=" + name + ".example"}
+			for _, m := range meta {
+				args = append(args, "-meta", m)
+			}
+			if out, err := sb.Output(ctx, "h1", args...); err != nil {
+				t.Fatalf("registering %s: %v %s", name, err, out)
+			}
+		}
+		reg("evil-loop", "127.0.0.1", "drover_node=h1")
+		reg("evil-meta", "169.254.169.254", "drover_node=h1")
+		reg("evil-nonode", "10.42.9.9")
+		// h2's subnet and name, but registered by h1's Consul agent.
+		out, err := sb.Output(ctx, "h2", "drover", "status", "--json")
+		var h2st struct {
+			Overlay struct {
+				Subnet string `json:"subnet"`
+			} `json:"overlay"`
+		}
+		if err != nil || json.Unmarshal([]byte(out), &h2st) != nil || !strings.HasSuffix(h2st.Overlay.Subnet, ".0/24") {
+			t.Fatalf("h2's subnet: %v %s", err, out)
+		}
+		h2sub := strings.TrimSuffix(h2st.Overlay.Subnet, ".0/24")
+		reg("evil-forged", h2sub+".250", "drover_node=h2")
+		for _, want := range [][]string{
+			{"evil-loop", "loopback"}, {"evil-meta", "link-local"},
+			{"evil-nonode", "not registered by a drover agent"}, {"evil-forged", "runs on"},
+		} {
+			t.Logf("refused: %s", waitProblem(ctx, t, sb, want...))
+		}
+		b, _ := os.ReadFile(cfgPath)
+		if strings.Contains(string(b), "evil") {
+			t.Errorf("haproxy.cfg names an evil service")
+		}
+	})
+}
+
+// hostsOf counts the replies per server in drover-demo's "host=NAME"
+// answers; "" counts lines with a code but no host (failures).
+func hostsOf(out string) map[string]int {
+	by := map[string]int{}
+	for _, l := range strings.Split(out, "\n") {
+		if !strings.Contains(l, "code=") {
+			continue
+		}
+		h := ""
+		for _, f := range strings.Fields(l) {
+			if v, ok := strings.CutPrefix(f, "host="); ok {
+				h = v
+			}
+		}
+		by[h]++
+	}
+	return by
+}
+
+// startLoadHost is startLoad with a Host header.
+func startLoadHost(ctx context.Context, t testing.TB, sb *sandbox.Sandbox, url, host string, rate int, d time.Duration) func() loadResult {
+	t.Helper()
+	cmd, err := sb.Command(ctx, "h1", "drover-demo", "load", "-rate", fmt.Sprint(rate), "-duration", d.String(),
+		"-concurrency", "8", "-host", host, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return func() loadResult {
+		t.Helper()
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("load: %v\n%s%s", err, out.String(), errb.String())
+		}
+		r, err := parseLoad(out.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s", r.Line)
+		return r
+	}
+}
