@@ -160,6 +160,7 @@ func TestWatchScale(t *testing.T) {
 		t.Helper()
 		b := time.Now()
 		txn(ctx, t, sb, ops)
+		acked := time.Since(b)
 		harness.Eventually(t, 30*time.Second, what, func() error {
 			if !ok(lbState(ctx, t, sb)) {
 				return fmt.Errorf("not applied yet")
@@ -168,7 +169,8 @@ func TestWatchScale(t *testing.T) {
 		})
 		d := time.Since(b)
 		seen := statusConsul(ctx, t, sb).Sets["lb"].LastChange.Sub(b)
-		t.Logf("%s: in drover's lb set %s after the Consul write (curl's exit included), in HAProxy's status %s after it", what, seen.Round(time.Millisecond), d.Round(time.Millisecond))
+		t.Logf("%s: curl's write acknowledged after %s, in drover's lb set after %s, in HAProxy's status after %s (all from the curl start)",
+			what, acked.Round(time.Millisecond), seen.Round(time.Millisecond), d.Round(time.Millisecond))
 		watched = append(watched, seen)
 		return d
 	}
