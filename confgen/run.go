@@ -7,12 +7,14 @@ import (
 	"time"
 
 	"github.com/drover-net/drover/discovery"
+	"github.com/drover-net/drover/discovery/watch"
 	"github.com/drover-net/drover/internal/backoff"
+	"github.com/drover-net/drover/internal/kick"
 )
 
-// KVWatches is the part of discovery.Watches confgen reads.
+// KVWatches is the part of watch.Hub confgen reads.
 type KVWatches interface {
-	KV(prefix string) (*discovery.Latest[map[string]discovery.KVPair], <-chan struct{})
+	KV(prefix string) (*watch.Latest[map[string]discovery.KVPair], <-chan struct{})
 }
 
 // ResourceStatus is one resource's part of `drover status`.
@@ -57,10 +59,7 @@ func NewWatcher(p *Processor, rs []Resource, w KVWatches) *Watcher {
 // KickAll asks every resource to render again (service data changed).
 func (w *Watcher) KickAll() {
 	for _, k := range w.kicks {
-		select {
-		case k <- struct{}{}:
-		default:
-		}
+		kick.Send(k)
 	}
 }
 
@@ -92,26 +91,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 
 func (w *Watcher) runOne(ctx context.Context, r Resource) {
 	type src struct {
-		latest *discovery.Latest[map[string]discovery.KVPair]
+		latest *watch.Latest[map[string]discovery.KVPair]
 	}
 	var srcs []src
-	kick := w.kicks[r.File]
+	wake := w.kicks[r.File]
 	for _, p := range r.Prefixes() {
 		l, k := w.watches.KV(p)
 		srcs = append(srcs, src{l})
-		go func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-k:
-					select {
-					case kick <- struct{}{}:
-					default:
-					}
-				}
-			}
-		}()
+		go kick.Forward(ctx, k, wake)
 	}
 	minWait, maxWait := r.MinWait, r.MaxWait
 	if minWait == 0 {
@@ -126,7 +113,7 @@ func (w *Watcher) runOne(ctx context.Context, r Resource) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-kick:
+		case <-wake:
 		case <-retry:
 		}
 		// Debounce: wait for min_wait of quiet, at most max_wait in all.
@@ -136,7 +123,7 @@ func (w *Watcher) runOne(ctx context.Context, r Resource) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-kick:
+			case <-wake:
 			case <-time.After(minWait):
 				break quiet
 			case <-deadline:

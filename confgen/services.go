@@ -8,11 +8,12 @@ import (
 	"time"
 
 	"github.com/drover-net/drover/discovery"
+	"github.com/drover-net/drover/discovery/watch"
 )
 
-// ServiceWatches is the part of discovery.Watches the service functions read.
+// ServiceWatches is the part of watch.Hub the service functions read.
 type ServiceWatches interface {
-	Service(name string) (*discovery.Latest[[]discovery.Instance], <-chan struct{})
+	Service(name string) (*watch.Latest[[]discovery.Instance], <-chan struct{})
 }
 
 // CatalogNames lists service names (for the `services` function).

@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/drover-net/drover/internal/backoff"
+	"github.com/drover-net/drover/internal/kick"
 )
 
 // Docker is what the sync loop needs of dockerd. *docker.Client fits.
@@ -153,12 +154,7 @@ func (s *Sync) Reregister() {
 	s.poke()
 }
 
-func (s *Sync) poke() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-}
+func (s *Sync) poke() { kick.Send(s.kick) }
 
 // Run syncs until ctx ends. It never exits on Docker or Consul errors: it
 // retries with a capped, jittered backoff.

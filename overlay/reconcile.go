@@ -15,6 +15,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/drover-net/drover/discovery"
+	"github.com/drover-net/drover/discovery/watch"
 	"github.com/drover-net/drover/internal/atomicfile"
 )
 
@@ -92,8 +93,8 @@ type Controller struct {
 	ann    Announcer
 	fw     Firewall
 	kv     KV
-	nodes  *discovery.Latest[[]discovery.Instance]
-	leases *discovery.Latest[map[string]KVEntry]
+	nodes  *watch.Latest[[]discovery.Instance]
+	leases *watch.Latest[map[string]KVEntry]
 	kick   <-chan struct{}
 	// recs, watchRec and onRepair: see Deps.
 	recs     Records
@@ -131,8 +132,8 @@ type Deps struct {
 	Ann      Announcer
 	Firewall Firewall // may be nil: no host rules
 	KV       KV
-	Nodes    *discovery.Latest[[]discovery.Instance] // drover-node instances
-	Leases   *discovery.Latest[map[string]KVEntry]
+	Nodes    *watch.Latest[[]discovery.Instance] // drover-node instances
+	Leases   *watch.Latest[map[string]KVEntry]
 	Kick     <-chan struct{} // kicked when either changes
 	// Records (may be nil) lists drover-node records for the lease choice:
 	// a subnet a record announces is never taken.

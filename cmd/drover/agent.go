@@ -21,11 +21,13 @@ import (
 	"github.com/drover-net/drover/discovery"
 	"github.com/drover-net/drover/discovery/consul"
 	"github.com/drover-net/drover/discovery/docker"
+	"github.com/drover-net/drover/discovery/watch"
 	"github.com/drover-net/drover/healthcheck"
 	"github.com/drover-net/drover/internal/atomicfile"
 	"github.com/drover-net/drover/internal/backoff"
 	"github.com/drover-net/drover/internal/buildinfo"
 	"github.com/drover-net/drover/internal/execcmd"
+	"github.com/drover-net/drover/internal/kick"
 	"github.com/drover-net/drover/lb"
 	"github.com/drover-net/drover/lb/haproxy"
 	"github.com/drover-net/drover/overlay"
@@ -99,9 +101,10 @@ type agent struct {
 	certs   *lb.CertSync     // nil unless --lb
 	access  *accessLog       // nil unless --lb with --lb-access-log
 	ctx     context.Context
-	watches *discovery.Watches
-	nodes   *discovery.Latest[[]discovery.Instance]
-	leases  *discovery.Latest[map[string]discovery.KVPair]
+	watches *watch.Hub
+	lbSet   *watch.Set // nil unless --lb
+	nodes   *watch.Latest[[]discovery.Instance]
+	leases  *watch.Latest[map[string]discovery.KVPair]
 	leave   chan chan error // leave requests from the status API
 	started time.Time
 	self    overlay.Self // this host in the mesh, once joined
@@ -125,16 +128,19 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	a.ctx = ctx
-	a.watches = discovery.NewWatches(ctx, a.consul, log.With("component", "watch"))
+	g, gctx := errgroup.WithContext(ctx)
+	// Every Consul read loop runs under the errgroup: Run returns once they
+	// all ended with gctx.
+	a.watches = watch.New(gctx, a.consul, log.With("component", "watch"))
+	g.Go(a.watches.Run)
 	var nodesKick, leasesKick <-chan struct{}
 	a.nodes, nodesKick = a.watches.Service(discovery.NodeService)
 	a.leases, leasesKick = a.watches.KV(overlay.LeasePrefix)
-	kick := merge(ctx, nodesKick, leasesKick)
-	g, gctx := errgroup.WithContext(ctx)
+	kicked := kick.Merge(gctx, nodesKick, leasesKick)
 	// The status socket answers from the start, so that a host whose join
 	// is refused (say, a token lacking key:write) shows why.
 	g.Go(func() error { return a.serveStatus(gctx) })
-	if err := a.startOverlay(ctx, kick); err != nil {
+	if err := a.startOverlay(ctx, kicked); err != nil {
 		cancel()
 		_ = g.Wait()
 		return err
@@ -178,7 +184,9 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		a.lb = c
 		g.Go(func() error { return a.lb.Run(gctx) })
-		a.certs = lb.NewCertSync(newCertSource(gctx, a.watches, a.cfg.LBCertDir), a.haproxy, log.With("component", "certs"), 0)
+		certs := newCertSource(a.watches, a.cfg.LBCertDir)
+		a.certs = lb.NewCertSync(certs, a.haproxy, log.With("component", "certs"), 0)
+		g.Go(func() error { return certs.run(gctx) })
 		g.Go(func() error { return a.certs.Run(gctx) })
 		if a.cfg.LBAccessLog != "" {
 			a.access = newAccessLog(log.With("component", "access"), a.cfg.LBLogRate)
@@ -296,31 +304,6 @@ func persistNodeName(dir, flag, def string) (string, error) {
 		return "", fmt.Errorf("storing node name: %w", err)
 	}
 	return name, nil
-}
-
-// merge forwards kicks from every input to one capacity-1 channel.
-func merge(ctx context.Context, ins ...<-chan struct{}) <-chan struct{} {
-	out := make(chan struct{}, 1)
-	for _, in := range ins {
-		go forward(ctx, in, out)
-	}
-	return out
-}
-
-// forward passes every kick on in to out (dropped when out already holds
-// one) until ctx ends.
-func forward(ctx context.Context, in <-chan struct{}, out chan<- struct{}) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-in:
-			select {
-			case out <- struct{}{}:
-			default:
-			}
-		}
-	}
 }
 
 func (a *agent) startOverlay(ctx context.Context, kick <-chan struct{}) error {

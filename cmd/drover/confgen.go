@@ -8,8 +8,8 @@ import (
 	"syscall"
 
 	"github.com/drover-net/drover/confgen"
-	"github.com/drover-net/drover/discovery"
 	"github.com/drover-net/drover/discovery/consul"
+	"github.com/drover-net/drover/discovery/watch"
 	"github.com/drover-net/drover/internal/execcmd"
 )
 
@@ -56,7 +56,7 @@ func (c *cli) confgen(args []string) int {
 	log := newLogger(c.stderr, "text", "info")
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	watches := discovery.NewWatches(ctx, cl, log.With("component", "watch"))
+	watches := watch.New(ctx, cl, log.With("component", "watch"))
 	opt := confgen.Options{Noop: *noop, SyncOnly: *syncOnly, KeepStageFile: *keepStage, Runner: execcmd.Shell{}, Log: log}
 	names := func(ctx context.Context) ([]string, error) {
 		m, err := cl.CatalogServices(ctx)

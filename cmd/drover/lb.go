@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
@@ -23,6 +22,8 @@ import (
 
 	"github.com/drover-net/drover/discovery"
 	"github.com/drover-net/drover/discovery/contract"
+	"github.com/drover-net/drover/discovery/watch"
+	"github.com/drover-net/drover/internal/kick"
 	"github.com/drover-net/drover/lb"
 	"github.com/drover-net/drover/lb/haproxy"
 )
@@ -31,42 +32,31 @@ import (
 // that ask for a load balancer (their drover.lb.mode label became meta).
 const lbFilter = contract.LBFilter
 
-// lbSource is lb.Source over the shared Consul watches: the names of the
-// services with lb meta, then one watch per such service.
+// lbSource is lb.Source over the watch hub: its set of lb services plus
+// the drover-node records (who may be proxied), both kept current by the
+// hub's shared queries. It only joins the two and turns the set's "not
+// read yet" into lb's.
 type lbSource struct {
-	ctx   context.Context
-	w     *discovery.Watches
-	names *discovery.Latest[[]string]
-	nodes *discovery.Latest[[]discovery.Instance] // drover-node records: who may be proxied
-	kick  chan struct{}
-
-	mu       sync.Mutex
-	services map[string]*discovery.Latest[[]discovery.Instance]
+	set   *watch.Set
+	nodes *watch.Latest[[]discovery.Instance]
+	kick  <-chan struct{}
 }
 
-func newLBSource(ctx context.Context, w *discovery.Watches, nodes *discovery.Latest[[]discovery.Instance]) *lbSource {
-	s := &lbSource{ctx: ctx, w: w, nodes: nodes, kick: make(chan struct{}, 1), services: map[string]*discovery.Latest[[]discovery.Instance]{}}
-	var k <-chan struct{}
-	s.names, k = w.ServiceNames(lbFilter)
-	s.forward(k)
-	_, k = w.Service(discovery.NodeService) // the same watch as nodes: its kicks
-	s.forward(k)
-	return s
+func (a *agent) newLBSource() lbSource {
+	a.lbSet = a.watches.Services(lbFilter)
+	_, nk := a.watches.Service(discovery.NodeService) // the same records as a.nodes: their kicks
+	return lbSource{set: a.lbSet, nodes: a.nodes, kick: kick.Merge(a.ctx, a.lbSet.Changed(), nk)}
 }
 
-func (s *lbSource) forward(k <-chan struct{}) { go forward(s.ctx, k, s.kick) }
+func (s lbSource) Changed() <-chan struct{} { return s.kick }
 
-func (s *lbSource) Changed() <-chan struct{} { return s.kick }
-
-// Snapshot fails unless the service list and every listed service have
-// been read and their last read succeeded.
-func (s *lbSource) Snapshot() (map[string][]discovery.Instance, error) {
-	names, ok, _ := s.names.Get()
-	if err := s.names.Err(); err != nil {
-		return nil, fmt.Errorf("listing lb services: %w", err)
+func (s lbSource) Snapshot() (map[string][]discovery.Instance, error) {
+	out, err := s.set.Snapshot()
+	if errors.Is(err, watch.ErrNotRead) {
+		return nil, fmt.Errorf("%w (%v)", lb.ErrNotRead, err)
 	}
-	if !ok {
-		return nil, fmt.Errorf("lb services: %w", lb.ErrNotRead)
+	if err != nil {
+		return nil, err
 	}
 	nodes, ok, _ := s.nodes.Get()
 	if err := s.nodes.Err(); err != nil {
@@ -77,26 +67,7 @@ func (s *lbSource) Snapshot() (map[string][]discovery.Instance, error) {
 	}
 	// The records go in under their service name: lb.Desired proxies only
 	// instances of the drover nodes they name.
-	out := map[string][]discovery.Instance{discovery.NodeService: nodes}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, n := range names {
-		l, ok := s.services[n]
-		if !ok {
-			var k <-chan struct{}
-			l, k = s.w.Service(n)
-			s.services[n] = l
-			s.forward(k)
-		}
-		ins, ok, _ := l.Get()
-		if err := l.Err(); err != nil {
-			return nil, fmt.Errorf("reading service %s: %w", n, err)
-		}
-		if !ok {
-			return nil, fmt.Errorf("service %s: %w", n, lb.ErrNotRead)
-		}
-		out[n] = ins
-	}
+	out[discovery.NodeService] = nodes
 	return out, nil
 }
 
@@ -125,7 +96,7 @@ func (a *agent) startLB() (*lb.Controller, error) {
 		MinReloadInterval: a.cfg.LBReloadMin,
 		Confirm:           a.cfg.LBConfirm,
 		Log:               a.log.With("component", "lb"),
-	}, newLBSource(a.ctx, a.watches, a.nodes), h), nil
+	}, a.newLBSource(), h), nil
 }
 
 // portFree tells whether HAProxy could bind TCP port on every address of

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/drover-net/drover/discovery"
+	"github.com/drover-net/drover/discovery/watch"
 	"github.com/drover-net/drover/internal/aclpolicy"
+	"github.com/drover-net/drover/internal/kick"
 	"github.com/drover-net/drover/lb"
 )
 
@@ -17,19 +19,15 @@ import (
 // the files of --lb-cert-dir (*.pem, read every 2 s; a changed size or
 // modification time kicks a pass).
 type certSource struct {
-	kv   *discovery.Latest[map[string]discovery.KVPair]
-	dir  string
-	kick chan struct{}
+	kv     *watch.Latest[map[string]discovery.KVPair]
+	kvKick <-chan struct{}
+	dir    string
+	kick   chan struct{}
 }
 
-func newCertSource(ctx context.Context, w *discovery.Watches, dir string) *certSource {
-	s := &certSource{dir: dir, kick: make(chan struct{}, 1)}
-	var k <-chan struct{}
-	s.kv, k = w.KV(aclpolicy.CertPrefix)
-	go forward(ctx, k, s.kick)
-	if dir != "" {
-		go s.pollDir(ctx)
-	}
+func newCertSource(w *watch.Hub, dir string) *certSource {
+	s := &certSource{dir: dir, kick: kick.New()}
+	s.kv, s.kvKick = w.KV(aclpolicy.CertPrefix)
 	return s
 }
 
@@ -71,30 +69,33 @@ func (s *certSource) Certs() (map[string][]byte, map[string][]byte, error) {
 	return kv, dir, nil
 }
 
-// pollDir kicks when a file in the directory appears, goes or changes.
-func (s *certSource) pollDir(ctx context.Context) {
+// run passes on the KV watch's kicks and kicks when a file in the
+// directory appears, goes or changes, until ctx ends (one goroutine, under
+// the agent's errgroup).
+func (s *certSource) run(ctx context.Context) error {
 	last := ""
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
-		sig := ""
-		if ents, err := os.ReadDir(s.dir); err == nil {
-			for _, e := range ents {
-				if fi, err := e.Info(); err == nil {
-					sig += fmt.Sprintf("%s %d %d;", e.Name(), fi.Size(), fi.ModTime().UnixNano())
+		if s.dir != "" {
+			sig := ""
+			if ents, err := os.ReadDir(s.dir); err == nil {
+				for _, e := range ents {
+					if fi, err := e.Info(); err == nil {
+						sig += fmt.Sprintf("%s %d %d;", e.Name(), fi.Size(), fi.ModTime().UnixNano())
+					}
 				}
 			}
-		}
-		if sig != last {
-			last = sig
-			select {
-			case s.kick <- struct{}{}:
-			default:
+			if sig != last {
+				last = sig
+				kick.Send(s.kick)
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return nil
+		case <-s.kvKick:
+			kick.Send(s.kick)
 		case <-t.C:
 		}
 	}

@@ -69,6 +69,15 @@ var (
 	mLBHolding    = desc("drover_lb_holding_shrinks", "Suspicious backend shrinks waiting for confirmation.")
 	mLBApplyDur   = desc("drover_lb_last_apply_duration_seconds", "Duration of the last applied lb change (runtime ops or reload).")
 	mLBLastApply  = desc("drover_lb_last_apply_timestamp_seconds", "When the lb last changed HAProxy.")
+	mConsulReq    = desc("drover_consul_requests_total", "HTTP requests sent to the local Consul agent, by kind (blocking: a query waiting on an index or hash; read; write).", "kind")
+	mConsulFlight = desc("drover_consul_requests_in_flight", "Requests to the local Consul agent in flight now (each holds a connection).")
+	mConsulMax    = desc("drover_consul_requests_in_flight_max", "Most requests to the local Consul agent ever in flight at once since the agent started.")
+	mConsulBlock  = desc("drover_consul_blocking_queries", "Blocking queries waiting on the local Consul agent now.")
+	mConsulQuery  = desc("drover_consul_watch_queries", "Blocking queries the watch hub runs (fixed by what is watched, not by the number of services).")
+	mConsulThrot  = desc("drover_consul_throttled_total", "Answers of the local Consul agent that were HTTP 429 (too many connections from this client).")
+	mSetServices  = desc("drover_consul_set_services", "Services in a watched service set.", "set")
+	mSetFetches   = desc("drover_consul_set_fetches_total", "Non-blocking /v1/health/service/<name> fetches made by a service set.", "set")
+	mSetFull      = desc("drover_consul_set_full_refetches_total", "Catalog moves no check change explained, after which a service set fetched every service again.", "set")
 	mWatchContact = desc("drover_consul_watch_last_contact_timestamp_seconds", "Last successful Consul read of a watch.", "topic")
 )
 
@@ -78,7 +87,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mBuild, mPeers, mPeerUp, mPeerAge, mPeerRx, mPeerTx, mRejected, mApplies, mOverlayErr,
-		mLastApplied, mProbeUp, mProbeRTT, mRegs, mSkipped, mWrites, mPasses, mPending, mEvents, mReconnects, mLastPass, mWatchContact, mCgRenders, mCgChanges, mCgReloads, mCgError,
+		mLastApplied, mProbeUp, mProbeRTT, mRegs, mSkipped, mWrites, mPasses, mPending, mEvents, mReconnects, mLastPass, mWatchContact, mConsulReq, mConsulFlight, mConsulMax, mConsulBlock, mConsulQuery, mConsulThrot, mSetServices, mSetFetches, mSetFull, mCgRenders, mCgChanges, mCgReloads, mCgError,
 		mOvPasses, mOvPassDur, mOvSuccess, mHostRepairs, mRecRepairs, mHostErr, mSyncDur,
 		mLBAccess, mLBAccessDrop, mLBRequests, mLBResponses, mLBErrors, mLBRespTime, mLBServers, mLBOps, mLBReloads, mLBFailed, mLBInvalid, mLBStale, mLBStaleSecs, mLBHolding, mLBApplyDur, mLBLastApply} {
 		ch <- d
@@ -188,6 +197,20 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 				}
 			}
 		}
+	}
+	cr := r.Consul.Requests
+	for _, k := range []string{"blocking", "read", "write"} {
+		ch <- prometheus.MustNewConstMetric(mConsulReq, prometheus.CounterValue, float64(cr.Total[k]), k)
+	}
+	g(mConsulFlight, float64(cr.InFlight))
+	g(mConsulMax, float64(cr.MaxInFlight))
+	g(mConsulBlock, float64(cr.Blocking))
+	g(mConsulQuery, float64(r.Consul.Queries))
+	cnt(mConsulThrot, float64(cr.Throttled))
+	for name, s := range r.Consul.Sets {
+		g(mSetServices, float64(s.Services), name)
+		ch <- prometheus.MustNewConstMetric(mSetFetches, prometheus.CounterValue, float64(s.Fetches), name)
+		ch <- prometheus.MustNewConstMetric(mSetFull, prometheus.CounterValue, float64(s.FullPasses), name)
 	}
 	g(mWatchContact, ts(r.Consul.NodesLastContact), "nodes")
 	g(mWatchContact, ts(r.Consul.LeasesLastContact), "leases")

@@ -7,15 +7,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"text/tabwriter"
 	"time"
 
 	"github.com/drover-net/drover/confgen"
 	"github.com/drover-net/drover/discovery"
+	"github.com/drover-net/drover/discovery/consul"
+	"github.com/drover-net/drover/discovery/watch"
 	"github.com/drover-net/drover/healthcheck"
 	"github.com/drover-net/drover/internal/buildinfo"
 	"github.com/drover-net/drover/overlay"
@@ -38,17 +42,27 @@ type StatusReport struct {
 	JoinError string `json:"join_error,omitempty"`
 }
 
-// WatchStatus reports the Consul watches' health.
+// WatchStatus reports the Consul watches' health and what the agent asks
+// of its local Consul agent.
 type WatchStatus struct {
 	NodesLastContact  time.Time `json:"nodes_last_contact"`
 	LeasesLastContact time.Time `json:"leases_last_contact"`
 	Error             string    `json:"error,omitempty"`
+	// Queries is how many blocking queries the watch hub runs (fixed by
+	// what is watched, not by the number of services).
+	Queries  int                 `json:"queries"`
+	Requests consul.RequestStats `json:"requests"`
+	// Sets are the watched service sets by consumer ("lb" with --lb).
+	Sets map[string]watch.SetStats `json:"sets,omitempty"`
 }
 
 func (a *agent) report() StatusReport {
 	_, _, nat := a.nodes.Get()
 	_, _, lat := a.leases.Get()
-	ws := WatchStatus{NodesLastContact: nat, LeasesLastContact: lat}
+	ws := WatchStatus{NodesLastContact: nat, LeasesLastContact: lat, Queries: a.watches.Queries(), Requests: a.consul.Requests()}
+	if a.lbSet != nil {
+		ws.Sets = map[string]watch.SetStats{"lb": a.lbSet.Stats()}
+	}
 	if err := errors.Join(a.nodes.Err(), a.leases.Err()); err != nil {
 		ws.Error = err.Error()
 	}
@@ -226,6 +240,13 @@ func printStatus(w io.Writer, r StatusReport) {
 		fmt.Fprintln(w)
 	}
 	printLB(w, r.LB)
+	c := r.Consul
+	fmt.Fprintf(w, "consul: %d blocking queries held (%d configured), %d requests in flight (at most %d ever); requests so far: %d blocking, %d reads, %d writes; %d throttled (429)\n",
+		c.Requests.Blocking, c.Queries, c.Requests.InFlight, c.Requests.MaxInFlight, c.Requests.Total["blocking"], c.Requests.Total["read"], c.Requests.Total["write"], c.Requests.Throttled)
+	for _, name := range slices.Sorted(maps.Keys(c.Sets)) {
+		s := c.Sets[name]
+		fmt.Fprintf(w, "consul %s set: %d services, %d pending, %d service fetches, %d full refetches\n", name, s.Services, s.Pending, s.Fetches, s.FullPasses)
+	}
 	if r.Consul.Error != "" {
 		fmt.Fprintf(w, "consul: %s\n", r.Consul.Error)
 	}

@@ -16,6 +16,7 @@ import (
 type Client struct {
 	api *api.Client
 	ts  *tokenSource
+	req *requests
 	// WaitTime bounds each blocking query (Consul's default is 5 minutes).
 	WaitTime time.Duration
 }
@@ -28,12 +29,17 @@ func New(opt Options) (*Client, error) {
 	if err != nil {
 		return nil, wrap(err, "consul client")
 	}
+	req := &requests{}
+	cfg.HttpClient.Transport = &countingTransport{base: cfg.HttpClient.Transport, r: req}
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, wrap(err, fmt.Sprintf("consul client for %s", cfg.Address))
 	}
-	return &Client{api: c, ts: ts, WaitTime: 60 * time.Second}, nil
+	return &Client{api: c, ts: ts, req: req, WaitTime: 60 * time.Second}, nil
 }
+
+// Requests returns what this client has asked of Consul so far.
+func (c *Client) Requests() RequestStats { return c.req.stats() }
 
 // TokenChanged returns a channel closed when the token (file) next changes:
 // loops waiting after an ACL refusal retry at once.
@@ -77,6 +83,22 @@ func (c *Client) HealthService(ctx context.Context, service string, index uint64
 		return nil, 0, filtered(fmt.Sprintf("watching service %s", service), "service:read and node:read on every node")
 	}
 	return es, meta.LastIndex, nil
+}
+
+// HealthState runs a blocking query on every check in the catalog
+// (/v1/health/state/any): node checks such as serfHealth and every service
+// instance's checks, each with its node, service and modify index. Its
+// index moves on any check change.
+func (c *Client) HealthState(ctx context.Context, index uint64) (api.HealthChecks, uint64, error) {
+	q := (&api.QueryOptions{WaitIndex: index, WaitTime: c.WaitTime}).WithContext(ctx)
+	hc, meta, err := c.api.Health().State(api.HealthAny, q)
+	if err != nil {
+		return nil, 0, wrap(err, "watching every health check")
+	}
+	if meta.ResultsFilteredByACLs {
+		return nil, 0, filtered("watching every health check", "service:read and node:read on every node")
+	}
+	return hc, meta.LastIndex, nil
 }
 
 // WatchServiceNames runs a blocking query on the service names (with their

@@ -34,7 +34,7 @@ func deps(t *testing.T, pkg string) []string {
 func TestCoreImports(t *testing.T) {
 	peers := []string{"overlay", "lb", "confgen", "healthcheck"}
 	adapters := []string{"discovery/consul", "discovery/docker", "overlay/wg", "overlay/netlink", "overlay/firewall", "lb/haproxy"}
-	core := append([]string{"discovery"}, peers...)
+	core := append([]string{"discovery", "discovery/watch", "discovery/contract"}, peers...)
 	for _, pkg := range core {
 		for _, d := range deps(t, pkg) {
 			if why, bad := sdkClients[d]; bad {
@@ -49,12 +49,21 @@ func TestCoreImports(t *testing.T) {
 				}
 			}
 			for _, p := range peers {
-				if p != pkg && d == mod+p && pkg != "discovery" {
+				if p != pkg && d == mod+p && !strings.HasPrefix(pkg, "discovery") {
 					t.Errorf("%s imports its peer %s: move shared things into discovery or internal", pkg, p)
 				}
 			}
-			if pkg == "discovery" && strings.HasPrefix(d, mod) && !strings.HasPrefix(d, mod+"internal/") && d != mod+"discovery" {
-				t.Errorf("discovery imports %s: it may import only internal/*", d)
+			// The registration contract is a leaf: pure, importing nothing
+			// of drover's; everyone may use it.
+			contract := d == mod+"discovery/contract"
+			if pkg == "discovery/contract" && strings.HasPrefix(d, mod) && d != mod+pkg {
+				t.Errorf("discovery/contract imports %s: the codec imports nothing of drover's", d)
+			}
+			if pkg == "discovery" && strings.HasPrefix(d, mod) && !strings.HasPrefix(d, mod+"internal/") && d != mod+"discovery" && !contract {
+				t.Errorf("discovery imports %s: it may import only discovery/contract and internal/*", d)
+			}
+			if pkg == "discovery/watch" && strings.HasPrefix(d, mod) && !strings.HasPrefix(d, mod+"internal/") && d != mod+"discovery" && d != mod+pkg && !contract {
+				t.Errorf("discovery/watch imports %s: it may import only discovery, discovery/contract and internal/*", d)
 			}
 			if strings.HasPrefix(d, mod+"test/") {
 				t.Errorf("%s imports test code %s", pkg, d)
