@@ -147,6 +147,30 @@ func TestLBIngress(t *testing.T) {
 		}
 	})
 
+	t.Run("PROXY protocol to a labelled backend carries the client's address", func(t *testing.T) {
+		if out, err := sb.Docker(ctx, "h2", "run", "-d", "--name", "pp", "--hostname", "pp", "--network", "drover",
+			"-l", "drover.service=pp", "-l", "drover.lb.mode=http", "-l", "drover.lb.host=pp.example",
+			"-l", "drover.lb.proxy-protocol=v2", "-l", "drover.check=http:/healthz", "-l", "drover.check.interval=1s",
+			sandbox.DemoImage, "serve", "-proxy-protocol"); err != nil {
+			t.Fatalf("docker run pp: %v %s", err, out)
+		}
+		var out string
+		harness.Eventually(t, 60*time.Second, "pp answers through the lb", func() error {
+			var err error
+			out, err = sb.Output(ctx, "h1", "curl", "-sS", "-m", "3", "-H", "Host: pp.example", "http://127.0.0.1:80/headers")
+			if err != nil || !strings.Contains(out, "host=pp") {
+				return fmt.Errorf("%v %s", err, out)
+			}
+			return nil
+		})
+		t.Logf("backend behind PROXY v2 saw: %s", strings.TrimSpace(out))
+		// Without PROXY protocol the backend sees the lb's own address
+		// (10.42.x.1 after masquerade); with it, the client's.
+		if !strings.Contains(out, "remote=127.0.0.1:") {
+			t.Errorf("want the client's address 127.0.0.1 as the remote address, got %s", out)
+		}
+	})
+
 	t.Run("one access log line per request; /metrics counts every request", func(t *testing.T) {
 		metric := func() float64 {
 			out, err := sb.Output(ctx, "h1", "curl", "-sf", "http://127.0.0.1:9714/metrics")
