@@ -264,4 +264,57 @@ func TestLBTLS(t *testing.T) {
 			t.Errorf("%d reloads during the rotation, want 0", after-before)
 		}
 	})
+
+	t.Run("scale 1→3→1 and a rolling replace under HTTPS load: 0 failed, 0 reloads", func(t *testing.T) {
+		before := lbState(ctx, t, sb).LB.Reloads
+		cmd, err := sb.Command(ctx, "h1", "drover-demo", "load", "-rate", "50", "-duration", "45s", "-concurrency", "8",
+			"-cacert", caFile, "-connect", "127.0.0.1:443", "https://secure.example/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		cmd.Stdout = &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		start := func(host, name string) {
+			if o, err := sb.Docker(ctx, host, "run", "-d", "--name", name, "--hostname", name, "--network", "drover",
+				"-l", "drover.service=secure", "-l", "drover.lb.mode=http", "-l", "drover.lb.host=secure.example",
+				"-l", "drover.lb.tls=true", "-l", "drover.lb.redirect=308", "-l", "drover.lb.hsts=8760h",
+				"-l", "drover.check=http:/healthz", "-l", "drover.check.interval=1s", sandbox.DemoImage); err != nil {
+				t.Fatalf("docker run %s: %v %s", name, err, o)
+			}
+		}
+		stop := func(host, name string) {
+			if o, err := sb.Docker(ctx, host, "stop", "-t", "10", name); err != nil {
+				t.Fatalf("docker stop %s: %v %s", name, err, o)
+			}
+			_, _ = sb.Docker(ctx, host, "rm", name)
+		}
+		time.Sleep(3 * time.Second)
+		start("h2", "secure-2")
+		start("h1", "secure-3")
+		waitUp(ctx, t, sb, "secure", 3)
+		stop("h2", "secure")
+		start("h2", "secure-4")
+		waitUp(ctx, t, sb, "secure", 3)
+		stop("h2", "secure-2")
+		stop("h1", "secure-3")
+		waitUp(ctx, t, sb, "secure", 1)
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("load: %v %s", err, out.String())
+		}
+		r, err := parseLoad(out.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := lbState(ctx, t, sb).LB.Reloads
+		t.Logf("HTTPS churn: %s; reloads %d", r.Line, after-before)
+		if r.Failed != 0 || r.OK < 1500 {
+			t.Errorf("want 0 failed HTTPS requests during the churn: %s", r.Line)
+		}
+		if after != before {
+			t.Errorf("%d reloads during server-only churn, want 0", after-before)
+		}
+	})
 }
