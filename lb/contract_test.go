@@ -49,6 +49,11 @@ func TestContractLabelsToServerLine(t *testing.T) {
 		{"default tunnel timeout", nil, []string{"timeout tunnel 3600s"}, nil},
 		{"forwarded headers", nil, []string{"option forwardfor", "http-request del-header X-Forwarded-For",
 			"http-request set-header X-Forwarded-Proto http"}, nil},
+		{"tls, redirect and hsts", []string{"drover.lb.host", "shop.example", "drover.lb.tls", "true", "drover.lb.redirect", "308",
+			"drover.lb.hsts", "8760h"}, []string{
+			"frontend https_443", "ssl crt-list", "alpn h2,http/1.1", "acl r0_host hdr(host) -i shop.example shop.example:443",
+			"http-request redirect scheme https code 308 if r0_host",
+			`http-response set-header Strict-Transport-Security "max-age=31536000" if { ssl_fc }`}, nil},
 		{"per-port settings", []string{"drover.8080.lb.host", "api.example", "drover.8080.check", "http:/ready"},
 			[]string{"acl r0_host hdr(host) -i api.example api.example:80", "option httpchk GET /ready"}, nil},
 	}

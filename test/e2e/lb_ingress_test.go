@@ -343,10 +343,20 @@ func TestLBIngress(t *testing.T) {
 			t.Fatalf("docker run intruder: %v %s", err, out)
 		}
 		app("h2", "app-odd", "-l", "drover.lb.balance=leastconn")
+		// Two tcp services on one port: the first keeps it.
+		for _, n := range []string{"tcp-first", "tcp-second"} {
+			if out, err := sb.Docker(ctx, "h2", "run", "-d", "--name", n, "--network", "drover", "-l", "drover.service="+n,
+				"-l", "drover.lb.mode=tcp", "-l", "drover.lb.port=7000", sandbox.DemoImage); err != nil {
+				t.Fatalf("docker run %s: %v %s", n, err, out)
+			}
+			time.Sleep(time.Second) // registered one after the other
+		}
 		p1 := waitProblem(ctx, t, sb, "service intruder", "taken by service app")
 		p2 := waitProblem(ctx, t, sb, "service app instance", "disagree", "instance left out")
+		p3 := waitProblem(ctx, t, sb, "service tcp-second", "tcp port 7000 is taken by service tcp-first")
 		t.Logf("refused: %s", p1)
 		t.Logf("refused: %s", p2)
+		t.Logf("refused: %s", p3)
 		r := wait()
 		if r.Failed != 0 || r.OK < 500 {
 			t.Errorf("want 0 failed requests to the incumbent: %s", r.Line)
@@ -396,6 +406,8 @@ func TestLBIngress(t *testing.T) {
 		reg("evil-loop", "127.0.0.1", "drover_node=h1")
 		reg("evil-meta", "169.254.169.254", "drover_node=h1")
 		reg("evil-nonode", "10.42.9.9")
+		// The lb host's own underlay address, named as h1's published port.
+		reg("evil-own", h1.Addr.String(), "drover_node=h1")
 		// h2's subnet and name, but registered by h1's Consul agent.
 		out, err := sb.Output(ctx, "h2", "drover", "status", "--json")
 		var h2st struct {
@@ -411,6 +423,7 @@ func TestLBIngress(t *testing.T) {
 		for _, want := range [][]string{
 			{"evil-loop", "loopback"}, {"evil-meta", "link-local"},
 			{"evil-nonode", "not registered by a drover agent"}, {"evil-forged", "runs on"},
+			{"evil-own", "the lb host's own addresses"},
 		} {
 			t.Logf("refused: %s", waitProblem(ctx, t, sb, want...))
 		}
