@@ -349,7 +349,9 @@ func TestLBIngress(t *testing.T) {
 				"-l", "drover.lb.mode=tcp", "-l", "drover.lb.port=7000", sandbox.DemoImage); err != nil {
 				t.Fatalf("docker run %s: %v %s", n, err, out)
 			}
-			time.Sleep(time.Second) // registered one after the other
+			if n == "tcp-first" {
+				waitUp(ctx, t, sb, "tcp-first", 1) // registered, and served, first
+			}
 		}
 		p1 := waitProblem(ctx, t, sb, "service intruder", "taken by service app")
 		p2 := waitProblem(ctx, t, sb, "service app instance", "disagree", "instance left out")
