@@ -6,6 +6,7 @@ package consul
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -82,6 +83,9 @@ func (c *Client) HealthService(ctx context.Context, service string, index uint64
 	if meta.ResultsFilteredByACLs {
 		return nil, 0, filtered(fmt.Sprintf("watching service %s", service), "service:read and node:read on every node")
 	}
+	if err := leaderless(len(es), meta, fmt.Sprintf("watching service %s", service)); err != nil {
+		return nil, 0, err
+	}
 	return es, meta.LastIndex, nil
 }
 
@@ -98,6 +102,9 @@ func (c *Client) HealthState(ctx context.Context, index uint64) (api.HealthCheck
 	if meta.ResultsFilteredByACLs {
 		return nil, 0, filtered("watching every health check", "service:read and node:read on every node")
 	}
+	if err := leaderless(len(hc), meta, "watching every health check"); err != nil {
+		return nil, 0, err
+	}
 	return hc, meta.LastIndex, nil
 }
 
@@ -113,6 +120,9 @@ func (c *Client) WatchServiceNames(ctx context.Context, filter string, index uin
 	if meta.ResultsFilteredByACLs {
 		return nil, 0, filtered("watching catalog services", "service:read on every service")
 	}
+	if err := leaderless(len(m), meta, "watching catalog services"); err != nil {
+		return nil, 0, err
+	}
 	return m, meta.LastIndex, nil
 }
 
@@ -125,6 +135,9 @@ func (c *Client) KVList(ctx context.Context, prefix string, index uint64) (api.K
 	}
 	if meta.ResultsFilteredByACLs {
 		return nil, 0, filtered(fmt.Sprintf("listing KV %s", prefix), "key:read on "+prefix)
+	}
+	if err := leaderless(len(ps), meta, fmt.Sprintf("listing KV %s", prefix)); err != nil {
+		return nil, 0, err
 	}
 	return ps, meta.LastIndex, nil
 }
@@ -230,6 +243,24 @@ func (c *Client) CatalogServices(ctx context.Context) (map[string][]string, erro
 		return nil, filtered("listing catalog services", "service:read on every service")
 	}
 	return s, nil
+}
+
+// ErrLeaderless is (wrapped in) the error of an empty answer from a server
+// that knows no leader: a server that has just started, or lost its
+// cluster, can answer a stale read with nothing, and "nothing" would look
+// like every instance, check or lease gone. Watches treat it as an
+// unanswered read (fail static) and ask again.
+var ErrLeaderless = errors.New("an empty answer from a Consul server without a known leader (X-Consul-KnownLeader: false); not trusted")
+
+// leaderless refuses an empty answer whose server knows no leader. The
+// streaming backend (blocking health queries on a client agent) always
+// says KnownLeader false (measured on 1.14.8), so its answers are not
+// judged by it.
+func leaderless(n int, meta *api.QueryMeta, op string) error {
+	if n == 0 && meta != nil && !meta.KnownLeader && meta.QueryBackend != api.QueryBackendStreaming {
+		return fmt.Errorf("%s: %w", op, ErrLeaderless)
+	}
+	return nil
 }
 
 // filtered is the error of a read whose answer Consul cut down for the

@@ -2,6 +2,7 @@ package consul
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +27,8 @@ func fakeConsul(t *testing.T) (*httptest.Server, func() []string) {
 			return
 		}
 		w.Header().Set("X-Consul-Index", "7")
+		w.Header().Set("X-Consul-LastContact", "0")
+		w.Header().Set("X-Consul-KnownLeader", "true") // as a server with a leader says
 		_, _ = w.Write([]byte("[]"))
 	}))
 	t.Cleanup(srv.Close)
@@ -106,6 +109,8 @@ func TestUnixSocketAddressKeepsTheTokenTransport(t *testing.T) {
 			http.Error(w, "ACL not found", http.StatusForbidden)
 			return
 		}
+		w.Header().Set("X-Consul-LastContact", "0")
+		w.Header().Set("X-Consul-KnownLeader", "true")
 		_, _ = w.Write([]byte("[]"))
 	}))
 	srv.Listener = ln
@@ -117,5 +122,43 @@ func TestUnixSocketAddressKeepsTheTokenTransport(t *testing.T) {
 	}
 	if _, _, err := c.KVList(context.Background(), "x/", 0); err != nil {
 		t.Fatalf("over the unix socket: %v", err)
+	}
+}
+
+// An empty answer from a server without a leader is not trusted (issue 12,
+// T9): it would read as every instance or lease gone.
+func TestEmptyLeaderlessAnswerIsAnError(t *testing.T) {
+	leader, backend := "false", "blocking-query"
+	body := "[]"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Consul-Index", "9")
+		w.Header().Set("X-Consul-LastContact", "0")
+		w.Header().Set("X-Consul-KnownLeader", leader)
+		w.Header().Set("X-Consul-Query-Backend", backend)
+		_, _ = w.Write([]byte(body))
+	}))
+	defer srv.Close()
+	c, err := New(Options{Addr: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, _, err := c.HealthService(ctx, "web", 0); !errors.Is(err, ErrLeaderless) {
+		t.Errorf("empty answer without a leader: %v, want ErrLeaderless", err)
+	}
+	if _, _, err := c.KVList(ctx, "drover/v1/leases/", 0); !errors.Is(err, ErrLeaderless) {
+		t.Errorf("empty KV answer without a leader: %v, want ErrLeaderless", err)
+	}
+	body = `[{"Node":{"Node":"h1"},"Service":{"ID":"w1","Service":"web"},"Checks":[]}]`
+	if es, _, err := c.HealthService(ctx, "web", 0); err != nil || len(es) != 1 {
+		t.Errorf("a non-empty answer without a leader: %v %v, want it used (stale reads keep serving)", es, err)
+	}
+	leader, body = "true", "[]"
+	if es, _, err := c.HealthService(ctx, "web", 0); err != nil || len(es) != 0 {
+		t.Errorf("an empty answer with a leader: %v %v, want it used", es, err)
+	}
+	leader, backend = "false", "streaming"
+	if es, _, err := c.HealthService(ctx, "web", 0); err != nil || len(es) != 0 {
+		t.Errorf("an empty streaming answer (which always says no leader): %v %v, want it used", es, err)
 	}
 }
