@@ -45,7 +45,7 @@ func BenchmarkLBFirstResponseHTTPS(b *testing.B) { benchFirstResponse(b, true) }
 func benchFirstResponse(b *testing.B, useTLS bool) {
 	prefix := "drvm"
 	if useTLS {
-		prefix = "drvn"
+		prefix = "drvy"
 	}
 	sb := harness.Sandbox(b, sandbox.Options{Prefix: prefix, Hosts: 3, Agents: true, LB: "h1"})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)

@@ -79,7 +79,7 @@ func (ca *testCA) leaf(t testing.TB, host string, nb, na time.Time) (bundle, key
 // with no failed request and no reload, bad bundles refused while the old
 // certificate keeps serving.
 func TestLBTLS(t *testing.T) {
-	sb := harness.Sandbox(t, sandbox.Options{Prefix: "drvt", Hosts: 2, Agents: true, LB: "h1"})
+	sb := harness.Sandbox(t, sandbox.Options{Prefix: "drvx", Hosts: 2, Agents: true, LB: "h1"})
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	h1, err := sb.HostByName("h1")
