@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 LDFLAGS := -s -w -X github.com/drover-net/drover/internal/buildinfo.Version=$(VERSION)
 export CGO_ENABLED := 0
 
-.PHONY: all deps build vet unit e2e test demo demo-down bench-overlay bench-confgen bench-lb clean
+.PHONY: all deps build vet unit e2e test test-faults test-faults-ci demo demo-down bench-overlay bench-confgen bench-lb clean
 
 all: build
 
@@ -36,8 +36,29 @@ E2E_RUN ?= .
 e2e: deps build
 	DROVER_BIN_DIR=$(BIN) $(GO) test -tags e2e -count=1 -timeout 40m -v -run '$(E2E_RUN)' ./test/e2e/
 
-## test: everything: deps, vet, unit and end-to-end tests
-test: deps build vet unit e2e
+## test: everything: deps, vet, unit and end-to-end tests, and the CI subset of the fault suite
+test: deps build vet unit e2e test-faults-ci
+
+## test-faults: the whole fault suite (issue 12's matrix, test/e2e/faults_*_test.go, tags e2e+faults),
+## each case at full length; ends with the summary table and writes docs/reliability.md from this run
+FAULTS_RUN ?= TestFault
+FAULTS_OUT ?= $(BIN)/faults.jsonl
+test-faults: deps build
+	@rm -f $(FAULTS_OUT)
+	DROVER_BIN_DIR=$(BIN) DROVER_FAULTS_OUT=$(FAULTS_OUT) $(GO) test -tags 'e2e faults' -count=1 -timeout 150m -v -run '$(FAULTS_RUN)' ./test/e2e/ 2>&1 | grep -v 'level=INFO'; \
+	  status=$${PIPESTATUS[0]}; \
+	  $(GO) run ./test/faults/report -in $(FAULTS_OUT) -out docs/reliability.md || status=1; \
+	  exit $$status
+
+## test-faults-ci: the fault cases `make test` runs (short variants, see docs/reliability.md); prints the
+## summary table, writes no docs
+FAULTS_CI ?= TestFaultLB/T17|TestFaultConsulProxy
+test-faults-ci: deps build
+	@rm -f $(BIN)/faults-ci.jsonl
+	DROVER_BIN_DIR=$(BIN) DROVER_FAULTS_OUT=$(BIN)/faults-ci.jsonl DROVER_FAULTS_SHORT=1 $(GO) test -tags 'e2e faults' -count=1 -timeout 30m -v -run '$(FAULTS_CI)' ./test/e2e/ 2>&1 | grep -v 'level=INFO'; \
+	  status=$${PIPESTATUS[0]}; \
+	  $(GO) run ./test/faults/report -in $(BIN)/faults-ci.jsonl -out '' || status=1; \
+	  exit $$status
 
 ## bench-overlay: TCP throughput through drover's mesh vs hand-configured wireguard-go vs the underlay
 bench-overlay: deps build
