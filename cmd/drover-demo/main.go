@@ -6,7 +6,8 @@
 //
 //	drover-demo [serve] [-listen :8080] [-marker TEXT]
 //	    answer every path with the hostname, the container's addresses, the
-//	    request path and an optional marker; /healthz answers "ok".
+//	    request path and an optional marker; /healthz answers "ok";
+//	    /flap/PERIOD answers ok and 503 in turn, PERIOD each (fault tests).
 //	drover-demo get [-timeout 5s] [-n 1] [-count] URL
 //	    fetch URL n times and print the last body (scratch images have no curl);
 //	    exits 1 on any failure.
@@ -92,6 +93,19 @@ func serve(args []string) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
+	})
+	// /flap/PERIOD (e.g. /flap/1s) answers ok and 503 in turn, each for
+	// PERIOD of wall-clock time: a flapping health check for fault tests.
+	mux.HandleFunc("/flap/", func(w http.ResponseWriter, r *http.Request) {
+		period, err := time.ParseDuration(strings.TrimPrefix(r.URL.Path, "/flap/"))
+		if err != nil || period < 10*time.Millisecond {
+			period = time.Second
+		}
+		if (time.Now().UnixNano()/int64(period))%2 == 1 {
+			http.Error(w, "flapping: down", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "flapping: ok")
 	})
 	// /stream?seconds=N&rate=BYTES_PER_SECOND sends a long response at a
 	// bounded rate: a long-running transfer for fault tests.
