@@ -35,6 +35,7 @@ const (
 	proxyIndex0    = "index0"     // blocking reads answer at once with X-Consul-Index: 0
 	proxySameIndex = "same-index" // blocking reads answer at once, always with the same index
 	proxyEmpty     = "empty"      // one service answers [] with KnownLeader=false, again every second with a newer index
+	proxySlow      = "slow"       // every request waits 2 s before it is forwarded (a 2 s RTT)
 )
 
 // faultProxy is a reverse proxy between a drover agent and its local
@@ -174,6 +175,16 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		delete(p.inflight, r)
 		p.mu.Unlock()
 	}()
+	if mode == proxySlow {
+		select {
+		case <-ctx.Done():
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		case <-time.After(2 * time.Second):
+		}
+		p.up.ServeHTTP(w, r)
+		return
+	}
 	if !block || mode == proxyPass {
 		p.up.ServeHTTP(w, r)
 		return
@@ -296,14 +307,16 @@ func busiest(perTopic map[string]int) (string, int) {
 // lbWatcher samples h1's lb every 250 ms: the fewest UP servers of a
 // backend seen, and runtime ops and reloads at the start.
 type lbWatcher struct {
-	stop chan struct{}
-	done chan struct{}
-	min  atomic.Int64
+	stop    chan struct{}
+	done    chan struct{}
+	min     atomic.Int64 // fewest servers UP (HAProxy's checks included)
+	present atomic.Int64 // fewest servers drover keeps in the backend (not in MAINT)
 }
 
 func watchUp(ctx context.Context, sb *sandbox.Sandbox, be string) *lbWatcher {
 	w := &lbWatcher{stop: make(chan struct{}), done: make(chan struct{})}
 	w.min.Store(1 << 30)
+	w.present.Store(1 << 30)
 	go func() {
 		defer close(w.done)
 		tick := time.NewTicker(250 * time.Millisecond)
@@ -312,6 +325,9 @@ func watchUp(ctx context.Context, sb *sandbox.Sandbox, be string) *lbWatcher {
 			if st, err := lbStateErr(ctx, sb); err == nil {
 				if n := int64(len(st.upServers(be))); n < w.min.Load() {
 					w.min.Store(n)
+				}
+				if n := int64(len(st.runtimeServers(be))); n < w.present.Load() {
+					w.present.Store(n)
 				}
 			}
 			select {
@@ -330,6 +346,10 @@ func (w *lbWatcher) end() int {
 	<-w.done
 	return int(w.min.Load())
 }
+
+// fewestPresent returns the fewest servers drover kept in the backend
+// (UP or DOWN, not in maintenance); call it after end.
+func (w *lbWatcher) fewestPresent() int { return int(w.present.Load()) }
 
 // lbStateErr is lbState for goroutines: it returns the error.
 func lbStateErr(ctx context.Context, sb *sandbox.Sandbox) (lbStatus, error) {
@@ -350,14 +370,14 @@ type proxyWindow struct {
 	busiest            string
 	perSec, busiestSec float64
 	cpuPct             float64
-	minUp              int
+	minUp, present     int
 	ops, reloads       int64
 	secs               float64
 }
 
 func (w proxyWindow) figures() []any {
 	return []any{"req_s", fmt.Sprintf("%.1f", w.perSec), "busiest_topic_req_s", fmt.Sprintf("%.1f", w.busiestSec),
-		"cpu", fmt.Sprintf("%.0f%%", w.cpuPct), "min_up", fmt.Sprintf("%d/3", w.minUp), "backends_removed", 3 - w.minUp,
+		"cpu", fmt.Sprintf("%.0f%%", w.cpuPct), "backends_removed", 3 - w.present, "down_in_haproxy", 3 - w.minUp,
 		"runtime_ops", w.ops, "reloads", w.reloads}
 }
 
@@ -386,7 +406,7 @@ func measureWindow(ctx context.Context, t *testing.T, sb *sandbox.Sandbox, p *fa
 	}
 	top, n := busiest(per)
 	r := proxyWindow{reqs: total, busiest: top, busiestN: n, perSec: float64(blockingN) / secs, busiestSec: float64(n) / secs,
-		cpuPct: float64(used) / secs, minUp: minUp, ops: after.LB.RuntimeOps - before.LB.RuntimeOps,
+		cpuPct: float64(used) / secs, minUp: minUp, present: w.fewestPresent(), ops: after.LB.RuntimeOps - before.LB.RuntimeOps,
 		reloads: after.LB.Reloads - before.LB.Reloads, secs: secs}
 	t.Logf("mode %s for %.0fs: %d requests (%d blocking reads, busiest %s %d), drover cpu %.0f%%, web UP ≥ %d, runtime ops %d, reloads %d",
 		mode, secs, total, blockingN, top, n, r.cpuPct, minUp, r.ops, r.reloads)
@@ -436,7 +456,7 @@ func TestFaultConsulProxy(t *testing.T) {
 	} {
 		begin := time.Now()
 		w := measureWindow(ctx, t, sb, p, c.mode, window)
-		pass := w.busiestSec <= maxTopicRate && w.minUp == 3 && w.cpuPct < 25
+		pass := w.busiestSec <= maxTopicRate && w.present == 3 && w.cpuPct < 25
 		r := faultResult{Case: "T8-" + c.mode, Title: c.title + fmt.Sprintf(" (fault proxy, %.0f s)", w.secs), Promises: []string{"P8"},
 			Figures: kv(append(w.figures(), "baseline_req_s", fmt.Sprintf("%.2f", base.perSec))...),
 			Target:  fmt.Sprintf("busiest_topic_req_s≤%.0f backends_removed=0 cpu<25%%", maxTopicRate),
@@ -464,8 +484,10 @@ func TestFaultConsulProxy(t *testing.T) {
 			Promises: []string{"P2"},
 			Figures:  kv(append(w.figures(), "up_again_after", back.Round(10*time.Millisecond))...),
 			Target:   "backends_removed=0 runtime_ops=0 reloads=0",
-			Pass:     w.minUp == 3 && w.ops == 0 && w.reloads == 0})
+			Pass:     w.present == 3 && w.ops == 0 && w.reloads == 0})
 	})
+
+	t.Run("T32", func(t *testing.T) { faultT32(ctx, t, sb, p) })
 
 	t.Run("T31", func(t *testing.T) {
 		begin := time.Now()
@@ -516,7 +538,7 @@ func TestFaultConsulProxy(t *testing.T) {
 		refused := p.countRefusals()
 		agentLog, _ := os.ReadFile(filepath.Join(h1.Dir, "agent.log"))
 		st := lbState(ctx, t, sb)
-		pass := w.busiestSec <= maxTopicRate && w.minUp == 3 && w.cpuPct < 25 && !st.LB.Stale
+		pass := w.busiestSec <= maxTopicRate && w.present == 3 && w.cpuPct < 25 && !st.LB.Stale
 		r := faultResult{Case: "T31", Title: fmt.Sprintf("h1's Consul agent with http_max_conns_per_client = 10, %d lb services (%.0f s)", extra+1, w.secs),
 			Promises: []string{"P2", "P8"},
 			Figures:  kv(append(w.figures(), "refused_by_consul", refused, "lb_stale", yesNo(st.LB.Stale))...),
@@ -532,4 +554,78 @@ func TestFaultConsulProxy(t *testing.T) {
 			_ = deregisterT2(ctx, sb, 20+k)
 		}
 	})
+}
+
+// droverMetric returns a metric of h1's agent (its /metrics), -1 if absent.
+func droverMetric(ctx context.Context, sb *sandbox.Sandbox, name string) float64 {
+	out, err := sb.Output(ctx, "h1", "curl", "-sf", "-m", "5", "http://127.0.0.1:9714/metrics")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == name {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			return v
+		}
+	}
+	return -1
+}
+
+// faultT32: every request from h1's agent to Consul takes 2 s more (the
+// fault proxy's slow mode) for 10 minutes (60 s with DROVER_FAULTS_SHORT):
+// goroutines and open files stay flat, and a change still reaches the lb.
+func faultT32(ctx context.Context, t *testing.T, sb *sandbox.Sandbox, p *faultProxy) {
+	begin := time.Now()
+	d := envDuration("DROVER_FAULTS_T32_FOR", 10*time.Minute)
+	if os.Getenv("DROVER_FAULTS_SHORT") != "" {
+		d = 60 * time.Second
+	}
+	g0, f0 := droverMetric(ctx, sb, "go_goroutines"), droverMetric(ctx, sb, "process_open_fds")
+	p.setMode(proxySlow)
+	w := watchUp(ctx, sb, "web")
+	start := time.Now()
+	gMax, fMax, inflightMax := g0, f0, 0
+	sample := func() {
+		gMax = max(gMax, droverMetric(ctx, sb, "go_goroutines"))
+		fMax = max(fMax, droverMetric(ctx, sb, "process_open_fds"))
+		p.mu.Lock()
+		inflightMax = max(inflightMax, len(p.inflight))
+		p.mu.Unlock()
+	}
+	// A change half-way: how long it takes through the slow Consul.
+	var latency time.Duration
+	seen := false
+	changed := false
+	var changeAt time.Time
+	for time.Since(start) < d {
+		sample()
+		if !changed && time.Since(start) > d/2 {
+			s := t2svc{on: true, weight: 9}
+			if err := s.register(ctx, sb, 80); err != nil {
+				t.Fatal(err)
+			}
+			changed, changeAt = true, time.Now()
+		}
+		if changed && !seen {
+			for _, b := range lbState(ctx, t, sb).LB.Backends {
+				if b.Name == "t2svc80" {
+					seen, latency = true, time.Since(changeAt)
+				}
+			}
+		}
+		time.Sleep(2 * time.Second)
+	}
+	g1, f1 := droverMetric(ctx, sb, "go_goroutines"), droverMetric(ctx, sb, "process_open_fds")
+	p.setMode(proxyPass)
+	minUp := w.end()
+	present := w.fewestPresent()
+	_ = deregisterT2(ctx, sb, 80)
+	flat := g1 <= g0*1.2+10 && f1 <= f0*1.2+10
+	recordFault(t, begin, faultResult{Case: "T32", Title: fmt.Sprintf("2 s added to every drover→Consul request for %s (fault proxy)", d),
+		Promises: []string{"P8"},
+		Figures: kv("goroutines", fmt.Sprintf("%.0f→%.0f(max %.0f)", g0, g1, gMax), "open_fds", fmt.Sprintf("%.0f→%.0f(max %.0f)", f0, f1, fMax),
+			"max_requests_in_flight", inflightMax, "update_latency", latency.Round(100*time.Millisecond), "update_seen", yesNo(seen),
+			"backends_removed", 3-present, "down_in_haproxy", 3-minUp),
+		Target: "goroutines and fds flat (end ≤ start×1.2+10) update_seen=yes backends_removed=0",
+		Pass:   flat && seen && present == 3})
 }
