@@ -45,19 +45,21 @@ FAULTS_RUN ?= TestFault
 FAULTS_OUT ?= $(BIN)/faults.jsonl
 test-faults: deps build
 	@rm -f $(FAULTS_OUT)
+	start=$$(date +%s); \
 	DROVER_BIN_DIR=$(BIN) DROVER_FAULTS_OUT=$(FAULTS_OUT) $(GO) test -tags 'e2e faults' -count=1 -timeout 150m -v -run '$(FAULTS_RUN)' ./test/e2e/ 2>&1 | grep -v 'level=INFO'; \
 	  status=$${PIPESTATUS[0]}; \
-	  $(GO) run ./test/faults/report -in $(FAULTS_OUT) -out docs/reliability.md || status=1; \
+	  $(GO) run ./test/faults/report -in $(FAULTS_OUT) -out docs/reliability.md -elapsed $$(( $$(date +%s) - start )) || status=1; \
 	  exit $$status
 
 ## test-faults-ci: the fault cases `make test` runs (short variants, see docs/reliability.md); prints the
-## summary table, writes no docs
-FAULTS_CI ?= TestFaultLB/T17|TestFaultConsulProxy
+## summary table, writes no docs. One pattern per level: go test splits -run at "/".
+FAULTS_CI ?= ^(TestFaultDocker|TestFaultLB|TestFaultConsulProxy|TestFaultConsulServers)$$/^(T13|T14|T17|T8|T3)$$
 test-faults-ci: deps build
 	@rm -f $(BIN)/faults-ci.jsonl
+	start=$$(date +%s); \
 	DROVER_BIN_DIR=$(BIN) DROVER_FAULTS_OUT=$(BIN)/faults-ci.jsonl DROVER_FAULTS_SHORT=1 $(GO) test -tags 'e2e faults' -count=1 -timeout 30m -v -run '$(FAULTS_CI)' ./test/e2e/ 2>&1 | grep -v 'level=INFO'; \
 	  status=$${PIPESTATUS[0]}; \
-	  $(GO) run ./test/faults/report -in $(BIN)/faults-ci.jsonl -out '' || status=1; \
+	  $(GO) run ./test/faults/report -in $(BIN)/faults-ci.jsonl -out '' -elapsed $$(( $$(date +%s) - start )) || status=1; \
 	  exit $$status
 
 ## bench-overlay: TCP throughput through drover's mesh vs hand-configured wireguard-go vs the underlay

@@ -75,7 +75,7 @@ var matrix = []matrixCase{
 	{"T23", "key rotation on one host", "P10", "not reachable: drover has no key-rotation command yet"},
 	{"T24", "host disappears for good", "P12, P14", "not in the suite: TestRecords/\"drover leases and lease release\" (make test) covers the release path"},
 	{"T25", "two hosts claim one subnet / same node name", "P12, P13", "not in the suite: TestRecords/\"a vanished lease never has two owners\", TestOverlay/\"forged records are refused\", TestConsulNodeID (make test)"},
-	{"T26", "endpoint roaming (underlay address of a host changes)", "P11", ""},
+	{"T26", "endpoint roaming (underlay address of a host changes)", "P11", "not in the suite yet: in the sandbox a host's Consul agent binds its underlay address, so moving that address also takes the host out of Consul; the case needs a second underlay address per host first; issue 12 defect 14 (roaming) is being fixed in parallel"},
 	{"T27", "underlay MTU 1400: large transfers", "P15", ""},
 	{"T28", "clock skew ±5 min on one host", "P14", "not reachable: libfaketime does not move a Go binary's clock (measured: `faketime -f +5m date` is 5 min ahead, a Go program under the same faketime, static or cgo, prints the real time: Go reads the clock through the vDSO, not libc); Linux time namespaces offset only CLOCK_MONOTONIC/BOOTTIME, not the wall clock; moving the machine's clock would move every host and other people's tests"},
 	{"T29", "ACL token revoked / token file replaced", "P19", "not in the suite: TestConsulSecured/\"revoked token keeps the data plane\" (make test)"},
@@ -90,8 +90,9 @@ func main() {
 	in := flag.String("in", "bin/faults.jsonl", "results file (JSON lines)")
 	out := flag.String("out", "docs/reliability.md", "markdown file to write (empty: none)")
 	commit := flag.String("commit", "", "commit the run was made from (default: git describe --always --dirty)")
+	elapsed := flag.Int("elapsed", 0, "wall-clock seconds the run took, sandboxes included (0: unknown)")
 	flag.Parse()
-	if err := run(*in, *out, *commit, os.Stdout); err != nil {
+	if err := run(*in, *out, *commit, *elapsed, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
@@ -99,7 +100,7 @@ func main() {
 
 var errOpen = errors.New("some cases missed their targets")
 
-func run(in, out, commit string, stdout io.Writer) error {
+func run(in, out, commit string, elapsed int, stdout io.Writer) error {
 	rs, err := readResults(in)
 	if err != nil {
 		return err
@@ -112,8 +113,11 @@ func run(in, out, commit string, stdout io.Writer) error {
 	if len(rs) > 0 {
 		date = rs[len(rs)-1].Time
 	}
-	md, open := render(rs, commit, date)
+	md, open := render(rs, commit, date, elapsed)
 	fmt.Fprint(stdout, summary(rs))
+	if elapsed > 0 {
+		fmt.Fprintf(stdout, "== the run took %.1f min (wall clock, sandboxes included)\n", float64(elapsed)/60)
+	}
 	if out != "" {
 		if err := os.WriteFile(out, []byte(md), 0o644); err != nil {
 			return fmt.Errorf("writing %s: %w", out, err)
@@ -202,7 +206,7 @@ func summary(rs []result) string {
 func cell(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "|", `\|`), "\n", " ") }
 
 // render returns docs/reliability.md and the number of open cases.
-func render(rs []result, commit, date string) (string, int) {
+func render(rs []result, commit, date string, elapsed int) (string, int) {
 	byBase := map[string][]result{}
 	for _, r := range rs {
 		byBase[baseCase(r.Case)] = append(byBase[baseCase(r.Case)], r)
@@ -218,7 +222,11 @@ figures the matrix names. **open** means the figure misses its target: a defect,
 note. Promises P1–P19 are those of the research note the matrix comes from.
 
 `)
-	fmt.Fprintf(&b, "Run: %s, commit `%s`, %d recorded cases.\n\n", date, commit, len(rs))
+	took := ""
+	if elapsed > 0 {
+		took = fmt.Sprintf(", %.0f min wall clock", float64(elapsed)/60)
+	}
+	fmt.Fprintf(&b, "Run: %s, commit `%s`, %d recorded cases%s.\n\n", date, commit, len(rs), took)
 	b.WriteString("| Case | Promises | Fault | Figures | Target | Result |\n|---|---|---|---|---|---|\n")
 	open := 0
 	for _, m := range matrix {
@@ -251,7 +259,14 @@ note. Promises P1–P19 are those of the research note the matrix comes from.
 	return b.String(), open
 }
 
-// ciNote says which cases ` + "`make test`" + ` runs (see the Makefile's FAULTS_CI).
-const ciNote = "`make test` runs the CI subset (`make test-faults-ci`: the cases in the Makefile's `FAULTS_CI`, " +
-	"short variants) after the e2e tests; `make test-faults` runs every case at full length. " +
-	"See the Makefile for the measured lengths that set the split."
+// ciNote says which cases `make test` runs (the Makefile's FAULTS_CI).
+const ciNote = "`make test` ends with `make test-faults-ci`: T3, T8, T13, T14 and T17 in their short variants " +
+	"(`DROVER_FAULTS_SHORT=1`: T8 windows of 10 s, T13 300 events, T14 20 s of churn), about 9 minutes here. " +
+	"`make test` alone takes about 14 minutes on this machine and the whole suite at full length (T4 5 min, " +
+	"T18 and T32 10 min each, T2 200 iterations, T19 1,000 cycles) about an hour, so the whole suite in CI would " +
+	"pass the 60-minute budget: the rest runs by `make test-faults`. The CI subset holds only cases that pass; " +
+	"an open case joins it once its defect is fixed (a CI that fails on a known defect tells nobody anything new). " +
+	"Shorter windows for a quicker full run: `DROVER_FAULTS_T4_FOR`, `DROVER_FAULTS_T18_FOR`, `DROVER_FAULTS_T32_FOR`, " +
+	"`DROVER_FAULTS_T11_FOR`, `DROVER_FAULTS_T14_FOR`, `DROVER_FAULTS_T33_FOR` (durations), `DROVER_FAULTS_T2_ITER`, " +
+	"`DROVER_FAULTS_T13_EVENTS`, `DROVER_FAULTS_T19_CYCLES`, `DROVER_FAULTS_T22_ROUNDS` (counts), " +
+	"`DROVER_FAULTS_PROXY_WINDOW`; each case's title says what it ran."
