@@ -24,6 +24,7 @@ func TestFaultConsulServers(t *testing.T) {
 	sb := harness.Sandbox(t, sandbox.Options{Prefix: "fc", Hosts: 2, ConsulServers: 3, Agents: true, LB: "h1"})
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
+	waitNetwork(ctx, t, sb, "h1", "h2")
 	for i := 1; i <= 3; i++ {
 		runLB(ctx, t, sb, "h2", fmt.Sprintf("web-%d", i))
 	}

@@ -26,6 +26,7 @@ func TestFaultDocker(t *testing.T) {
 	sb := harness.Sandbox(t, sandbox.Options{Prefix: "fd", Hosts: 1, Agents: true, LB: "none"})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
+	waitNetwork(ctx, t, sb, "h1")
 	t.Run("T13", func(t *testing.T) { faultT13(ctx, t, sb) })
 	t.Run("T14", func(t *testing.T) { faultT14(ctx, t, sb) })
 }

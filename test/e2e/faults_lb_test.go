@@ -26,6 +26,7 @@ func TestFaultLB(t *testing.T) {
 	sb := harness.Sandbox(t, sandbox.Options{Prefix: "fl", Hosts: 2, Agents: true, LB: "h1"})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
+	waitNetwork(ctx, t, sb, "h1", "h2")
 	t.Run("T2", func(t *testing.T) { faultT2(ctx, t, sb) })
 	t.Run("T17", func(t *testing.T) { faultT17(ctx, t, sb) })
 	t.Run("T19", func(t *testing.T) { faultT19(ctx, t, sb) })

@@ -22,6 +22,7 @@ func TestFaultMesh(t *testing.T) {
 	sb := harness.Sandbox(t, sandbox.Options{Prefix: "fm", Hosts: 2, Agents: true, LB: "none"})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
+	waitNetwork(ctx, t, sb, "h1", "h2")
 	t.Run("T22", func(t *testing.T) { faultT22(ctx, t, sb) })
 	t.Run("T27", func(t *testing.T) { faultT27(ctx, t, sb) })
 }

@@ -421,6 +421,7 @@ func TestFaultConsulProxy(t *testing.T) {
 	sb := harness.Sandbox(t, sandbox.Options{Prefix: "fp", Hosts: 2, Agents: true, LB: "h1"})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
+	waitNetwork(ctx, t, sb, "h1", "h2")
 	for i := 1; i <= 3; i++ {
 		runLB(ctx, t, sb, "h2", fmt.Sprintf("web-%d", i))
 	}
