@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 LDFLAGS := -s -w -X github.com/drover-net/drover/internal/buildinfo.Version=$(VERSION)
 export CGO_ENABLED := 0
 
-.PHONY: all deps build vet unit e2e test demo demo-down bench-overlay bench-confgen bench-lb clean
+.PHONY: all deps build vet unit e2e test test-faults test-faults-ci demo demo-down bench-overlay bench-confgen bench-lb clean
 
 all: build
 
@@ -38,6 +38,30 @@ e2e: deps build
 
 ## test: everything: deps, vet, unit and end-to-end tests
 test: deps build vet unit e2e
+
+## test-faults: the whole fault suite (issue 12's matrix, test/e2e/faults_*_test.go, tags e2e+faults),
+## each case at full length; ends with the summary table and writes docs/reliability.md from this run
+FAULTS_RUN ?= TestFault
+FAULTS_OUT ?= $(BIN)/faults.jsonl
+test-faults: deps build
+	@rm -f $(FAULTS_OUT)
+	start=$$(date +%s); \
+	DROVER_BIN_DIR=$(BIN) DROVER_FAULTS_OUT=$(FAULTS_OUT) $(GO) test -tags 'e2e faults' -count=1 -timeout 150m -v -run '$(FAULTS_RUN)' ./test/e2e/ 2>&1 | grep -v 'level=INFO'; \
+	  status=$${PIPESTATUS[0]}; \
+	  $(GO) run ./test/faults/report -in $(FAULTS_OUT) -out docs/reliability.md -elapsed $$(( $$(date +%s) - start )) || status=1; \
+	  exit $$status
+
+## test-faults-ci: the chosen CI subset of the fault suite (short variants, see docs/reliability.md; not
+## yet a dependency of `make test`); prints the summary table, writes no docs. One pattern per level:
+## go test splits -run at "/".
+FAULTS_CI ?= ^(TestFaultDocker|TestFaultLB|TestFaultConsulProxy|TestFaultConsulServers)$$/^(T13|T14|T17|T8|T3)$$
+test-faults-ci: deps build
+	@rm -f $(BIN)/faults-ci.jsonl
+	start=$$(date +%s); \
+	DROVER_BIN_DIR=$(BIN) DROVER_FAULTS_OUT=$(BIN)/faults-ci.jsonl DROVER_FAULTS_SHORT=1 $(GO) test -tags 'e2e faults' -count=1 -timeout 30m -v -run '$(FAULTS_CI)' ./test/e2e/ 2>&1 | grep -v 'level=INFO'; \
+	  status=$${PIPESTATUS[0]}; \
+	  $(GO) run ./test/faults/report -in $(BIN)/faults-ci.jsonl -out '' -elapsed $$(( $$(date +%s) - start )) || status=1; \
+	  exit $$status
 
 ## bench-overlay: TCP throughput through drover's mesh vs hand-configured wireguard-go vs the underlay
 bench-overlay: deps build

@@ -6,7 +6,8 @@
 //
 //	drover-demo [serve] [-listen :8080] [-marker TEXT]
 //	    answer every path with the hostname, the container's addresses, the
-//	    request path and an optional marker; /healthz answers "ok".
+//	    request path and an optional marker; /healthz answers "ok";
+//	    /flap/PERIOD answers ok and 503 in turn, PERIOD each (fault tests).
 //	drover-demo get [-timeout 5s] [-n 1] [-count] URL
 //	    fetch URL n times and print the last body (scratch images have no curl);
 //	    exits 1 on any failure.
@@ -19,9 +20,11 @@
 //	    send GET requests to URL at a bounded rate over keep-alive
 //	    connections for the duration (or until SIGINT/SIGTERM or until the
 //	    stop file exists), then print one line to stdout:
-//	        load ok=N failed=N p50_ms=X p99_ms=X max_ms=X by=HOST:N,...
+//	        load ok=N failed=N p50_ms=X p99_ms=X max_ms=X fail_span_ms=X by=HOST:N,...
 //	    A request is ok when it got status 200 and its whole body; the
-//	    latencies are those of ok requests; by= counts ok replies per host=
+//	    latencies are those of ok requests; fail_span_ms is the time from
+//	    the start of the first failed request to the end of the last one
+//	    (0 without failures: an outage's length as clients saw it); by= counts ok replies per host=
 //	    field of a serve reply ("-" when the body has none), sorted by host.
 //	    Up to 20 distinct errors with counts go to stderr. It exits 0 even
 //	    when requests failed; 1 only on bad usage.
@@ -97,6 +100,19 @@ func serve(args []string) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
+	})
+	// /flap/PERIOD (e.g. /flap/1s) answers ok and 503 in turn, each for
+	// PERIOD of wall-clock time: a flapping health check for fault tests.
+	mux.HandleFunc("/flap/", func(w http.ResponseWriter, r *http.Request) {
+		period, err := time.ParseDuration(strings.TrimPrefix(r.URL.Path, "/flap/"))
+		if err != nil || period < 10*time.Millisecond {
+			period = time.Second
+		}
+		if (time.Now().UnixNano()/int64(period))%2 == 1 {
+			http.Error(w, "flapping: down", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "flapping: ok")
 	})
 	// /stream?seconds=N&rate=BYTES_PER_SECOND sends a long response at a
 	// bounded rate: a long-running transfer for fault tests.
@@ -478,14 +494,22 @@ func pace(ctx context.Context, c loadConfig, tokens chan<- struct{}, st *loadSta
 
 // loadResult is the outcome of one request: err is empty when it is ok.
 type loadResult struct {
-	lat  time.Duration
-	host string // the host= field of the reply, "-" when it has none
-	err  string
+	lat        time.Duration
+	host       string // the host= field of the reply, "-" when it has none
+	err        string
+	start, end time.Time
 }
 
 // fetch sends one GET. It is ok only with status 200 and the whole body
 // read without error.
 func fetch(client *http.Client, target, host string) loadResult {
+	begin := time.Now()
+	r := fetchOnce(client, target, host, begin)
+	r.start, r.end = begin, time.Now()
+	return r
+}
+
+func fetchOnce(client *http.Client, target, host string, begin time.Time) loadResult {
 	req, err := http.NewRequest(http.MethodGet, target, nil)
 	if err != nil {
 		return loadResult{err: err.Error()}
@@ -493,7 +517,6 @@ func fetch(client *http.Client, target, host string) loadResult {
 	if host != "" {
 		req.Host = host
 	}
-	begin := time.Now()
 	resp, err := client.Do(req)
 	if err != nil {
 		return loadResult{err: errText(err)}
@@ -546,6 +569,9 @@ type loadStats struct {
 	by     map[string]int  // ok requests per replying host
 	recent map[string]int  // ok requests per replying host since the last progress line
 	errs   map[string]int  // failed requests per error text
+	// firstFail and lastFail bound the failed requests: the start of the
+	// first one and the end of the last one.
+	firstFail, lastFail time.Time
 }
 
 func (s *loadStats) record(r loadResult) {
@@ -562,6 +588,12 @@ func (s *loadStats) record(r loadResult) {
 		return
 	}
 	s.failed++
+	if s.firstFail.IsZero() || r.start.Before(s.firstFail) {
+		s.firstFail = r.start
+	}
+	if r.end.After(s.lastFail) {
+		s.lastFail = r.end
+	}
 	if _, ok := s.errs[r.err]; !ok && len(s.errs) >= loadErrsKept {
 		r.err = "other errors"
 	}
@@ -580,7 +612,7 @@ func (s *loadStats) counts() string {
 }
 
 // line is the result line: "load ok=N failed=N p50_ms=X p99_ms=X max_ms=X
-// by=HOST:N,...", hosts sorted by name.
+// fail_span_ms=X by=HOST:N,...", hosts sorted by name.
 func (s *loadStats) line() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -589,8 +621,12 @@ func (s *loadStats) line() string {
 	for _, h := range slices.Sorted(maps.Keys(s.by)) {
 		by = append(by, fmt.Sprintf("%s:%d", h, s.by[h]))
 	}
-	return fmt.Sprintf("load ok=%d failed=%d p50_ms=%.2f p99_ms=%.2f max_ms=%.2f by=%s",
-		s.ok, s.failed, ms(rank(lat, 50)), ms(rank(lat, 99)), ms(rank(lat, 100)), strings.Join(by, ","))
+	var span time.Duration
+	if s.failed > 0 {
+		span = s.lastFail.Sub(s.firstFail)
+	}
+	return fmt.Sprintf("load ok=%d failed=%d p50_ms=%.2f p99_ms=%.2f max_ms=%.2f fail_span_ms=%.2f by=%s",
+		s.ok, s.failed, ms(rank(lat, 50)), ms(rank(lat, 99)), ms(rank(lat, 100)), ms(span), strings.Join(by, ","))
 }
 
 // printErrors writes the most frequent error texts with their counts.

@@ -16,10 +16,11 @@ import (
 )
 
 // loadLine matches load's result line.
-var loadLine = regexp.MustCompile(`^load ok=(\d+) failed=(\d+) p50_ms=(\d+\.\d+) p99_ms=(\d+\.\d+) max_ms=(\d+\.\d+) by=(\S*)$`)
+var loadLine = regexp.MustCompile(`^load ok=(\d+) failed=(\d+) p50_ms=(\d+\.\d+) p99_ms=(\d+\.\d+) max_ms=(\d+\.\d+) fail_span_ms=(\d+\.\d+) by=(\S*)$`)
 
 type loadOut struct {
 	ok, failed int
+	failSpan   float64
 	by         string
 	stderr     string
 }
@@ -47,8 +48,12 @@ func runLoadCmd(t *testing.T, args ...string) loadOut {
 	if !(p50 <= p99 && p99 <= mx) {
 		t.Errorf("latencies out of order in %q", lines[0])
 	}
+	span, _ := strconv.ParseFloat(m[6], 64)
+	if (failed == 0) != (span == 0) {
+		t.Errorf("fail_span_ms must be 0 exactly when no request failed: %q", lines[0])
+	}
 	t.Logf("%s\nstderr:\n%s", lines[0], stderr.String())
-	return loadOut{ok: ok, failed: failed, by: m[6], stderr: stderr.String()}
+	return loadOut{ok: ok, failed: failed, failSpan: span, by: m[7], stderr: stderr.String()}
 }
 
 // demoServer answers like serve mode: "host=<name> addrs=... path=...".

@@ -40,7 +40,8 @@ type lbStatus struct {
 		Reloads       int64    `json:"reloads"`
 		FailedReloads int64    `json:"failed_reloads"`
 		Procs         *struct {
-			Worker int `json:"Worker"`
+			Worker     int   `json:"Worker"`
+			OldWorkers []int `json:"OldWorkers"`
 		} `json:"processes"`
 	} `json:"lb"`
 }

@@ -65,7 +65,11 @@ func (s *Sandbox) consulDaemon(node, netns, mnt, addr, dir, runDir string, serve
 		return daemon{}, fmt.Errorf("creating %s: %w", data, err)
 	}
 	cfg := filepath.Join(dir, "consul.hcl")
-	if err := os.WriteFile(cfg, []byte(s.consulConfig(node, addr, data, server)), 0o600); err != nil {
+	hcl := s.consulConfig(node, addr, data, server)
+	if extra, err := os.ReadFile(consulExtraFile(dir)); err == nil {
+		hcl += "# from " + consulExtraFile(dir) + "\n" + string(extra)
+	}
+	if err := os.WriteFile(cfg, []byte(hcl), 0o600); err != nil {
 		return daemon{}, fmt.Errorf("writing %s: %w", cfg, err)
 	}
 	return daemon{
@@ -111,6 +115,32 @@ func (s *Sandbox) dockerDaemon(h Host) (daemon, error) {
 }
 
 func (s *Sandbox) cgroupName(h Host) string { return s.opt.Prefix + "-sandbox-" + h.Name }
+
+func consulExtraFile(dir string) string { return filepath.Join(dir, "consul-extra.hcl") }
+
+// SetConsulExtra makes host (or server) name's Consul agent start with hcl
+// appended to its configuration (empty: none), from its next start on;
+// fault tests use it for limits such as http_max_conns_per_client.
+func (s *Sandbox) SetConsulExtra(name, hcl string) error {
+	dir := ""
+	if sv, ok := s.serverByName(name); ok {
+		dir = sv.Dir
+	} else if h, err := s.HostByName(name); err == nil {
+		dir = h.Dir
+	} else {
+		return err
+	}
+	if hcl == "" {
+		if err := os.Remove(consulExtraFile(dir)); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("removing the extra consul config of %s: %w", name, err)
+		}
+		return nil
+	}
+	if err := os.WriteFile(consulExtraFile(dir), []byte(hcl), 0o600); err != nil {
+		return fmt.Errorf("writing the extra consul config of %s: %w", name, err)
+	}
+	return nil
+}
 
 // ensureServer starts Consul server sv unless it runs.
 func (s *Sandbox) ensureServer(sv Server) error {

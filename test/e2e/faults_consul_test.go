@@ -1,0 +1,297 @@
+//go:build e2e && faults
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drover-net/drover/test/harness"
+	"github.com/drover-net/drover/test/sandbox"
+)
+
+// TestFaultConsulServers runs the Consul server cases on a cluster of 3
+// servers: T3 (leader loss), T7 (snapshot restore) and T4 (quorum loss),
+// under load through h1's HAProxy to web (3 instances on h2); h1's agent
+// talks to Consul through the fault proxy (pass mode) so that its
+// request rate is counted.
+func TestFaultConsulServers(t *testing.T) {
+	sb := harness.Sandbox(t, sandbox.Options{Prefix: "fc", Hosts: 2, ConsulServers: 3, Agents: true, LB: "h1"})
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	defer cancel()
+	waitNetwork(ctx, t, sb, "h1", "h2")
+	for i := 1; i <= 3; i++ {
+		runLB(ctx, t, sb, "h2", fmt.Sprintf("web-%d", i))
+	}
+	waitUp(ctx, t, sb, "web", 3)
+	h1, _ := sb.HostByName("h1")
+	p, err := startFaultProxy(sb, h1, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.close)
+	if _, err := sb.Kill("h1", sandbox.ProcAgent); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.Start(ctx, "h1", sandbox.ProcAgent, "--consul-addr", p.URL()); err != nil {
+		t.Fatal(err)
+	}
+	waitUp(ctx, t, sb, "web", 3)
+	t.Run("T3", func(t *testing.T) { faultT3(ctx, t, sb, p) })
+	t.Run("T7", func(t *testing.T) { faultT7(ctx, t, sb, p) })
+	t.Run("T4", func(t *testing.T) { faultT4(ctx, t, sb, p) })
+}
+
+// leader returns the raft leader as h1's agent sees it ("" when none).
+func leader(ctx context.Context, sb *sandbox.Sandbox) string {
+	out, err := sb.Output(ctx, "h1", "curl", "-sf", "-m", "2", sandbox.ConsulURL+"/v1/status/leader")
+	if err != nil {
+		return ""
+	}
+	return strings.Trim(strings.TrimSpace(out), `"`)
+}
+
+// serverOf returns the name of the server at raft address addr (ip:8300).
+func serverOf(sb *sandbox.Sandbox, addr string) string {
+	for _, sv := range sb.Servers() {
+		if strings.HasPrefix(addr, sv.Addr.String()+":") {
+			return sv.Name
+		}
+	}
+	return ""
+}
+
+// watchFailures counts the agent's "consul watch failed" log lines.
+func watchFailures(sb *sandbox.Sandbox) int {
+	b, _ := os.ReadFile(filepath.Join(sb.Host(1).Dir, "agent.log"))
+	return strings.Count(string(b), "consul watch failed")
+}
+
+// faultT3: the raft leader killed under load: no backend removed, no
+// failed request; the leaderless window and the time until the old
+// leader is back and the lb fresh.
+func faultT3(ctx context.Context, t *testing.T, sb *sandbox.Sandbox, p *faultProxy) {
+	begin := time.Now()
+	old := leader(ctx, sb)
+	victim := serverOf(sb, old)
+	if victim == "" {
+		t.Fatalf("no leader (%q)", old)
+	}
+	fails0 := watchFailures(sb)
+	wait := startLoad(ctx, t, sb, "http://127.0.0.1:80/", 100, 40*time.Second)
+	w := watchUp(ctx, sb, "web")
+	before := lbState(ctx, t, sb)
+	time.Sleep(3 * time.Second)
+	if _, err := sb.Kill(victim, sandbox.ProcConsul); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	var leaderless time.Duration
+	harness.Eventually(t, 60*time.Second, "a new leader", func() error {
+		if l := leader(ctx, sb); l == "" || l == old {
+			return fmt.Errorf("leader %q", l)
+		}
+		leaderless = time.Since(killed)
+		return nil
+	})
+	time.Sleep(time.Until(killed.Add(15 * time.Second)))
+	if err := sb.Start(ctx, victim, sandbox.ProcConsul); err != nil {
+		t.Fatal(err)
+	}
+	var fresh time.Duration
+	harness.Eventually(t, 60*time.Second, "lb fresh with web 3 UP", func() error {
+		st := lbState(ctx, t, sb)
+		if st.LB.Stale || len(st.upServers("web")) != 3 {
+			return fmt.Errorf("stale %v UP %v", st.LB.Stale, st.upServers("web"))
+		}
+		fresh = time.Since(killed)
+		return nil
+	})
+	r := wait()
+	minUp := w.end()
+	present := w.fewestPresent()
+	after := lbState(ctx, t, sb)
+	recordFault(t, begin, faultResult{Case: "T3", Title: "raft leader " + victim + " kill -9 under load (100 req/s), restarted after 15 s",
+		Promises: []string{"P2", "P9"},
+		Figures: kv("leaderless", leaderless.Round(10*time.Millisecond), "failed", fmt.Sprintf("%d/%d", r.Failed, r.OK+r.Failed),
+			"backends_removed", 3-present, "down_in_haproxy", 3-minUp, "watch_errors", watchFailures(sb)-fails0, "reloads", after.LB.Reloads-before.LB.Reloads,
+			"converged_after", fresh.Round(100*time.Millisecond)),
+		Target: "failed=0 backends_removed=0 reloads=0",
+		Pass:   r.Failed == 0 && present == 3 && after.LB.Reloads == before.LB.Reloads})
+}
+
+// faultT7: a snapshot saved, changes made, the snapshot restored (every
+// index goes back): the watches notice (a change made after the restore
+// reaches the lb), without a busy loop.
+func faultT7(ctx context.Context, t *testing.T, sb *sandbox.Sandbox, p *faultProxy) {
+	begin := time.Now()
+	snap := filepath.Join(sb.Options().Dir, "t7.snap")
+	defer os.Remove(snap)
+	if out, err := sb.ConsulCLI(ctx, "snapshot", "save", snap); err != nil {
+		t.Fatalf("snapshot save: %v %s", err, out)
+	}
+	// Churn after the snapshot: indexes grow past it.
+	for k := 0; k < 5; k++ {
+		s := t2svc{on: true, weight: 10 + k}
+		if err := s.register(ctx, sb, 40+k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	harness.Eventually(t, 60*time.Second, "the churn services in the lb", func() error {
+		st := lbState(ctx, t, sb)
+		for _, b := range st.LB.Backends {
+			if b.Name == "t2svc44" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no backend t2svc44")
+	})
+	for k := 0; k < 5; k++ {
+		_ = deregisterT2(ctx, sb, 40+k)
+	}
+	w := watchUp(ctx, sb, "web")
+	p.snapshot()
+	if out, err := sb.ConsulCLI(ctx, "snapshot", "restore", snap); err != nil {
+		t.Fatalf("snapshot restore: %v %s", err, out)
+	}
+	restored := time.Now()
+	// A change after the restore must reach the lb: the watches reset
+	// their index instead of waiting for the old, higher one.
+	s := t2svc{on: true, weight: 77}
+	if err := s.register(ctx, sb, 49); err != nil {
+		t.Fatal(err)
+	}
+	var seen time.Duration
+	ok := harness.Wait(90*time.Second, func() error {
+		for _, b := range lbState(ctx, t, sb).LB.Backends {
+			if b.Name == "t2svc49" {
+				seen = time.Since(restored)
+				return nil
+			}
+		}
+		return fmt.Errorf("no backend t2svc49")
+	}) == nil
+	time.Sleep(time.Until(restored.Add(20 * time.Second)))
+	_, per := p.snapshot()
+	secs := time.Since(restored).Seconds()
+	top, n := busiest(per)
+	minUp := w.end()
+	present := w.fewestPresent()
+	_ = deregisterT2(ctx, sb, 49)
+	// Settled (the frontend gone, its reload done) before the next case.
+	harness.Eventually(t, 60*time.Second, "t2svc49 gone from the lb", func() error {
+		for _, b := range lbState(ctx, t, sb).LB.Backends {
+			if b.Name == "t2svc49" {
+				return fmt.Errorf("backend t2svc49 still there")
+			}
+		}
+		return nil
+	})
+	res := faultResult{Case: "T7", Title: "consul snapshot restore after 5 registrations (every index goes back)", Promises: []string{"P8"},
+		Figures: kv("change_after_restore_seen", yesNo(ok), "detection", seen.Round(10*time.Millisecond),
+			"busiest_topic_req_s", fmt.Sprintf("%.1f", float64(n)/secs), "backends_removed", 3-present, "down_in_haproxy", 3-minUp),
+		Target: "change seen ≤30s busiest_topic_req_s≤10 backends_removed=0",
+		Pass:   ok && seen <= 30*time.Second && float64(n)/secs <= 10 && present == 3}
+	if !res.Pass {
+		res.Note = "busiest topic " + top
+		if present < 3 {
+			res.Note = fmt.Sprintf("the lb took %d of web's 3 servers out after the restore; ", 3-present) + res.Note
+		}
+		if !ok {
+			res.Note = "a service registered after the restore never reached the lb in 90 s: a watch kept waiting for its pre-restore index; " + res.Note
+		}
+	}
+	if present < 3 {
+		b, _ := os.ReadFile(filepath.Join(sb.Host(1).Dir, "agent.log"))
+		var lbLines []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "component=lb") {
+				lbLines = append(lbLines, l)
+			}
+		}
+		t.Logf("h1's lb log after the restore:\n%s", strings.Join(lbLines[max(0, len(lbLines)-15):], "\n"))
+	}
+	recordFault(t, begin, res)
+}
+
+// faultT4: 2 of 3 servers killed for a while (5 min; 60 s with
+// DROVER_FAULTS_SHORT) under load: fail static (no backend removed, no
+// failed request, drover's Consul requests bounded by its backoff), then
+// at most one reload after recovery.
+func faultT4(ctx context.Context, t *testing.T, sb *sandbox.Sandbox, p *faultProxy) {
+	begin := time.Now()
+	outage := envDuration("DROVER_FAULTS_T4_FOR", 5*time.Minute)
+	if os.Getenv("DROVER_FAULTS_SHORT") != "" {
+		outage = 60 * time.Second
+	}
+	// Kill the leader and one more; keep c1 (the CLI's server) only if
+	// it is not the leader.
+	l := serverOf(sb, leader(ctx, sb))
+	victims := []string{l}
+	for _, sv := range sb.Servers() {
+		if sv.Name != l && len(victims) < 2 {
+			victims = append(victims, sv.Name)
+		}
+	}
+	wait := startLoad(ctx, t, sb, "http://127.0.0.1:80/", 100, outage+20*time.Second)
+	w := watchUp(ctx, sb, "web")
+	before := lbState(ctx, t, sb)
+	h1, _ := sb.HostByName("h1")
+	pid := sb.ProcessPID(h1, sandbox.ProcAgent)
+	ticks := cpuTicks(pid)
+	time.Sleep(3 * time.Second)
+	for _, v := range victims {
+		if _, err := sb.Kill(v, sandbox.ProcConsul); err != nil {
+			t.Fatal(err)
+		}
+	}
+	down := time.Now()
+	p.snapshot()
+	time.Sleep(outage)
+	total, per := p.snapshot()
+	during := lbState(ctx, t, sb)
+	cpu := float64(cpuTicks(pid)-ticks) / time.Since(down).Seconds()
+	reqS := float64(total) / time.Since(down).Seconds()
+	_, topN := busiest(per)
+	topS := float64(topN) / time.Since(down).Seconds()
+	// Both at once: each start waits for every member.
+	errs := make(chan error, len(victims))
+	for _, v := range victims {
+		go func() { errs <- sb.Start(ctx, v, sandbox.ProcConsul) }()
+	}
+	for range victims {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	up := time.Now()
+	var fresh time.Duration
+	harness.Eventually(t, 120*time.Second, "lb fresh with web 3 UP", func() error {
+		st := lbState(ctx, t, sb)
+		if st.LB.Stale || len(st.upServers("web")) != 3 {
+			return fmt.Errorf("stale %v UP %v", st.LB.Stale, st.upServers("web"))
+		}
+		fresh = time.Since(up)
+		return nil
+	})
+	time.Sleep(time.Until(up.Add(20 * time.Second)))
+	r := wait()
+	minUp := w.end()
+	present := w.fewestPresent()
+	after := lbState(ctx, t, sb)
+	recordFault(t, begin, faultResult{Case: "T4", Title: fmt.Sprintf("quorum loss: %s kill -9 for %s under load (100 req/s)", strings.Join(victims, "+"), outage),
+		Promises: []string{"P2"},
+		Figures: kv("failed", fmt.Sprintf("%d/%d", r.Failed, r.OK+r.Failed), "backends_removed", 3-present, "down_in_haproxy", 3-minUp,
+			"lb_stale_during", yesNo(during.LB.Stale), "drover_consul_req_s", fmt.Sprintf("%.2f", reqS), "busiest_topic_req_s", fmt.Sprintf("%.2f", topS),
+			"cpu", fmt.Sprintf("%.0f%%", cpu),
+			"reloads_during", during.LB.Reloads-before.LB.Reloads, "reloads_after", after.LB.Reloads-during.LB.Reloads,
+			"fresh_after_recovery", fresh.Round(100*time.Millisecond)),
+		Target: "failed=0 backends_removed=0 reloads_during=0 reloads_after≤1 busiest_topic_req_s≤1",
+		Pass: r.Failed == 0 && present == 3 && during.LB.Reloads == before.LB.Reloads &&
+			after.LB.Reloads-during.LB.Reloads <= 1 && topS <= 1})
+}
