@@ -123,3 +123,21 @@ func RemoveStale(path string) (int, error) {
 	}
 	return n, nil
 }
+
+// RemoveStaleIn removes every stage file a crash left in dir (any target)
+// and reports how many; for a directory only its owner writes into.
+func RemoveStaleIn(dir string) (int, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("listing %s: %w", dir, err)
+	}
+	n := 0
+	for _, e := range ents {
+		if !e.IsDir() && strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), StagePrefix) {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err == nil {
+				n++
+			}
+		}
+	}
+	return n, nil
+}

@@ -89,8 +89,33 @@ func New(opt Options) (*HAProxy, error) {
 	if err := h.ensureCerts(); err != nil {
 		return nil, fmt.Errorf("haproxy: %w", err)
 	}
+	h.removeStale()
 	return h, nil
 }
+
+// removeStale removes what an agent killed while writing left behind: the
+// stage files of atomic writes and the copies staged for `haproxy -c`
+// (issue 12, T2). Only this agent writes into these directories.
+func (h *HAProxy) removeStale() {
+	n := 0
+	for _, d := range []string{h.opt.Dir, filepath.Dir(h.opt.ConfigPath), h.certDir()} {
+		k, _ := atomicfile.RemoveStaleIn(d)
+		n += k
+	}
+	if ms, err := filepath.Glob(filepath.Join(h.opt.Dir, checkPrefix+"*")); err == nil {
+		for _, m := range ms {
+			if os.Remove(m) == nil {
+				n++
+			}
+		}
+	}
+	if n > 0 {
+		h.opt.Log.Info("removed files a killed agent left while writing", "count", n)
+	}
+}
+
+// checkPrefix starts the name of a config staged for validation.
+const checkPrefix = ".haproxy.cfg.check-"
 
 // Globals are the paths the rendered config must name.
 //
@@ -277,7 +302,7 @@ func (h *HAProxy) Stop() {
 
 // Validate runs `haproxy -c` on cfg exactly as it would be installed.
 func (h *HAProxy) Validate(ctx context.Context, cfg []byte) error {
-	f, err := os.CreateTemp(h.opt.Dir, ".haproxy.cfg.check-*")
+	f, err := os.CreateTemp(h.opt.Dir, checkPrefix+"*")
 	if err != nil {
 		return fmt.Errorf("staging config for validation: %w", err)
 	}

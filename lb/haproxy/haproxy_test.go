@@ -1,6 +1,9 @@
 package haproxy
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -57,5 +60,28 @@ web,BACKEND,0,0,0,1,26213,30,3060,4980,0,0,,0,0,0,0,UP,100,1,0,,0,23,0,,1,3,0,,3
 	}
 	if diff := cmp.Diff(want, ParseStat(out)); diff != "" {
 		t.Errorf("ParseStat (-want +got):\n%s", diff)
+	}
+}
+
+// A kill -9 while staging leaves stage and check files; the next start
+// removes them (issue 12, T2) and keeps everything else.
+func TestNewRemovesLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{".haproxy.cfg.drover-stage-123", ".haproxy.cfg.check-456", ".running.json.drover-stage-7", "haproxy.cfg", "keep.me"} {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := New(Options{Mode: ModeManaged, Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(dir)
+	var left []string
+	for _, e := range ents {
+		left = append(left, e.Name())
+	}
+	got := strings.Join(left, " ")
+	if got != "certs haproxy.cfg keep.me" {
+		t.Errorf("left %q, want the leftovers gone and the rest kept", got)
 	}
 }
