@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-net/drover/discovery"
 	"github.com/drover-net/drover/test/harness"
 	"github.com/drover-net/drover/test/sandbox"
 )
@@ -98,7 +99,9 @@ func faultT33(ctx context.Context, t *testing.T, sb *sandbox.Sandbox) {
 }
 
 // t2svc is one service T2 registers straight through h2's Consul agent:
-// lb meta makes it a frontend (port 9100+k) and a backend of its own.
+// lb meta makes it a frontend (port 9100+k) and a backend of its own. It
+// names drover node h2 at h2's own address (a published port), as the lb
+// admits only instances of a drover node.
 type t2svc struct {
 	on     bool
 	weight int
@@ -109,7 +112,7 @@ func (s t2svc) register(ctx context.Context, sb *sandbox.Sandbox, k int) error {
 		"-id", fmt.Sprintf("t2-svc%d", k), "-name", fmt.Sprintf("t2svc%d", k),
 		"-address", "10.99.0.12", "-port", strconv.Itoa(8080+k),
 		"-meta", "lb_mode=http", "-meta", "lb_port="+strconv.Itoa(9100+k),
-		"-meta", "weight="+strconv.Itoa(s.weight))
+		"-meta", "weight="+strconv.Itoa(s.weight), "-meta", discovery.MetaNode+"=h2")
 	return err
 }
 

@@ -151,6 +151,17 @@ func faultT27(ctx context.Context, t *testing.T, sb *sandbox.Sandbox) {
 		}
 		return "?"
 	}
+	// The restarted agents recreate the (empty) Docker network at the
+	// new MTU: a container started before that races the recreation.
+	for _, h := range []string{"h1", "h2"} {
+		harness.Eventually(t, 60*time.Second, "the drover network on "+h+" at MTU 1320", func() error {
+			out, err := sb.Docker(ctx, h, "network", "inspect", "-f", `{{index .Options "com.docker.network.driver.mtu"}}`, "drover")
+			if err != nil || strings.TrimSpace(out) != "1320" {
+				return fmt.Errorf("%v %q", err, out)
+			}
+			return nil
+		})
+	}
 	wgMTU := mtuOf("h1", "drover0")
 	ip := runOnMesh(ctx, t, sb, "h2", "t27-src", "t27")
 	defer func() { _, _ = sb.Docker(ctx, "h2", "rm", "-f", "t27-src") }()
