@@ -549,8 +549,18 @@ func TestFaultConsulProxy(t *testing.T) {
 			Pass:     pass}
 		if refused > 0 {
 			log := string(agentLog)
-			r.Note = fmt.Sprintf("Consul refused or cut %d of drover's requests (429 \"too many concurrent connections\"): drover holds one blocking query per watched service, more than the limit; the lb went stale; the agent log has %d lines with 429, %d failed mesh check updates",
-				refused, strings.Count(log, "429"), strings.Count(log, "reporting the mesh check failed"))
+			var cs struct {
+				Consul struct {
+					Requests struct {
+						Blocking    int64 `json:"blocking"`
+						MaxInFlight int64 `json:"max_in_flight"`
+					} `json:"requests"`
+				} `json:"consul"`
+			}
+			out, _ := sb.Output(ctx, "h1", "drover", "status", "--json")
+			_ = json.Unmarshal([]byte(out), &cs)
+			r.Note = fmt.Sprintf("Consul refused or cut %d of drover's requests (429 \"too many concurrent connections\"): drover held %d blocking queries and at most %d requests in flight, and through the fault proxy (HTTP/1.1 upstream) every request in flight is a connection of its own, so the 10 were exceeded; the lb went stale; the agent log has %d lines with 429, %d failed mesh check updates. Directly on Consul's HTTPS API (HTTP/2) drover holds 1 connection",
+				refused, cs.Consul.Requests.Blocking, cs.Consul.Requests.MaxInFlight, strings.Count(log, "429"), strings.Count(log, "reporting the mesh check failed"))
 		}
 		recordFault(t, begin, r)
 		for k := 0; k < extra; k++ {
