@@ -645,33 +645,15 @@ func (h *HAProxy) Servers(ctx context.Context) ([]ServerStatus, error) {
 	return ParseStat(out), nil
 }
 
-// ParseStat parses `show stat` CSV into server lines.
+// ParseStat parses `show stat` CSV into server lines (ParseStats' server
+// rows).
 func ParseStat(out string) []ServerStatus {
-	var hdr []string
 	var res []ServerStatus
-	for _, line := range strings.Split(out, "\n") {
-		if strings.HasPrefix(line, "# ") {
-			hdr = strings.Split(strings.TrimPrefix(line, "# "), ",")
-			continue
+	for _, r := range ParseStats(out) {
+		if r.Kind == "server" {
+			res = append(res, ServerStatus{Backend: r.Proxy, Server: r.Server, Addr: r.Addr, Status: r.Status,
+				Sessions: int(r.Sessions), Total: int(r.Total)})
 		}
-		f := strings.Split(line, ",")
-		if len(hdr) == 0 || len(f) < len(hdr)-1 {
-			continue
-		}
-		get := func(name string) string {
-			for i, h := range hdr {
-				if h == name && i < len(f) {
-					return f[i]
-				}
-			}
-			return ""
-		}
-		if get("svname") == "FRONTEND" || get("svname") == "BACKEND" {
-			continue
-		}
-		scur, _ := strconv.Atoi(get("scur"))
-		stot, _ := strconv.Atoi(get("stot"))
-		res = append(res, ServerStatus{Backend: get("pxname"), Server: get("svname"), Addr: get("addr"), Status: get("status"), Sessions: scur, Total: stot})
 	}
 	return res
 }

@@ -12,6 +12,10 @@ type StatRow struct {
 	Proxy     string           // pxname
 	Server    string           // svname: FRONTEND, BACKEND or the server's name
 	Kind      string           // "frontend", "backend" or "server"
+	Addr      string           // servers: ip:port
+	Status    string           // UP, DOWN, MAINT, OPEN, …
+	Sessions  int64            // scur: current sessions
+	Total     int64            // stot: sessions since the worker started
 	Requests  int64            // req_tot (http), else stot (sessions)
 	Responses map[string]int64 // by class: 1xx … 5xx, other (http only)
 	ErrReq    int64            // ereq: bad requests (frontends)
@@ -42,7 +46,7 @@ func ParseStats(out string) []StatRow {
 			continue
 		}
 		f := strings.Split(line, ",")
-		if hdr == nil || len(f) < 2 || line == "" {
+		if hdr == nil || len(f) < len(hdr)-1 {
 			continue
 		}
 		get := func(name string) string {
@@ -52,7 +56,8 @@ func ParseStats(out string) []StatRow {
 			return ""
 		}
 		num := func(name string) int64 { n, _ := strconv.ParseInt(get(name), 10, 64); return n }
-		r := StatRow{Proxy: get("pxname"), Server: get("svname"), ErrReq: num("ereq"), ErrConn: num("econ"),
+		r := StatRow{Proxy: get("pxname"), Server: get("svname"), Addr: get("addr"), Status: get("status"),
+			Sessions: num("scur"), Total: num("stot"), ErrReq: num("ereq"), ErrConn: num("econ"),
 			ErrResp: num("eresp"), RTimeMs: num("rtime")}
 		switch r.Server {
 		case "FRONTEND":
