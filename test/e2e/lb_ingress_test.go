@@ -334,7 +334,7 @@ func TestLBIngress(t *testing.T) {
 	})
 
 	t.Run("a conflicting newcomer is refused alone, under load, with 0 failed", func(t *testing.T) {
-		wait := startLoadHost(ctx, t, sb, "http://127.0.0.1:80/", "app.example", 50, 25*time.Second)
+		wait := startLoad(ctx, t, sb, "http://127.0.0.1:80/", 50, 25*time.Second, "-concurrency", "8", "-host", "app.example")
 		time.Sleep(2 * time.Second)
 		// Another service claiming app's route, and an app replica with
 		// another balance.
@@ -453,31 +453,4 @@ func hostsOf(out string) map[string]int {
 		by[h]++
 	}
 	return by
-}
-
-// startLoadHost is startLoad with a Host header.
-func startLoadHost(ctx context.Context, t testing.TB, sb *sandbox.Sandbox, url, host string, rate int, d time.Duration) func() loadResult {
-	t.Helper()
-	cmd, err := sb.Command(ctx, "h1", "drover-demo", "load", "-rate", fmt.Sprint(rate), "-duration", d.String(),
-		"-concurrency", "8", "-host", host, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	return func() loadResult {
-		t.Helper()
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("load: %v\n%s%s", err, out.String(), errb.String())
-		}
-		r, err := parseLoad(out.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("%s", r.Line)
-		return r
-	}
 }

@@ -140,10 +140,12 @@ func parseLoad(out string) (loadResult, error) {
 }
 
 // startLoad runs drover-demo load inside h1 against url; wait returns its
-// result.
-func startLoad(ctx context.Context, t testing.TB, sb *sandbox.Sandbox, url string, rate int, d time.Duration) (wait func() loadResult) {
+// result. flags go to drover-demo load before the URL (a later flag wins,
+// e.g. "-concurrency", "8" over the default 16).
+func startLoad(ctx context.Context, t testing.TB, sb *sandbox.Sandbox, url string, rate int, d time.Duration, flags ...string) (wait func() loadResult) {
 	t.Helper()
-	cmd, err := sb.Command(ctx, "h1", "drover-demo", "load", "-rate", strconv.Itoa(rate), "-duration", d.String(), "-concurrency", "16", url)
+	args := []string{"drover-demo", "load", "-rate", strconv.Itoa(rate), "-duration", d.String(), "-concurrency", "16"}
+	cmd, err := sb.Command(ctx, "h1", append(append(args, flags...), url)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -178,30 +178,8 @@ func TestLBTLS(t *testing.T) {
 	t.Run("rotation under HTTPS load: 0 failed, 0 reloads; bad bundles refused", func(t *testing.T) {
 		before := lbState(ctx, t, sb).LB.Reloads
 		run := func(extra ...string) func() loadResult {
-			args := append([]string{"drover-demo", "load", "-rate", "40", "-duration", "60s", "-concurrency", "8",
-				"-cacert", caFile, "-connect", "127.0.0.1:443"}, extra...)
-			cmd, err := sb.Command(ctx, "h1", append(args, "https://secure.example/")...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var out, errb strings.Builder
-			cmd.Stdout, cmd.Stderr = &out, &errb
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			return func() loadResult {
-				if err := cmd.Wait(); err != nil {
-					t.Fatalf("load: %v %s %s", err, out.String(), errb.String())
-				}
-				r, err := parseLoad(out.String())
-				if err != nil {
-					t.Fatal(err)
-				}
-				if errb.Len() > 0 {
-					t.Logf("load stderr: %s", errb.String())
-				}
-				return r
-			}
+			return startLoad(ctx, t, sb, "https://secure.example/", 40, 60*time.Second,
+				append([]string{"-concurrency", "8", "-cacert", caFile, "-connect", "127.0.0.1:443"}, extra...)...)
 		}
 		keep, fresh := run(), run("-close")
 		time.Sleep(5 * time.Second)
@@ -267,16 +245,8 @@ func TestLBTLS(t *testing.T) {
 
 	t.Run("scale 1→3→1 and a rolling replace under HTTPS load: 0 failed, 0 reloads", func(t *testing.T) {
 		before := lbState(ctx, t, sb).LB.Reloads
-		cmd, err := sb.Command(ctx, "h1", "drover-demo", "load", "-rate", "50", "-duration", "45s", "-concurrency", "8",
-			"-cacert", caFile, "-connect", "127.0.0.1:443", "https://secure.example/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out strings.Builder
-		cmd.Stdout = &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		wait := startLoad(ctx, t, sb, "https://secure.example/", 50, 45*time.Second,
+			"-concurrency", "8", "-cacert", caFile, "-connect", "127.0.0.1:443")
 		start := func(host, name string) {
 			if o, err := sb.Docker(ctx, host, "run", "-d", "--name", name, "--hostname", name, "--network", "drover",
 				"-l", "drover.service=secure", "-l", "drover.lb.mode=http", "-l", "drover.lb.host=secure.example",
@@ -301,13 +271,7 @@ func TestLBTLS(t *testing.T) {
 		stop("h2", "secure-2")
 		stop("h1", "secure-3")
 		waitUp(ctx, t, sb, "secure", 1)
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("load: %v %s", err, out.String())
-		}
-		r, err := parseLoad(out.String())
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := wait()
 		after := lbState(ctx, t, sb).LB.Reloads
 		t.Logf("HTTPS churn: %s; reloads %d", r.Line, after-before)
 		if r.Failed != 0 || r.OK < 1500 {

@@ -93,7 +93,32 @@ func Sandbox(t testing.TB, opt sandbox.Options) *sandbox.Sandbox {
 		t.Fatalf("sandbox up: %v", err)
 	}
 	t.Logf("sandbox %s up with %d hosts in %s", opt.Prefix, sb.Options().Hosts, time.Since(begin).Round(time.Millisecond))
+	if opt.Agents {
+		waitNetworks(ctx, t, sb)
+	}
 	return sb
+}
+
+// waitNetworks waits (at most a minute) until every host's agent has made
+// the drover Docker network: an agent answers its status before its first
+// overlay pass is through, and a container started before then fails with
+// "network drover not found". A host still without it is logged, not
+// failed: the test then says what it needs.
+func waitNetworks(ctx context.Context, t testing.TB, sb *sandbox.Sandbox) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for _, h := range sb.Hosts() {
+		for {
+			if _, err := sb.Docker(ctx, h.Name, "network", "inspect", "drover"); err == nil {
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				t.Logf("the drover network is not on %s after a minute", h.Name)
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 }
 
 // dumpLogs prints the tail of every daemon log of the sandbox, and each
