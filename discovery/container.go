@@ -23,6 +23,13 @@ type Container struct {
 	Running  bool
 	Networks map[string]netip.Addr // network name → IPv4 address
 	Exposed  []int                 // exposed TCP ports, sorted
+	// Published maps an exposed TCP port to the first host binding Docker
+	// made for it (-p); with --net=host every exposed port is bound on the
+	// host as itself.
+	Published map[int]HostBinding
+	// NetworkMode is Docker's HostConfig.NetworkMode: "default", "bridge",
+	// "host", "none", "container:<id>" or a network name.
+	NetworkMode string
 	// Health is Docker's HEALTHCHECK status: "" (no healthcheck),
 	// "starting", "healthy" or "unhealthy".
 	Health string
@@ -32,9 +39,16 @@ type Container struct {
 	StartedAt time.Time
 }
 
+// HostBinding is where a container port is published on the host. IP is
+// invalid when it is bound on every address (0.0.0.0, ::).
+type HostBinding struct {
+	IP   netip.Addr
+	Port int
+}
+
 // ContainerFromInspect converts a Docker inspect response. It is pure.
 func ContainerFromInspect(r container.InspectResponse) Container {
-	c := Container{Labels: map[string]string{}, Env: map[string]string{}, Networks: map[string]netip.Addr{}}
+	c := Container{Labels: map[string]string{}, Env: map[string]string{}, Networks: map[string]netip.Addr{}, Published: map[int]HostBinding{}}
 	if r.ContainerJSONBase != nil {
 		c.ID = r.ID
 		c.Name = strings.TrimPrefix(r.Name, "/")
@@ -68,7 +82,33 @@ func ContainerFromInspect(r container.InspectResponse) Container {
 			c.HealthInterval = hc.Interval
 		}
 	}
+	if r.ContainerJSONBase != nil && r.HostConfig != nil {
+		c.NetworkMode = string(r.HostConfig.NetworkMode)
+	}
+	if c.NetworkMode == "host" {
+		for _, p := range c.Exposed {
+			c.Published[p] = HostBinding{Port: p}
+		}
+	}
 	if r.NetworkSettings != nil {
+		for port, bindings := range r.NetworkSettings.Ports {
+			n, err := strconv.Atoi(port.Port())
+			if port.Proto() != "tcp" || err != nil {
+				continue
+			}
+			for _, b := range bindings {
+				hp, err := strconv.Atoi(b.HostPort)
+				if err != nil || hp < 1 || hp > 65535 {
+					continue
+				}
+				hb := HostBinding{Port: hp}
+				if ip, err := netip.ParseAddr(b.HostIP); err == nil && !ip.IsUnspecified() {
+					hb.IP = ip.Unmap()
+				}
+				c.Published[n] = hb // the first (Docker lists 0.0.0.0 before ::)
+				break
+			}
+		}
 		for name, ep := range r.NetworkSettings.Networks {
 			if ep == nil {
 				continue
@@ -87,13 +127,22 @@ type Check = contract.Check
 
 // Registration is one Consul service instance for one container port.
 type Registration struct {
-	ID      string // drover:<node>:<container id 12>:<port>
+	ID      string // drover:<node>:<container id 12>:<container port>, or SERVICE_ID
 	Name    string
-	Address netip.Addr // the container's overlay address
-	Port    int
-	Tags    []string          // sorted, no duplicates
-	Meta    map[string]string // drover_node, container_id, container_name, image, lb_*, weight
-	Check   Check
+	Address netip.Addr // where it is reached (see AddressMode)
+	Port    int        // the port at Address: the container port, or the published one
+	// ContainerPort is the container's own port (Port in overlay and
+	// container modes).
+	ContainerPort int
+	// AddressMode is how Address was chosen, AddressWhy why (for status).
+	AddressMode AddressMode
+	AddressWhy  string
+	// Warnings are settings drover did not follow although it registers
+	// the port (a script check, an unknown check key, a reserved meta key).
+	Warnings []string
+	Tags     []string          // sorted, no duplicates
+	Meta     map[string]string // drover_node, container_id, container_name, image, lb_*, weight
+	Check    Check
 	// DockerHealth is true when the container has a Docker HEALTHCHECK,
 	// whose status is bridged into Consul as a TTL check.
 	DockerHealth bool
@@ -119,6 +168,16 @@ func (r Registration) InGrace(now time.Time) (Registration, time.Time) {
 	r.Check.Fall += extra
 	return r, end
 }
+
+// Meta keys drover writes on every registration besides MetaNode.
+const (
+	// MetaAddressMode says how the address was chosen: overlay, host or
+	// container.
+	MetaAddressMode = "address_mode"
+	// MetaOwnID marks a registration whose ID came from SERVICE_ID, so that
+	// the agent still knows it as its own.
+	MetaOwnID = "drover_own_id"
+)
 
 // Problem is a container (or one of its ports) that discovery skipped, and
 // why. Port is 0 when the whole container was skipped.

@@ -15,22 +15,21 @@ var droverKeys = map[string]bool{
 	"lb.mode": true, "lb.port": true, "lb.host": true, "lb.path": true, "lb.balance": true,
 	"lb.sticky": true, "lb.proxy-protocol": true, "lb.tunnel-timeout": true,
 	"lb.tls": true, "lb.redirect": true, "lb.hsts": true,
-	"weight": true,
-	"port":   false, "ignore": false, // container-wide only
+	"weight": true, "address": true, "address.network": true,
+	"port": false, "ignore": false, // container-wide only
 }
 
-// Registrator's names (labels or environment variables).
+// Registrator's keys (labels or environment variables) are SERVICE_<key>
+// for every port or SERVICE_<port>_<key> for one; reg keys are <key>
+// upper-cased (registrator ignores case). Keys drover does not read become
+// service meta, lower-cased (registrator's attributes).
 const (
-	envName        = "SERVICE_NAME"
-	envTags        = "SERVICE_TAGS"
-	envIgnore      = "SERVICE_IGNORE"
-	envCheckPrefix = "SERVICE_CHECK_"
-	envCheckHTTP   = "SERVICE_CHECK_HTTP"
-	envCheckTCP    = "SERVICE_CHECK_TCP"
-	envCheckIntvl  = "SERVICE_CHECK_INTERVAL"
-	envCheckTmout  = "SERVICE_CHECK_TIMEOUT"
-	envCheckScript = "SERVICE_CHECK_SCRIPT"
-	envCheckCmd    = "SERVICE_CHECK_CMD"
+	regName   = "NAME"
+	regTags   = "TAGS"
+	regID     = "ID"
+	regIgnore = "IGNORE"
+	regCheck  = "CHECK_" // prefix of the check keys, see checks.go
+	envPrefix = "SERVICE_"
 )
 
 // setting is one label (or registrator variable) value and where it came from.
@@ -55,8 +54,12 @@ type labelReader struct {
 	c       Container
 	common  map[string]setting         // drover.<key> by key
 	perPort map[int]map[string]setting // drover.<port>.<key> by port, key
-	names   map[int]setting            // SERVICE_<port>_NAME by port
-	faults  []fault                    // found while reading the keys
+	// Registrator's keys: regCommon by lower-case key (SERVICE_NAME is
+	// "name"), regPort by port, key (SERVICE_80_NAME); labels win over
+	// environment variables.
+	regCommon map[string]setting
+	regPort   map[int]map[string]setting
+	faults    []fault // found while reading the keys
 }
 
 // labelled reports whether c asks for discovery at all, in drover's or
@@ -75,26 +78,40 @@ func labelled(c Container) bool {
 	return false
 }
 
-func registratorKey(k string) bool {
-	switch {
-	case k == envName, k == envTags, k == envIgnore, strings.HasPrefix(k, envCheckPrefix):
-		return true
+// droverLabelled reports whether c has any drover.* label: drover's port
+// rules apply then; a container with registrator's keys only is read as
+// registrator reads it (every port a service, see ports).
+func droverLabelled(c Container) bool {
+	for k := range c.Labels {
+		if strings.HasPrefix(k, "drover.") {
+			return true
+		}
 	}
-	_, ok := registratorPortName(k)
-	return ok
+	return false
 }
 
-// registratorPortName returns the port digits of SERVICE_<digits>_NAME.
-func registratorPortName(k string) (string, bool) {
-	rest, ok := strings.CutPrefix(k, "SERVICE_")
-	if !ok {
-		return "", false
+// registratorKey reports whether k is one of registrator's keys that asks
+// for registration: a name, tags, a check or ignore, for every port or for
+// one. Attributes and SERVICE_ID alone do not.
+func registratorKey(k string) bool {
+	_, key, ok := splitRegistrator(k)
+	return ok && (key == regName || key == regTags || key == regIgnore || strings.HasPrefix(key, regCheck))
+}
+
+// splitRegistrator splits SERVICE_<port>_<key> into its port digits and
+// upper-case key, or SERVICE_<key> into "" and the key.
+func splitRegistrator(k string) (digits, key string, ok bool) {
+	rest, ok := strings.CutPrefix(k, envPrefix)
+	if !ok || rest == "" {
+		return "", "", false
 	}
-	digits, ok := strings.CutSuffix(rest, "_NAME")
-	if !ok || digits == "" || !allDigits(digits) {
-		return "", false
+	if d, key, cut := strings.Cut(rest, "_"); cut && d != "" && allDigits(d) {
+		if key == "" {
+			return "", "", false
+		}
+		return d, strings.ToUpper(key), true
 	}
-	return digits, true
+	return "", strings.ToUpper(rest), true
 }
 
 func allDigits(s string) bool {
@@ -106,16 +123,14 @@ func allDigits(s string) bool {
 	return true
 }
 
-// registrator returns a registrator variable, from the labels first, else
-// from the environment.
-func (r *labelReader) registrator(name string) (setting, bool) {
-	if v, ok := r.c.Labels[name]; ok {
-		return setting{key: name, value: v}, true
+// reg returns registrator's key for port: SERVICE_<port>_<key>, else
+// SERVICE_<key>.
+func (r *labelReader) reg(port int, key string) (setting, bool) {
+	if s, ok := r.regPort[port][key]; ok {
+		return s, true
 	}
-	if v, ok := r.c.Env[name]; ok {
-		return setting{key: "env " + name, value: v}, true
-	}
-	return setting{}, false
+	s, ok := r.regCommon[key]
+	return s, ok
 }
 
 // lookup returns drover.<port>.<key>, else drover.<key>.
@@ -128,7 +143,8 @@ func (r *labelReader) lookup(port int, key string) (setting, bool) {
 }
 
 func newLabelReader(c Container) *labelReader {
-	r := &labelReader{c: c, common: map[string]setting{}, perPort: map[int]map[string]setting{}, names: map[int]setting{}}
+	r := &labelReader{c: c, common: map[string]setting{}, perPort: map[int]map[string]setting{},
+		regCommon: map[string]setting{}, regPort: map[int]map[string]setting{}}
 	keys := make([]string, 0, len(c.Labels))
 	for k := range c.Labels {
 		keys = append(keys, k)
@@ -165,23 +181,33 @@ func newLabelReader(c Container) *labelReader {
 	for _, src := range []struct {
 		m   map[string]string
 		env bool
-	}{{c.Labels, false}, {c.Env, true}} {
-		for k, v := range src.m {
-			digits, ok := registratorPortName(k)
+	}{{c.Labels, false}, {c.Env, true}} { // labels first
+		for _, k := range sortedKeys(src.m) {
+			digits, key, ok := splitRegistrator(k)
 			if !ok {
 				continue
 			}
-			s := setting{key: k, value: v, perPort: true}
+			s := setting{key: k, value: src.m[k]}
 			if src.env {
 				s.key = "env " + k
 			}
-			port, ok := parsePortNumber(digits)
-			if !ok {
-				r.faults = append(r.faults, fault{reason: fmt.Sprintf("%s: want SERVICE_<port>_NAME with a port between 1 and 65535", s.key)})
+			if digits == "" {
+				if _, seen := r.regCommon[key]; !seen {
+					r.regCommon[key] = s
+				}
 				continue
 			}
-			if _, seen := r.names[port]; !seen { // labels first
-				r.names[port] = s
+			port, ok := parsePortNumber(digits)
+			if !ok {
+				r.faults = append(r.faults, fault{reason: fmt.Sprintf("%s: want SERVICE_<port>_<key> with a port between 1 and 65535", s.key)})
+				continue
+			}
+			s.perPort = true
+			if r.regPort[port] == nil {
+				r.regPort[port] = map[string]setting{}
+			}
+			if _, seen := r.regPort[port][key]; !seen {
+				r.regPort[port][key] = s
 			}
 		}
 	}
@@ -217,15 +243,19 @@ func (r *labelReader) ignored() (bool, *fault) {
 		f := s.bad("want true or false")
 		return false, &f
 	}
-	if s, ok := r.registrator(envIgnore); ok {
-		switch s.value {
-		case "true", "1":
-			return true, nil
-		case "false", "0", "":
-			return false, nil
-		}
-		f := s.bad("want true, 1, false or 0")
-		return false, &f
+	if s, ok := r.regCommon[regIgnore]; ok {
+		return parseRegIgnore(s)
 	}
 	return false, nil
+}
+
+// parseRegIgnore reads SERVICE_IGNORE or SERVICE_<port>_IGNORE.
+func parseRegIgnore(s setting) (bool, *fault) {
+	switch s.value {
+	case "true", "1":
+		return true, nil
+	case "false", "0", "":
+		return false, nil
+	}
+	return false, badf(s, "want true, 1, false or 0")
 }

@@ -29,13 +29,20 @@ const (
 // Docker network whose address is published (the overlay network, "drover").
 // Pure and deterministic: output sorted by ID, problems sorted by container name then port.
 func Registrations(node, network string, cs []Container) ([]Registration, []Problem) {
+	return Place(Placement{Node: node, Network: network}, cs)
+}
+
+// Place is Registrations with the agent's address mode and host address.
+func Place(p Placement, cs []Container) ([]Registration, []Problem) {
 	var regs []Registration
 	var problems []Problem
 	for _, c := range cs {
-		r, p := containerRegistrations(node, network, c)
+		r, p := containerRegistrations(p, c)
 		regs = append(regs, r...)
 		problems = append(problems, p...)
 	}
+	regs, dup := uniqueIDs(regs)
+	problems = append(problems, dup...)
 	sort.Slice(regs, func(i, j int) bool { return regs[i].ID < regs[j].ID })
 	sort.Slice(problems, func(i, j int) bool {
 		a, b := problems[i], problems[j]
@@ -62,7 +69,7 @@ func ServiceID(node, containerID string, port int) string {
 }
 
 // containerRegistrations is Registrations for one container.
-func containerRegistrations(node, network string, c Container) ([]Registration, []Problem) {
+func containerRegistrations(p Placement, c Container) ([]Registration, []Problem) {
 	if !c.Running || !labelled(c) {
 		return nil, nil
 	}
@@ -94,15 +101,6 @@ func containerRegistrations(node, network string, c Container) ([]Registration, 
 			addContainer(f.reason)
 		}
 	}
-	for _, name := range []string{envCheckScript, envCheckCmd} {
-		if s, ok := r.registrator(name); ok {
-			addContainer(s.bad("script checks are not supported; want drover.check=http:/path, tcp or none").reason)
-		}
-	}
-	addr, ok := c.Networks[network]
-	if !ok || !addr.IsValid() {
-		addContainer(fmt.Sprintf("not attached to the %s network", network))
-	}
 
 	ports, unused, portFault := r.ports()
 	if portFault != "" {
@@ -112,9 +110,41 @@ func containerRegistrations(node, network string, c Container) ([]Registration, 
 	for _, u := range unused {
 		problems = append(problems, problem(u.port, u.reason))
 	}
-	var regs []Registration
+	// Each port's address first: registrator's rules name a service
+	// "<name>-<port>" when the container registers several ports.
+	type placed struct {
+		port int
+		addr address
+	}
+	var at []placed
+	ignoredPorts := 0
 	for _, port := range ports {
-		reg, faults := r.registration(node, port)
+		if ign, f := r.portIgnored(port); ign {
+			ignoredPorts++ // still counts for "<name>-<port>", as in registrator
+			continue
+		} else if f != nil {
+			problems = append(problems, problem(port, f.reason))
+			continue
+		}
+		a, f := r.address(p, port)
+		if f == nil {
+			at = append(at, placed{port, a})
+			continue
+		}
+		if !f.perPort {
+			// The container is skipped; its ports' own problems are still
+			// reported below.
+			addContainer(f.reason)
+			at = append(at, placed{port: port})
+			continue
+		}
+		problems = append(problems, problem(port, f.reason))
+	}
+	group := len(at)+ignoredPorts > 1
+	var regs []Registration
+	for _, pa := range at {
+		port := pa.port
+		reg, faults := r.registration(p.Node, port, group)
 		var portFaults []string
 		for _, f := range faults {
 			if f.perPort {
@@ -133,7 +163,10 @@ func containerRegistrations(node, network string, c Container) ([]Registration, 
 			}
 			continue
 		}
-		reg.Address = addr
+		reg.Address, reg.Port = pa.addr.addr.Addr(), int(pa.addr.addr.Port())
+		reg.ContainerPort = port
+		reg.AddressMode, reg.AddressWhy = pa.addr.mode, pa.addr.why
+		reg.Meta[MetaAddressMode] = string(pa.addr.mode)
 		regs = append(regs, reg)
 	}
 	if len(containerFaults) > 0 {
@@ -143,6 +176,37 @@ func containerRegistrations(node, network string, c Container) ([]Registration, 
 		return nil, problems
 	}
 	return regs, problems
+}
+
+// portIgnored reads SERVICE_<port>_IGNORE (drover.ignore is container-wide).
+func (r *labelReader) portIgnored(port int) (bool, *fault) {
+	if s, ok := r.regPort[port][regIgnore]; ok {
+		return parseRegIgnore(s)
+	}
+	return false, nil
+}
+
+// uniqueIDs keeps the first registration of each ID (SERVICE_ID may give
+// two containers the same one) and says why the others were left out.
+func uniqueIDs(regs []Registration) ([]Registration, []Problem) {
+	sort.SliceStable(regs, func(i, j int) bool {
+		if regs[i].ID != regs[j].ID {
+			return regs[i].ID < regs[j].ID
+		}
+		return regs[i].Meta["container_id"] < regs[j].Meta["container_id"]
+	})
+	var out []Registration
+	var problems []Problem
+	for i, r := range regs {
+		if i > 0 && regs[i-1].ID == r.ID {
+			first := out[len(out)-1]
+			problems = append(problems, Problem{ContainerID: r.Meta["container_id"], ContainerName: r.Meta["container_name"], Port: r.ContainerPort,
+				Reason: fmt.Sprintf("service ID %q is also asked for by container %s", r.ID, first.Meta["container_name"])})
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, problems
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -156,7 +220,10 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // registration resolves the settings of one port. Faults with !perPort
 // skip the whole container.
-func (r *labelReader) registration(node string, port int) (Registration, []fault) {
+// group is true when the container registers several ports: under
+// registrator's rules each is then named "<name>-<port>" unless
+// SERVICE_<port>_NAME names it.
+func (r *labelReader) registration(node string, port int, group bool) (Registration, []fault) {
 	var faults []fault
 	add := func(f *fault) {
 		if f != nil {
@@ -188,16 +255,20 @@ func (r *labelReader) registration(node string, port int) (Registration, []fault
 	}
 
 	// Name.
+	registratorRules := !droverLabelled(c)
 	if s, ok := r.lookup(port, "service"); ok {
 		reg.Name, _ = parseName(s) // checked above or by the container pass
-	} else if s, ok := r.names[port]; ok {
+	} else if s, ok := r.regPort[port][regName]; ok {
 		var f *fault
 		reg.Name, f = parseName(s)
 		add(f)
-	} else if s, ok := r.registrator(envName); ok {
+	} else if s, ok := r.regCommon[regName]; ok {
 		var f *fault
 		reg.Name, f = parseName(s)
 		add(f)
+		if f == nil && group && registratorRules {
+			reg.Name = groupName(reg.Name, port, s, add)
+		}
 	} else {
 		switch n := imageName(c.Image); {
 		case strings.HasPrefix(c.Image, "sha256:"):
@@ -206,20 +277,52 @@ func (r *labelReader) registration(node string, port int) (Registration, []fault
 			add(&fault{reason: fmt.Sprintf("image name %q is not a valid service name (%s): set drover.service", n, strings.TrimPrefix(wantName, "want "))})
 		default:
 			reg.Name = n
+			if group && registratorRules {
+				reg.Name = groupName(n, port, setting{key: "image name", value: n}, add)
+			}
 		}
 	}
 
 	// Tags.
 	if s, ok := r.lookup(port, "tags"); ok {
 		reg.Tags, _ = parseTags(s)
-	} else if s, ok := r.registrator(envTags); ok {
+	} else if s, ok := r.reg(port, regTags); ok {
 		var f *fault
 		reg.Tags, f = parseTags(s)
 		add(f)
 	}
 
+	// ID.
+	if s, ok := r.reg(port, regID); ok {
+		switch {
+		case !s.perPort && group:
+			add(&fault{reason: fmt.Sprintf("%s names one service, but the container registers several ports: set SERVICE_<port>_ID", s.key)})
+		case !validServiceID(s.value):
+			add(badf(s, wantServiceID))
+		default:
+			reg.ID = s.value
+			reg.Meta[MetaOwnID] = "true"
+		}
+	}
+
+	// Registrator's attributes become service meta.
+	var warnings []string
+	for _, at := range r.attributes(port) {
+		k, s := at.key, at.s
+		switch {
+		case reservedMeta(k):
+			warnings = append(warnings, fmt.Sprintf("%s: meta key %q is drover's own; ignored", s.key, k))
+		case !validMetaKey(k):
+			add(badf(s, "the meta key it makes ("+k+") must be letters, digits, '_' and '-'"))
+		default:
+			reg.Meta[k] = s.value
+		}
+	}
+
 	// Check.
-	reg.Check, faults = r.check(port, faults)
+	var checkWarnings []string
+	reg.Check, faults, checkWarnings = r.check(port, faults)
+	reg.Warnings = append(checkWarnings, warnings...)
 
 	// Load balancer.
 	if mode, ok := r.lookup(port, "lb.mode"); ok {
@@ -300,6 +403,79 @@ func metaLimits(meta map[string]string) []fault {
 		}
 		if v := meta[k]; len(v) > metaMaxValue {
 			out = append(out, fault{perPort: true, reason: fmt.Sprintf("meta %s is %d bytes (from a label or the container's name or image): Consul allows at most %d", k, len(v), metaMaxValue)})
+		}
+	}
+	return out
+}
+
+// groupName is registrator's "<name>-<port>".
+func groupName(name string, port int, s setting, add func(*fault)) string {
+	n := name + "-" + strconv.Itoa(port)
+	if !validName(n) {
+		add(&fault{perPort: true, reason: fmt.Sprintf("%s %q: with several ports the service is named %q, which is too long: set SERVICE_%d_NAME", s.key, s.value, n, port)})
+	}
+	return n
+}
+
+const wantServiceID = "want 1 to 128 letters, digits and ._:@- not starting with \"drover:\""
+
+// validServiceID is what SERVICE_ID may be: no '/' (Consul's API paths),
+// and not in drover's own ID space.
+func validServiceID(s string) bool {
+	if len(s) < 1 || len(s) > 128 || strings.HasPrefix(s, "drover:") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("._:@-", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// validMetaKey is Consul's rule for meta keys.
+func validMetaKey(k string) bool {
+	if k == "" || len(k) > metaMaxKey || strings.HasPrefix(k, "consul-") {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// reservedMeta reports whether k is a meta key drover writes itself.
+func reservedMeta(k string) bool {
+	switch k {
+	case MetaNode, "container_id", "container_name", "image", MetaAddressMode, MetaOwnID, MetaHash:
+		return true
+	}
+	return strings.HasPrefix(k, "drover") || contract.Reserved(k)
+}
+
+// attr is one registrator attribute: its meta key and the setting.
+type attr struct {
+	key string
+	s   setting
+}
+
+// attributes are registrator's keys for port that are not settings drover
+// reads (SERVICE_REGION=us2 → meta region=us2), per-port ones first.
+func (r *labelReader) attributes(port int) []attr {
+	var out []attr
+	seen := map[string]bool{}
+	for _, m := range []map[string]setting{r.regPort[port], r.regCommon} {
+		for _, k := range sortedKeys(m) {
+			switch {
+			case seen[k], k == regName, k == regTags, k == regID, k == regIgnore, strings.HasPrefix(k, regCheck):
+				continue
+			}
+			seen[k] = true
+			out = append(out, attr{strings.ToLower(k), m[k]})
 		}
 	}
 	return out

@@ -66,12 +66,16 @@ func named(c Container, name, id string) Container {
 // wantReg is the registration of c's port with default settings.
 func wantReg(c Container, port int, name string, mods ...func(*Registration)) Registration {
 	r := Registration{
-		ID:      ServiceID(testNode, c.ID, port),
-		Name:    name,
-		Address: c.Networks[testNetwork],
-		Port:    port,
+		ID:            ServiceID(testNode, c.ID, port),
+		Name:          name,
+		Address:       c.Networks[testNetwork],
+		Port:          port,
+		ContainerPort: port,
+		AddressMode:   AddressOverlay,
+		AddressWhy:    "on the " + testNetwork + " network",
 		Meta: map[string]string{
 			"drover_node":    testNode,
+			"address_mode":   "overlay",
 			"container_id":   c.ID,
 			"container_name": c.Name,
 			"image":          c.Image,
@@ -85,6 +89,8 @@ func wantReg(c Container, port int, name string, mods ...func(*Registration)) Re
 	}
 	return r
 }
+
+func warn(w ...string) func(*Registration) { return func(r *Registration) { r.Warnings = w } }
 
 func tags(t ...string) func(*Registration) { return func(r *Registration) { r.Tags = t } }
 
@@ -243,9 +249,9 @@ func TestRegistrations(t *testing.T) {
 			want: []Registration{wantReg(twoPorts, 8080, "web"), wantReg(twoPorts, 9090, "admin")},
 		},
 		{
-			name: "SERVICE_<port>_NAME from the environment selects ports",
+			name: "registrator's keys only: every exposed port is a service, SERVICE_<port>_NAME names one, the rest <image>-<port>",
 			cs:   []Container{withEnv(withExposed(ctr(), 80, 443, 8443), "SERVICE_80_NAME", "web", "SERVICE_443_NAME", "web-tls")},
-			want: []Registration{wantReg(web, 443, "web-tls"), wantReg(web, 80, "web")},
+			want: []Registration{wantReg(web, 443, "web-tls"), wantReg(web, 80, "web"), wantReg(web, 8443, "web-8443")},
 		},
 		{
 			name:     "drover.port with labels for another port: that port is reported, drover.port registered",
@@ -266,7 +272,7 @@ func TestRegistrations(t *testing.T) {
 		{
 			name:     "SERVICE_<port>_NAME with a port out of range",
 			cs:       []Container{ctr("SERVICE_0_NAME", "web")},
-			problems: []Problem{prob(web, 0, "SERVICE_0_NAME: want SERVICE_<port>_NAME with a port between 1 and 65535")},
+			problems: []Problem{prob(web, 0, "SERVICE_0_NAME: want SERVICE_<port>_<key> with a port between 1 and 65535")},
 		},
 
 		// Names.
@@ -458,14 +464,14 @@ func TestRegistrations(t *testing.T) {
 			problems: []Problem{prob(web, 0, `drover.check "script:/bin/true": script checks are not supported`)},
 		},
 		{
-			name:     "SERVICE_CHECK_SCRIPT refused even when drover.check is set",
-			cs:       []Container{withEnv(ctr("drover.check", "tcp"), "SERVICE_CHECK_SCRIPT", "curl localhost")},
-			problems: []Problem{prob(web, 0, `env SERVICE_CHECK_SCRIPT "curl localhost": script checks are not supported`)},
+			name: "SERVICE_CHECK_SCRIPT: registered with drover.check, the script not run, a warning",
+			cs:   []Container{withEnv(ctr("drover.check", "tcp"), "SERVICE_CHECK_SCRIPT", "curl localhost")},
+			want: []Registration{wantReg(web, 8080, "web", warn("env SERVICE_CHECK_SCRIPT: not run, drover never runs commands from labels; the service is registered with the TCP check instead"))},
 		},
 		{
-			name:     "SERVICE_CHECK_CMD label refused",
-			cs:       []Container{ctr("SERVICE_CHECK_CMD", "/bin/check")},
-			problems: []Problem{prob(web, 0, `SERVICE_CHECK_CMD "/bin/check": script checks are not supported`)},
+			name: "SERVICE_CHECK_CMD label: registered with the default check and a warning",
+			cs:   []Container{ctr("SERVICE_CHECK_CMD", "/bin/check")},
+			want: []Registration{wantReg(web, 8080, "web", warn("SERVICE_CHECK_CMD: not run, drover never runs commands from labels; the service is registered with the TCP check instead"))},
 		},
 		{
 			name:     "per-port script check skips only that port",
@@ -715,14 +721,14 @@ func TestRegistrationsDeterministic(t *testing.T) {
 	a := named(withExposed(ctr("drover.80.service", "a", "drover.443.service", "a-tls", "drover.9.tags", "x", "drover.9.weight", "1000"), 80, 443), "zeta", "aaaaaaaaaaaa0001")
 	b := named(ctr("drover.service", "b"), "alpha", "bbbbbbbbbbbb0002")
 	c := named(withExposed(ctr("drover.service", "c", "drover.x", "1", "drover.y", "2"), 1, 2), "beta", "cccccccccccc0003")
-	d := named(withEnv(withExposed(ctr(), 1, 2), "SERVICE_3000_NAME", "d", "SERVICE_20_NAME", "d2", "SERVICE_20_TAGS", "ignored"), "gamma", "dddddddddddd0004")
+	d := named(withEnv(withExposed(ctr(), 20, 3000), "SERVICE_3000_NAME", "d", "SERVICE_20_NAME", "d2", "SERVICE_20_TAGS", "t20"), "gamma", "dddddddddddd0004")
 	e := named(ctr("drover.service", "e", "drover.lb.mode", "tcp", "drover.lb.path", "/x", "drover.lb.host", "e.example"), "alpha", "000000000000ffff")
 
 	wantRegs := []Registration{
 		wantReg(a, 443, "a-tls"),
 		wantReg(a, 80, "a"),
 		wantReg(b, 8080, "b"),
-		wantReg(d, 20, "d2"),
+		wantReg(d, 20, "d2", tags("t20")),
 		wantReg(d, 3000, "d"),
 	}
 	wantProblems := []Problem{

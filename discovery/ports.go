@@ -14,6 +14,12 @@ type unusedPort struct {
 
 // ports selects the container ports to register. unused lists ports that
 // have per-port labels although drover.port selects another one.
+//
+// A container with registrator's keys only is read as registrator reads
+// it: every exposed or published port is a service (SERVICE_<port>_* keys
+// only change that port). With drover.* labels, drover.port selects one
+// port, else per-port keys (drover.<port>.*, SERVICE_<port>_*) select
+// exactly the ports they name, else the one exposed port is registered.
 func (r *labelReader) ports() (ports []int, unused []unusedPort, fault string) {
 	perPort := map[int][]string{}
 	for p, m := range r.perPort {
@@ -21,8 +27,33 @@ func (r *labelReader) ports() (ports []int, unused []unusedPort, fault string) {
 			perPort[p] = append(perPort[p], m[k].key)
 		}
 	}
-	for p, s := range r.names {
-		perPort[p] = append(perPort[p], s.key)
+	for p, m := range r.regPort {
+		for _, k := range sortedKeys(m) {
+			perPort[p] = append(perPort[p], m[k].key)
+		}
+	}
+	if !droverLabelled(r.c) {
+		set := map[int]bool{}
+		for _, p := range r.c.Exposed {
+			set[p] = true
+		}
+		for p := range r.c.Published {
+			set[p] = true
+		}
+		for p := range set {
+			ports = append(ports, p)
+		}
+		sort.Ints(ports)
+		for q, keys := range perPort {
+			if !set[q] {
+				sort.Strings(keys)
+				unused = append(unused, unusedPort{q, fmt.Sprintf("%s: unused, the container does not expose or publish port %d", strings.Join(keys, ", "), q)})
+			}
+		}
+		if len(ports) == 0 {
+			return nil, unused, "no exposed or published ports"
+		}
+		return ports, unused, ""
 	}
 	if s, ok := r.common["port"]; ok {
 		p, ok := parsePortNumber(s.value)

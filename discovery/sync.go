@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,9 +43,15 @@ type Agent interface {
 
 // SyncOptions configures the Docker → Consul sync loop.
 type SyncOptions struct {
-	Node    string        // this drover node: IDs and ownership
-	Network string        // Docker network whose address is published
-	Resync  time.Duration // full pass period (default 30 s)
+	Node    string // this drover node: IDs and ownership
+	Network string // Docker network whose address is published
+	// AddressMode is the agent's default address mode ("" is auto); labels
+	// choose per container (drover.address).
+	AddressMode AddressMode
+	// HostAddr is the host's address for published ports, asked on every
+	// pass (the underlay address may move); nil or invalid: unknown.
+	HostAddr func() netip.Addr
+	Resync   time.Duration // full pass period (default 30 s)
 	// Checks turns a registration into its Consul checks (healthcheck owns
 	// the check definitions; the wiring passes healthcheck.ConsulChecks).
 	Checks func(Registration) api.AgentServiceChecks
@@ -76,8 +83,13 @@ type SyncStatus struct {
 	Registrations []string `json:"registrations"` // IDs registered now
 	// Failed are registrations the last pass wanted but Consul refused
 	// ("ID: error"); they are not in Registrations and are retried.
-	Failed       []string      `json:"failed,omitempty"`
-	Problems     []Problem     `json:"problems"`
+	Failed   []string  `json:"failed,omitempty"`
+	Problems []Problem `json:"problems"`
+	// Placed says where each registration's address comes from
+	// ("ID: mode address:port (why)").
+	Placed []string `json:"placed,omitempty"`
+	// Warnings are registered ports with a setting drover did not follow.
+	Warnings     []Problem     `json:"warnings,omitempty"`
 	Writes       int           `json:"consul_writes"` // registrations, deregistrations, TTL updates since start
 	Passes       int           `json:"passes"`
 	LastPass     time.Time     `json:"last_pass"`
@@ -252,7 +264,11 @@ func (s *Sync) pass(ctx context.Context) error {
 	for i, r := range inspected {
 		cs[i] = ContainerFromInspect(r)
 	}
-	desired, problems := Registrations(s.opt.Node, s.opt.Network, cs)
+	place := Placement{Node: s.opt.Node, Network: s.opt.Network, Mode: s.opt.AddressMode}
+	if s.opt.HostAddr != nil {
+		place.HostAddr = s.opt.HostAddr()
+	}
+	desired, problems := Place(place, cs)
 	owned := s.owned(services)
 	now := time.Now()
 	var graceEnd time.Time
@@ -304,7 +320,11 @@ func (s *Sync) pass(ctx context.Context) error {
 		if r.DockerHealth && s.opt.DockerCheckID != nil {
 			s.ttlAt[s.opt.DockerCheckID(r.ID)] = s.opt.Now()
 		}
-		changes = append(changes, "register "+r.ID+" "+r.Name+" "+r.Address.String()+":"+strconv.Itoa(r.Port))
+		changes = append(changes, "register "+r.ID+" "+r.Name+" "+r.Address.String()+":"+strconv.Itoa(r.Port)+" ("+string(r.AddressMode)+")")
+		for _, w := range r.Warnings {
+			// Said when the registration is written: once per change.
+			s.opt.Log.Warn("registered without following a setting", "service", r.Name, "id", r.ID, "container", r.Meta["container_name"], "reason", w)
+		}
 	}
 	for _, id := range sortedIDs(owned) {
 		if want[id] {
@@ -331,6 +351,7 @@ func (s *Sync) pass(ctx context.Context) error {
 	s.status.Problems = problems
 	s.status.Owned = len(owned)
 	s.status.Registrations = s.status.Registrations[:0]
+	s.status.Placed, s.status.Warnings = nil, nil
 	s.status.Failed = nil
 	for _, r := range desired {
 		if msg, bad := failed[r.ID]; bad {
@@ -338,6 +359,10 @@ func (s *Sync) pass(ctx context.Context) error {
 			continue
 		}
 		s.status.Registrations = append(s.status.Registrations, r.ID)
+		s.status.Placed = append(s.status.Placed, fmt.Sprintf("%s: %s %s (%s)", r.ID, r.AddressMode, netip.AddrPortFrom(r.Address, uint16(r.Port)), r.AddressWhy))
+		for _, w := range r.Warnings {
+			s.status.Warnings = append(s.status.Warnings, Problem{ContainerID: r.Meta["container_id"], ContainerName: r.Meta["container_name"], Port: r.ContainerPort, Reason: w})
+		}
 	}
 	if len(changes) > 0 {
 		s.status.Applied = changes
@@ -369,7 +394,7 @@ func (s *Sync) owned(all map[string]*api.AgentService) map[string]*api.AgentServ
 	prefix := "drover:" + s.opt.Node + ":"
 	out := map[string]*api.AgentService{}
 	for id, svc := range all {
-		if strings.HasPrefix(id, prefix) && svc.Meta[MetaNode] == s.opt.Node {
+		if (strings.HasPrefix(id, prefix) || svc.Meta[MetaOwnID] == "true") && svc.Meta[MetaNode] == s.opt.Node {
 			out[id] = svc
 		}
 	}

@@ -61,6 +61,12 @@ func checkValue(key string, s setting) *fault {
 		_, f = parseHSTS(s)
 	case "weight":
 		_, f = parseIntRange(s, 0, maxWeight)
+	case "address":
+		f = oneOf(s, "auto", "overlay", "host", "container")
+	case "address.network":
+		if s.value == "" || len(s.value) > 128 {
+			f = badf(s, "want a Docker network name")
+		}
 	case "ignore":
 		// checked by ignored
 	default:

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -38,22 +39,44 @@ func ConsulChecks(r discovery.Registration) api.AgentServiceChecks {
 	var out api.AgentServiceChecks
 	target := net.JoinHostPort(r.Address.String(), strconv.Itoa(r.Port))
 	c := r.Check
+	deregister := DeregisterAfter
+	if c.DeregisterAfter > 0 {
+		deregister = c.DeregisterAfter.String()
+	}
 	base := api.AgentServiceCheck{
 		Interval:                       c.Interval.String(),
 		Timeout:                        c.Timeout.String(),
 		SuccessBeforePassing:           c.Rise,
 		FailuresBeforeCritical:         c.Fall,
-		DeregisterCriticalServiceAfter: DeregisterAfter,
+		DeregisterCriticalServiceAfter: deregister,
+		Status:                         c.InitialStatus,
+	}
+	method := c.Method
+	if method == "" {
+		method = "GET"
 	}
 	switch c.Kind {
-	case "http":
+	case "http", "https":
 		ck := base
-		ck.CheckID, ck.Name, ck.HTTP = r.ID+":http", "HTTP GET "+c.Path, "http://"+target+c.Path
+		ck.CheckID, ck.Name, ck.HTTP = r.ID+":"+c.Kind, strings.ToUpper(c.Kind)+" "+method+" "+c.Path, c.Kind+"://"+target+c.Path
+		ck.Method, ck.TLSSkipVerify = c.Method, c.TLSSkipVerify
 		out = append(out, &ck)
 	case "tcp":
 		ck := base
 		ck.CheckID, ck.Name, ck.TCP = r.ID+":tcp", "TCP connect "+target, target
 		out = append(out, &ck)
+	case "grpc":
+		ck := base
+		ck.CheckID, ck.Name, ck.GRPC = r.ID+":grpc", "gRPC health "+target, target
+		ck.GRPCUseTLS, ck.TLSSkipVerify = c.GRPCUseTLS, c.TLSSkipVerify
+		out = append(out, &ck)
+	case "ttl":
+		// The application passes it itself (Consul's /v1/agent/check/pass).
+		out = append(out, &api.AgentServiceCheck{
+			CheckID: r.ID + ":ttl", Name: "TTL " + c.TTL.String() + " (passed by the application)",
+			TTL: c.TTL.String(), Status: c.InitialStatus, DeregisterCriticalServiceAfter: deregister,
+			Notes: "registered by drover from SERVICE_CHECK_TTL; the application updates it",
+		})
 	}
 	if r.DockerHealth {
 		out = append(out, &api.AgentServiceCheck{

@@ -25,11 +25,26 @@ func TestConsulChecks(t *testing.T) {
 	none.Check.Kind = "none"
 	docker := none
 	docker.DockerHealth, docker.DockerStatus = true, "unhealthy"
+	https := base
+	https.Check.Kind, https.Check.Path, https.Check.Method, https.Check.TLSSkipVerify = "https", "/h", "HEAD", true
+	https.Check.InitialStatus, https.Check.DeregisterAfter = "passing", 10*time.Minute
+	ttl := base
+	ttl.Check.Kind, ttl.Check.TTL = "ttl", 30*time.Second
+	grpc := base
+	grpc.Check.Kind, grpc.Check.GRPCUseTLS = "grpc", true
 	cases := []struct {
 		name string
 		reg  discovery.Registration
 		want api.AgentServiceChecks
 	}{
+		{"https from registrator's keys", https, api.AgentServiceChecks{{CheckID: "drover:h1:abc:8080:https", Name: "HTTPS HEAD /h",
+			HTTP: "https://10.42.1.2:8080/h", Method: "HEAD", TLSSkipVerify: true, Status: "passing", Interval: "2s", Timeout: "1s",
+			SuccessBeforePassing: 2, FailuresBeforeCritical: 3, DeregisterCriticalServiceAfter: "10m0s"}}},
+		{"ttl: passed by the application", ttl, api.AgentServiceChecks{{CheckID: "drover:h1:abc:8080:ttl", Name: "TTL 30s (passed by the application)",
+			TTL: "30s", DeregisterCriticalServiceAfter: DeregisterAfter, Notes: "registered by drover from SERVICE_CHECK_TTL; the application updates it"}}},
+		{"grpc", grpc, api.AgentServiceChecks{{CheckID: "drover:h1:abc:8080:grpc", Name: "gRPC health 10.42.1.2:8080",
+			GRPC: "10.42.1.2:8080", GRPCUseTLS: true, Interval: "2s", Timeout: "1s", SuccessBeforePassing: 2, FailuresBeforeCritical: 3,
+			DeregisterCriticalServiceAfter: DeregisterAfter}}},
 		{"tcp", base, api.AgentServiceChecks{{CheckID: "drover:h1:abc:8080:tcp", Name: "TCP connect 10.42.1.2:8080",
 			TCP: "10.42.1.2:8080", Interval: "2s", Timeout: "1s", SuccessBeforePassing: 2, FailuresBeforeCritical: 3,
 			DeregisterCriticalServiceAfter: DeregisterAfter}}},

@@ -96,8 +96,11 @@ type LB struct {
 // Check is a health check definition: discovery hands it to Consul and
 // writes it into meta, and the lb runs the same check from HAProxy.
 type Check struct {
-	Kind     string        // "http", "tcp" or "none"
-	Path     string        // HTTP path, starting with "/"
+	// Kind is "http", "tcp" or "none", or one Consul runs but HAProxy
+	// does not ("https", "ttl", "grpc", from registrator's keys): for
+	// those the meta says "none" and the lb follows Consul's state.
+	Kind     string
+	Path     string        // HTTP(S) path, starting with "/"
 	Interval time.Duration // between probes
 	Timeout  time.Duration // per probe, < Interval
 	Rise     int           // consecutive successes before passing (≥ 1)
@@ -107,6 +110,24 @@ type Check struct {
 	// start is not marked critical by failures it cannot help. It is not
 	// part of the meta (HAProxy has no use for it).
 	Grace time.Duration
+
+	// Consul-only settings (registrator's keys); not part of the meta.
+	Method          string        // HTTP(S) method; "" is GET
+	TTL             time.Duration // for Kind "ttl": the application passes it itself
+	TLSSkipVerify   bool          // https, grpc with TLS
+	GRPCUseTLS      bool          // grpc
+	InitialStatus   string        // "passing", "warning" or "critical"; "" is drover's own judgment
+	DeregisterAfter time.Duration // 0 is drover's default
+}
+
+// HAProxyKind is the kind of check HAProxy runs for c: the check kinds it
+// cannot run itself become "none" (the lb then follows Consul's state).
+func (c Check) HAProxyKind() string {
+	switch c.Kind {
+	case "http", "tcp":
+		return c.Kind
+	}
+	return "none"
 }
 
 // Encode writes l and c into meta in their canonical form. It writes
@@ -148,16 +169,23 @@ func Encode(meta map[string]string, l *LB, c Check) {
 		meta[KeyLBHSTS] = FormatDuration(l.HSTS)
 	}
 	meta[KeyWeight] = strconv.Itoa(l.Weight)
-	meta[KeyCheckKind] = c.Kind
-	if c.Kind == "http" {
+	kind := c.HAProxyKind()
+	meta[KeyCheckKind] = kind
+	if kind == "http" {
 		meta[KeyCheckPath] = c.Path
 	}
-	if c.Kind != "none" {
+	if kind != "none" {
 		meta[KeyCheckInterval] = FormatDuration(c.Interval)
 		meta[KeyCheckTimeout] = FormatDuration(c.Timeout)
 		meta[KeyCheckRise] = strconv.Itoa(c.Rise)
 		meta[KeyCheckFall] = strconv.Itoa(c.Fall)
 	}
+}
+
+// Reserved reports whether k is a meta key of the contract (or in its
+// lb_/check_ namespaces), which labels may not set as attributes.
+func Reserved(k string) bool {
+	return k == KeyWeight || strings.HasPrefix(k, "lb"+"_") || strings.HasPrefix(k, "check"+"_")
 }
 
 // AsksForLB reports whether meta asks for a load balancer.
