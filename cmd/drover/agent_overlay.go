@@ -216,3 +216,16 @@ func (an announcer) Withdraw(ctx context.Context) error {
 func kvPair(key string, v []byte, idx uint64) *api.KVPair {
 	return &api.KVPair{Key: key, Value: v, ModifyIndex: idx}
 }
+
+// hostAddr is the address registered for published ports: --advertise-addr,
+// else the address other hosts reach this one's WireGuard at (it follows
+// the underlay).
+func (a *agent) hostAddr() netip.Addr {
+	if ip, err := netip.ParseAddr(a.cfg.AdvertiseIP); err == nil {
+		return ip
+	}
+	if a.overlay == nil {
+		return netip.Addr{}
+	}
+	return a.overlay.Endpoint().Addr()
+}

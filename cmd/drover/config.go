@@ -4,11 +4,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/BurntSushi/toml"
 	"net"
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/drover-net/drover/discovery"
 )
 
 // Config is the agent's configuration. Every field has a flag, a DROVER_*
@@ -32,6 +34,8 @@ type Config struct {
 	Resync       time.Duration // full reconcile period
 	Network      string        // Docker bridge network for containers
 	Bridge       string        // Linux bridge name of that network
+	AddrMode     string        // how registrations get their address: auto, overlay, host or container
+	AdvertiseIP  string        // host address registered for published ports; empty: the endpoint's address
 	StatusSocket string        // local status API (unix socket, 0600)
 	MetricsAddr  string        // Prometheus /metrics, /healthz, /readyz; empty disables
 	Confdir      string        // confgen: directory with conf.d/ and templates/; empty: no confgen in the agent
@@ -72,6 +76,7 @@ func DefaultConfig() Config {
 		PeerTimeout:  24 * time.Hour,
 		Resync:       30 * time.Second,
 		Network:      "drover",
+		AddrMode:     "auto",
 		Bridge:       "drover-br",
 		StatusSocket: "/run/drover/drover.sock",
 		MetricsAddr:  "127.0.0.1:9714",
@@ -110,6 +115,8 @@ func agentFlags(fs *flag.FlagSet, cfg *Config) *string {
 	fs.DurationVar(&cfg.Resync, "resync", cfg.Resync, "full reconcile period")
 	fs.StringVar(&cfg.Network, "network", cfg.Network, "Docker bridge network that gets this host's subnet")
 	fs.StringVar(&cfg.Bridge, "bridge", cfg.Bridge, "Linux bridge name of that network")
+	fs.StringVar(&cfg.AddrMode, "address-mode", cfg.AddrMode, "where containers are registered unless drover.address says otherwise: auto (overlay address on --network, else the host's address and the published port), overlay, host (registrator's default) or container (the container's own address, registrator's -internal)")
+	fs.StringVar(&cfg.AdvertiseIP, "advertise-addr", cfg.AdvertiseIP, "host address registered for published ports, like registrator's -ip (default: the address of --endpoint)")
 	fs.StringVar(&cfg.StatusSocket, "status-socket", cfg.StatusSocket, "unix socket of the local status API")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "address of the Prometheus /metrics, /healthz and /readyz endpoints (empty: off)")
 	fs.StringVar(&cfg.Confdir, "confdir", cfg.Confdir, "run confgen in the agent over this directory's conf.d/ and templates/ (empty: off)")
@@ -222,6 +229,14 @@ func (c Config) Validate() error {
 	}
 	if c.Network == "" || c.Bridge == "" || len(c.Bridge) > 15 {
 		bad("--network must be set and --bridge 1-15 characters")
+	}
+	if _, err := discovery.ParseAddressMode(c.AddrMode); err != nil {
+		bad("--address-mode %q: want auto, overlay, host or container", c.AddrMode)
+	}
+	if c.AdvertiseIP != "" {
+		if a, err := netip.ParseAddr(c.AdvertiseIP); err != nil || !a.Is4() || a.IsLoopback() || a.IsUnspecified() {
+			bad("--advertise-addr %q: want an IPv4 address other hosts reach (not loopback)", c.AdvertiseIP)
+		}
 	}
 	if c.MetricsAddr != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {

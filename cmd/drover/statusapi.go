@@ -220,8 +220,17 @@ func printStatus(w io.Writer, r StatusReport) {
 	}
 	d := r.Sync
 	fmt.Fprintf(w, "\nservices registered by this node: %d (consul writes %d, passes %d)\n", len(d.Registrations), d.Writes, d.Passes)
-	for _, id := range d.Registrations {
-		fmt.Fprintf(w, "  %s\n", id)
+	if len(d.Placed) == len(d.Registrations) {
+		for _, pl := range d.Placed {
+			fmt.Fprintf(w, "  %s\n", pl) // ID: mode address:port (why)
+		}
+	} else {
+		for _, id := range d.Registrations {
+			fmt.Fprintf(w, "  %s\n", id)
+		}
+	}
+	for _, p := range d.Warnings {
+		fmt.Fprintf(w, "REGISTERED, NOT AS ASKED container %s port %d: %s\n", p.ContainerName, p.Port, p.Reason)
 	}
 	for _, f := range d.Failed {
 		fmt.Fprintf(w, "NOT REGISTERED (Consul refused; retried) %s\n", f)

@@ -111,7 +111,7 @@ func TestRecords(t *testing.T) {
 		harness.Eventually(t, 10*time.Second, "h2's web instance passing", func() error {
 			out, err := sb.Output(ctx, "h1", "drover", "services", "web")
 			for _, l := range strings.Split(out, "\n") {
-				if f := strings.Fields(l); len(f) >= 4 && f[2] == "h2" && strings.Contains(l, "passing") && !strings.Contains(l, "critical") {
+				if f := strings.Fields(l); len(f) >= 5 && f[3] == "h2" && strings.Contains(l, "passing") && !strings.Contains(l, "critical") {
 					return nil
 				}
 			}
