@@ -41,6 +41,10 @@ type Placement struct {
 	Node    string
 	Network string      // the overlay network ("drover")
 	Mode    AddressMode // the agent's default; "" is auto
+	// All registers every running container, labelled or not, as
+	// registrator does by default (--register all); an unlabelled one with
+	// nothing to register is skipped without a problem.
+	All bool
 	// HostAddr is the host's address for published ports (--advertise-addr,
 	// else the address other hosts reach this one at); invalid: unknown.
 	HostAddr netip.Addr
@@ -82,9 +86,9 @@ func (r *labelReader) address(p Placement, port int) (address, *fault) {
 		case published:
 			mode, from = AddressHost, "auto: not on the "+p.Network+" network"
 		case len(c.Published) == 0:
-			return address{}, &fault{reason: fmt.Sprintf("not attached to the %s network, and no port is published (see drover.address)", p.Network)}
+			return address{}, &fault{quiet: true, reason: fmt.Sprintf("not attached to the %s network, and no port is published (see drover.address)", p.Network)}
 		default:
-			return address{}, &fault{perPort: true, reason: fmt.Sprintf("not attached to the %s network, and port %d is %s: attach it, publish the port, or set drover.address=container", p.Network, port, unpublished)}
+			return address{}, &fault{perPort: true, quiet: true, reason: fmt.Sprintf("not attached to the %s network, and port %d is %s: attach it, publish the port, or set drover.address=container", p.Network, port, unpublished)}
 		}
 	}
 	switch mode {
@@ -96,12 +100,12 @@ func (r *labelReader) address(p Placement, port int) (address, *fault) {
 	case AddressHost:
 		b, ok := c.Published[port]
 		if !ok {
-			return address{}, &fault{perPort: true, reason: fmt.Sprintf("port %d is %s (%s is host): publish it with -p", port, unpublished, from)}
+			return address{}, &fault{perPort: true, quiet: true, reason: fmt.Sprintf("port %d is %s (%s is host): publish it with -p", port, unpublished, from)}
 		}
 		ip := b.IP
 		switch {
 		case ip.IsValid() && ip.IsLoopback():
-			return address{}, &fault{perPort: true, reason: fmt.Sprintf("port %d is published on %s only, which other hosts cannot reach", port, ip)}
+			return address{}, &fault{perPort: true, quiet: true, reason: fmt.Sprintf("port %d is published on %s only, which other hosts cannot reach", port, ip)}
 		case !ip.IsValid():
 			if !p.HostAddr.IsValid() {
 				return address{}, &fault{perPort: true, reason: "the host's address is not known yet (set --advertise-addr)"}

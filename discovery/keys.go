@@ -47,6 +47,10 @@ func (s setting) bad(want string) fault {
 type fault struct {
 	perPort bool
 	reason  string
+	// quiet: nothing to register rather than something wrong (no port
+	// published, as registrator skips it); unlabelled containers that
+	// --register all brings in are skipped without a problem.
+	quiet bool
 }
 
 // labelReader reads the settings of one container.

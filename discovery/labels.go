@@ -70,7 +70,8 @@ func ServiceID(node, containerID string, port int) string {
 
 // containerRegistrations is Registrations for one container.
 func containerRegistrations(p Placement, c Container) ([]Registration, []Problem) {
-	if !c.Running || !labelled(c) {
+	asked := labelled(c)
+	if !c.Running || !asked && !p.All {
 		return nil, nil
 	}
 	r := newLabelReader(c)
@@ -103,6 +104,9 @@ func containerRegistrations(p Placement, c Container) ([]Registration, []Problem
 	}
 
 	ports, unused, portFault := r.ports()
+	if portFault == noPorts && !asked {
+		return nil, nil
+	}
 	if portFault != "" {
 		addContainer(portFault)
 	}
@@ -129,6 +133,9 @@ func containerRegistrations(p Placement, c Container) ([]Registration, []Problem
 		a, f := r.address(p, port)
 		if f == nil {
 			at = append(at, placed{port, a})
+			continue
+		}
+		if f.quiet && !asked {
 			continue
 		}
 		if !f.perPort {

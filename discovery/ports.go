@@ -7,6 +7,10 @@ import (
 	"strings"
 )
 
+// noPorts is ports' fault for a container with registrator's rules and no
+// port at all.
+const noPorts = "no exposed or published ports"
+
 type unusedPort struct {
 	port   int
 	reason string
@@ -51,7 +55,7 @@ func (r *labelReader) ports() (ports []int, unused []unusedPort, fault string) {
 			}
 		}
 		if len(ports) == 0 {
-			return nil, unused, "no exposed or published ports"
+			return nil, unused, noPorts
 		}
 		return ports, unused, ""
 	}

@@ -304,3 +304,31 @@ func TestContainerFromInspectPublished(t *testing.T) {
 		t.Errorf("--net=host: published (-want +got):\n%s", diff)
 	}
 }
+
+// TestRegisterAll: --register all takes every running container, as
+// registrator does by default: published ports at the host's address, named
+// after the image; one with nothing published is skipped without a
+// problem, and a labelled one keeps its problems.
+func TestRegisterAll(t *testing.T) {
+	place := Placement{Node: testNode, Network: testNetwork, HostAddr: hostAddr, All: true}
+	plain := named(bridged(ctr(), 18080, 8080, 18443, 8443), "plain", "aaaaaaaaaaaa0001")
+	quiet := named(bridged(ctr()), "quiet", "bbbbbbbbbbbb0002")
+	bad := named(bridged(ctr("SERVICE_NAME", "Bad")), "bad", "cccccccccccc0003")
+	got, problems := Place(place, []Container{plain, quiet, bad})
+	want := []Registration{
+		wantReg(plain, 8080, "web-8080", at("10.99.0.11", 18080, AddressHost, "auto: not on the drover network; port 8080 published as 18080")),
+		wantReg(plain, 8443, "web-8443", at("10.99.0.11", 18443, AddressHost, "auto: not on the drover network; port 8443 published as 18443")),
+	}
+	for i := range want {
+		want[i].ContainerPort = []int{8080, 8443}[i]
+	}
+	if diff := cmp.Diff(want, got, labelsCmp, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("registrations (-want +got):\n%s", diff)
+	}
+	if diff := diffProblems([]Problem{prob(bad, 0, `SERVICE_NAME "Bad": want a name`), prob(bad, 0, "not attached to the drover network, and no port is published")}, problems); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
+	}
+	if got, _ := Place(Placement{Node: testNode, Network: testNetwork, HostAddr: hostAddr}, []Container{plain}); len(got) != 0 {
+		t.Errorf("without All an unlabelled container was registered: %v", got)
+	}
+}

@@ -48,6 +48,8 @@ type SyncOptions struct {
 	// AddressMode is the agent's default address mode ("" is auto); labels
 	// choose per container (drover.address).
 	AddressMode AddressMode
+	// RegisterAll registers unlabelled containers too (--register all).
+	RegisterAll bool
 	// HostAddr is the host's address for published ports, asked on every
 	// pass (the underlay address may move); nil or invalid: unknown.
 	HostAddr func() netip.Addr
@@ -264,7 +266,7 @@ func (s *Sync) pass(ctx context.Context) error {
 	for i, r := range inspected {
 		cs[i] = ContainerFromInspect(r)
 	}
-	place := Placement{Node: s.opt.Node, Network: s.opt.Network, Mode: s.opt.AddressMode}
+	place := Placement{Node: s.opt.Node, Network: s.opt.Network, Mode: s.opt.AddressMode, All: s.opt.RegisterAll}
 	if s.opt.HostAddr != nil {
 		place.HostAddr = s.opt.HostAddr()
 	}

@@ -126,7 +126,7 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	a.sync = discovery.NewSync(discovery.SyncOptions{
 		Node: a.cfg.NodeName, Network: a.cfg.Network, Resync: a.cfg.Resync,
-		AddressMode: discovery.AddressMode(a.cfg.AddrMode), HostAddr: a.hostAddr,
+		AddressMode: discovery.AddressMode(a.cfg.AddrMode), HostAddr: a.hostAddr, RegisterAll: a.cfg.Register == "all",
 		Checks: healthcheck.ConsulChecks, FirstJudgment: healthcheck.FirstJudgment,
 		DockerCheckID: healthcheck.DockerCheckID, DockerStatus: healthcheck.DockerStatus, DockerRefresh: healthcheck.DockerRefresh,
 		Log: log.With("component", "discovery"),

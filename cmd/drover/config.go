@@ -36,6 +36,7 @@ type Config struct {
 	Bridge       string        // Linux bridge name of that network
 	AddrMode     string        // how registrations get their address: auto, overlay, host or container
 	AdvertiseIP  string        // host address registered for published ports; empty: the endpoint's address
+	Register     string        // labelled (containers with drover.* or SERVICE_* keys) or all (registrator's default)
 	StatusSocket string        // local status API (unix socket, 0600)
 	MetricsAddr  string        // Prometheus /metrics, /healthz, /readyz; empty disables
 	Confdir      string        // confgen: directory with conf.d/ and templates/; empty: no confgen in the agent
@@ -77,6 +78,7 @@ func DefaultConfig() Config {
 		Resync:       30 * time.Second,
 		Network:      "drover",
 		AddrMode:     "auto",
+		Register:     "labelled",
 		Bridge:       "drover-br",
 		StatusSocket: "/run/drover/drover.sock",
 		MetricsAddr:  "127.0.0.1:9714",
@@ -116,6 +118,7 @@ func agentFlags(fs *flag.FlagSet, cfg *Config) *string {
 	fs.StringVar(&cfg.Network, "network", cfg.Network, "Docker bridge network that gets this host's subnet")
 	fs.StringVar(&cfg.Bridge, "bridge", cfg.Bridge, "Linux bridge name of that network")
 	fs.StringVar(&cfg.AddrMode, "address-mode", cfg.AddrMode, "where containers are registered unless drover.address says otherwise: auto (overlay address on --network, else the host's address and the published port), overlay, host (registrator's default) or container (the container's own address, registrator's -internal)")
+	fs.StringVar(&cfg.Register, "register", cfg.Register, "which containers are registered: labelled (drover.* labels or registrator's SERVICE_NAME/_TAGS/_CHECK_*/_IGNORE) or all (every container with a port to register, named after its image, as registrator does by default)")
 	fs.StringVar(&cfg.AdvertiseIP, "advertise-addr", cfg.AdvertiseIP, "host address registered for published ports, like registrator's -ip (default: the address of --endpoint)")
 	fs.StringVar(&cfg.StatusSocket, "status-socket", cfg.StatusSocket, "unix socket of the local status API")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "address of the Prometheus /metrics, /healthz and /readyz endpoints (empty: off)")
@@ -232,6 +235,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := discovery.ParseAddressMode(c.AddrMode); err != nil {
 		bad("--address-mode %q: want auto, overlay, host or container", c.AddrMode)
+	}
+	if c.Register != "labelled" && c.Register != "all" {
+		bad("--register %q: want labelled or all", c.Register)
 	}
 	if c.AdvertiseIP != "" {
 		if a, err := netip.ParseAddr(c.AdvertiseIP); err != nil || !a.Is4() || a.IsLoopback() || a.IsUnspecified() {

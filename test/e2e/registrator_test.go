@@ -145,4 +145,34 @@ func TestRegistratorFleet(t *testing.T) {
 			t.Errorf("h2's agent log does not say why the script check is missing (%v)", err)
 		}
 	})
+
+	t.Run("--register all: an unlabelled container with a published port, named after its image, as registrator does", func(t *testing.T) {
+		run("h2", "--name", "plainpub", "-p", "18082:8080")
+		time.Sleep(2 * time.Second) // a labelled-only agent's passes: still nothing
+		if es, err := healthService(ctx, sb, "h1", "drover-demo", false); err != nil || len(es) != 0 {
+			t.Fatalf("before --register all: %d drover-demo instances (%v)", len(es), err)
+		}
+		if _, err := sb.Kill("h2", sandbox.ProcAgent); err != nil {
+			t.Fatal(err)
+		}
+		if err := sb.Start(ctx, "h2", sandbox.ProcAgent, "--register", "all"); err != nil {
+			t.Fatal(err)
+		}
+		harness.Eventually(t, 15*time.Second, "plainpub registered", func() error {
+			e, err := instance("drover-demo", false)
+			if err != nil {
+				return err
+			}
+			if e.Service.Address != h2Addr || e.Service.Port != 18082 || e.Service.Meta["container_name"] != "plainpub" {
+				return fmt.Errorf("drover-demo at %s:%d (%s)", e.Service.Address, e.Service.Port, e.Service.Meta["container_name"])
+			}
+			return nil
+		})
+		// The labelled ones are still there, unchanged.
+		for _, name := range []string{"legacy", "pub", "internal", "scripty"} {
+			if _, err := instance(name, false); err != nil {
+				t.Errorf("after the restart with --register all: %v", err)
+			}
+		}
+	})
 }
