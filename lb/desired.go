@@ -46,6 +46,32 @@ type Edge struct {
 	// HardStopAfter bounds how long an old HAProxy worker keeps its
 	// connections after a reload (default 15m).
 	HardStopAfter time.Duration
+	// MaxReloads is HAProxy's mworker-max-reloads: a worker that has lived
+	// through more reloads is stopped, its connections cut. 0 is
+	// MaxReloadsFor(HardStopAfter, 2s).
+	MaxReloads int
+}
+
+// Bounds of Edge.MaxReloads.
+const (
+	minMaxReloads = 50
+	maxMaxReloads = 1000
+)
+
+// MaxReloadsFor is the mworker-max-reloads that lets a connection live
+// until hard-stop-after however often drover reloads: one reload per
+// reload interval at most, so hardStop/interval reloads (plus one), within
+// 50..1000. Old workers exist only while they hold connections, so a higher
+// bound costs memory only when long connections meet frequent reloads.
+func MaxReloadsFor(hardStop, interval time.Duration) int {
+	if hardStop <= 0 {
+		hardStop = DefaultHardStopAfter
+	}
+	if interval <= 0 {
+		interval = 2 * time.Second
+	}
+	n := int((hardStop+interval-1)/interval) + 1
+	return max(minMaxReloads, min(maxMaxReloads, n))
 }
 
 func (o Options) withDefaults() Options {
@@ -66,6 +92,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Edge.HardStopAfter <= 0 {
 		o.Edge.HardStopAfter = DefaultHardStopAfter
+	}
+	if o.Edge.MaxReloads <= 0 {
+		o.Edge.MaxReloads = MaxReloadsFor(o.Edge.HardStopAfter, 0)
 	}
 	return o
 }
@@ -188,6 +217,9 @@ func (s State) normal() State {
 	}
 	if c.Edge.HardStopAfter <= 0 {
 		c.Edge.HardStopAfter = DefaultHardStopAfter // what Render writes
+	}
+	if c.Edge.MaxReloads <= 0 {
+		c.Edge.MaxReloads = MaxReloadsFor(c.Edge.HardStopAfter, 0) // what Render writes
 	}
 	for i := range c.Backends {
 		if c.Backends[i].TunnelTimeout <= 0 {

@@ -50,7 +50,11 @@ func Render(s State, g Globals) []byte {
 	}
 	w("    hard-stop-after %s", fmtDur(hs))
 	w("    close-spread-time 5s")
-	w("    mworker-max-reloads 50")
+	mr := s.Edge.MaxReloads
+	if mr <= 0 {
+		mr = MaxReloadsFor(hs, 0)
+	}
+	w("    mworker-max-reloads %d", mr)
 	w("    server-state-file %s", g.StateFile)
 	// Mozilla's "intermediate" TLS: 1.2 and 1.3, forward secrecy, AEAD.
 	w("    ssl-default-bind-ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")

@@ -224,3 +224,20 @@ func TestRenderAccessLog(t *testing.T) {
 		t.Fatalf("haproxy -c: %v\n%s", err, out)
 	}
 }
+
+func TestMaxReloadsFor(t *testing.T) {
+	for _, c := range []struct {
+		hardStop, interval time.Duration
+		want               int
+	}{
+		{15 * time.Minute, 2 * time.Second, 451}, // the defaults
+		{15 * time.Minute, time.Second, 901},
+		{time.Hour, time.Second, 1000}, // capped
+		{30 * time.Second, 2 * time.Second, 50},
+		{0, 0, 451},
+	} {
+		if got := MaxReloadsFor(c.hardStop, c.interval); got != c.want {
+			t.Errorf("MaxReloadsFor(%s, %s) = %d, want %d", c.hardStop, c.interval, got, c.want)
+		}
+	}
+}

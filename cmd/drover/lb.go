@@ -91,7 +91,8 @@ func (a *agent) startLB() (*lb.Controller, error) {
 	return lb.NewController(lb.ControllerOptions{
 		Desired: lb.Options{HTTPPort: a.cfg.LBHTTPPort, HTTPSPort: a.cfg.LBHTTPSPort, SlotsMin: a.cfg.LBSlots, Own: hostAddrs(a.log),
 			Allow: allow, TunnelTimeout: a.cfg.LBTunnel,
-			Edge: lb.Edge{TrustedProxies: trusted, AcceptProxy: a.cfg.LBAcceptPrx, HardStopAfter: a.cfg.LBHardStop}},
+			Edge: lb.Edge{TrustedProxies: trusted, AcceptProxy: a.cfg.LBAcceptPrx, HardStopAfter: a.cfg.LBHardStop,
+				MaxReloads: lb.MaxReloadsFor(a.cfg.LBHardStop, a.cfg.LBReloadMin)}},
 		PortFree:          portFree,
 		MinReloadInterval: a.cfg.LBReloadMin,
 		Confirm:           a.cfg.LBConfirm,

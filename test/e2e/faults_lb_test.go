@@ -18,6 +18,7 @@ import (
 
 	"github.com/drover-net/drover/discovery"
 	"github.com/drover-net/drover/discovery/contract"
+	"github.com/drover-net/drover/lb"
 	"github.com/drover-net/drover/test/harness"
 	"github.com/drover-net/drover/test/sandbox"
 )
@@ -666,8 +667,8 @@ func faultT18(ctx context.Context, t *testing.T, sb *sandbox.Sandbox) {
 		Promises: []string{"P3"},
 		Figures: kv("changes", changes, "reloads", reloads, "failed", fmt.Sprintf("%d/%d", r.Failed, r.OK+r.Failed), "p99_ms", fmt.Sprintf("%.0f", r.P99),
 			"long_failed", fmt.Sprintf("%d/20", longFailed), "max_old_workers", maxOld, "failed_reloads", failedReloads),
-		Target: "failed=0 long_failed=0 failed_reloads=0 max_old_workers≤mworker-max-reloads(50) reloads≥changes/4 (the changes did reload)",
-		Pass:   r.Failed == 0 && longFailed == 0 && failedReloads == 0 && maxOld <= 50 && reloads >= int64(changes/4)}
+		Target: "failed=0 long_failed=0 failed_reloads=0 max_old_workers≤mworker-max-reloads(hard-stop-after/reload-interval+1, 50..1000) reloads≥changes/4 (the changes did reload)",
+		Pass:   r.Failed == 0 && longFailed == 0 && failedReloads == 0 && maxOld <= lb.MaxReloadsFor(lb.DefaultHardStopAfter, time.Second) && reloads >= int64(changes/4)}
 	if longErr != nil {
 		res.Note = "long download: " + longErr.Error()
 	}
