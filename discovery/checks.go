@@ -215,14 +215,10 @@ func regBool(s setting, ok bool) func(add func(*fault)) bool {
 // not know, sorted.
 func (r *labelReader) regCheckUnknown(port int) []setting {
 	var out []setting
-	seen := map[string]bool{}
-	for _, m := range []map[string]setting{r.regPort[port], r.regCommon} {
-		for _, k := range sortedKeys(m) {
-			if strings.HasPrefix(k, regCheck) && !regCheckKeys[k] && !seen[k] {
-				seen[k] = true
-				out = append(out, m[k])
-			}
+	r.eachReg(port, func(k string, s setting) {
+		if strings.HasPrefix(k, regCheck) && !regCheckKeys[k] {
+			out = append(out, s)
 		}
-	}
+	})
 	return out
 }

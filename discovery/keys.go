@@ -2,6 +2,8 @@ package discovery
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -137,6 +139,22 @@ func (r *labelReader) reg(port int, key string) (setting, bool) {
 	return s, ok
 }
 
+// eachReg calls f for every registrator key that applies to port, in key
+// order, the per-port one where both are set.
+func (r *labelReader) eachReg(port int, f func(key string, s setting)) {
+	keys := map[string]bool{}
+	for k := range r.regPort[port] {
+		keys[k] = true
+	}
+	for k := range r.regCommon {
+		keys[k] = true
+	}
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		s, _ := r.reg(port, k)
+		f(k, s)
+	}
+}
+
 // lookup returns drover.<port>.<key>, else drover.<key>.
 func (r *labelReader) lookup(port int, key string) (setting, bool) {
 	if s, ok := r.perPort[port][key]; ok {
@@ -186,7 +204,7 @@ func newLabelReader(c Container) *labelReader {
 		m   map[string]string
 		env bool
 	}{{c.Labels, false}, {c.Env, true}} { // labels first
-		for _, k := range sortedKeys(src.m) {
+		for _, k := range slices.Sorted(maps.Keys(src.m)) {
 			digits, key, ok := splitRegistrator(k)
 			if !ok {
 				continue

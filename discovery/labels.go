@@ -2,6 +2,8 @@ package discovery
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -97,7 +99,7 @@ func containerRegistrations(p Placement, c Container) ([]Registration, []Problem
 		addContainer(f.reason)
 	}
 	// Every container-wide drover label is checked, used or not.
-	for _, key := range sortedKeys(r.common) {
+	for _, key := range slices.Sorted(maps.Keys(r.common)) {
 		if f := checkValue(key, r.common[key]); f != nil {
 			addContainer(f.reason)
 		}
@@ -216,15 +218,6 @@ func uniqueIDs(regs []Registration) ([]Registration, []Problem) {
 	return out, problems
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // registration resolves the settings of one port. Faults with !perPort
 // skip the whole container.
 // group is true when the container registers several ports: under
@@ -252,7 +245,7 @@ func (r *labelReader) registration(node string, port int, group bool) (Registrat
 		Started:      c.StartedAt,
 	}
 	// Per-port labels: unknown keys and values on their own.
-	for _, key := range sortedKeys(r.perPort[port]) {
+	for _, key := range slices.Sorted(maps.Keys(r.perPort[port])) {
 		s := r.perPort[port][key]
 		if !droverKeys[key] {
 			add(&fault{perPort: true, reason: "unknown label " + s.key})
@@ -404,7 +397,7 @@ func metaLimits(meta map[string]string) []fault {
 	if len(meta)+metaHashPairs > metaMaxPairs {
 		out = append(out, fault{perPort: true, reason: fmt.Sprintf("%d meta pairs: Consul allows at most %d", len(meta)+metaHashPairs, metaMaxPairs)})
 	}
-	for _, k := range sortedKeys(meta) {
+	for _, k := range slices.Sorted(maps.Keys(meta)) {
 		if len(k) > metaMaxKey {
 			out = append(out, fault{perPort: true, reason: fmt.Sprintf("meta key %.20q… is %d bytes: Consul allows at most %d", k, len(k), metaMaxKey)})
 		}
@@ -429,30 +422,12 @@ const wantServiceID = "want 1 to 128 letters, digits and ._:@- not starting with
 // validServiceID is what SERVICE_ID may be: no '/' (Consul's API paths),
 // and not in drover's own ID space.
 func validServiceID(s string) bool {
-	if len(s) < 1 || len(s) > 128 || strings.HasPrefix(s, "drover:") {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("._:@-", c) >= 0) {
-			return false
-		}
-	}
-	return true
+	return len(s) >= 1 && len(s) <= 128 && !strings.HasPrefix(s, "drover:") && alnumOr(s, "._:@-")
 }
 
 // validMetaKey is Consul's rule for meta keys.
 func validMetaKey(k string) bool {
-	if k == "" || len(k) > metaMaxKey || strings.HasPrefix(k, "consul-") {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
+	return k != "" && len(k) <= metaMaxKey && !strings.HasPrefix(k, "consul-") && alnumOr(k, "_-")
 }
 
 // reservedMeta reports whether k is a meta key drover writes itself.
@@ -474,16 +449,12 @@ type attr struct {
 // reads (SERVICE_REGION=us2 → meta region=us2), per-port ones first.
 func (r *labelReader) attributes(port int) []attr {
 	var out []attr
-	seen := map[string]bool{}
-	for _, m := range []map[string]setting{r.regPort[port], r.regCommon} {
-		for _, k := range sortedKeys(m) {
-			switch {
-			case seen[k], k == regName, k == regTags, k == regID, k == regIgnore, strings.HasPrefix(k, regCheck):
-				continue
-			}
-			seen[k] = true
-			out = append(out, attr{strings.ToLower(k), m[k]})
+	r.eachReg(port, func(k string, s setting) {
+		switch {
+		case k == regName, k == regTags, k == regID, k == regIgnore, strings.HasPrefix(k, regCheck):
+			return
 		}
-	}
+		out = append(out, attr{strings.ToLower(k), s})
+	})
 	return out
 }

@@ -2,6 +2,8 @@ package discovery
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,12 +29,12 @@ type unusedPort struct {
 func (r *labelReader) ports() (ports []int, unused []unusedPort, fault string) {
 	perPort := map[int][]string{}
 	for p, m := range r.perPort {
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			perPort[p] = append(perPort[p], m[k].key)
 		}
 	}
 	for p, m := range r.regPort {
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			perPort[p] = append(perPort[p], m[k].key)
 		}
 	}

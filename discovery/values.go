@@ -2,6 +2,8 @@ package discovery
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -133,12 +135,15 @@ func imageName(image string) string {
 
 // validTag is ^[A-Za-z0-9._:=/-]{1,64}$.
 func validTag(s string) bool {
-	if len(s) < 1 || len(s) > maxTagLen {
-		return false
-	}
+	return len(s) >= 1 && len(s) <= maxTagLen && alnumOr(s, "._:=/-")
+}
+
+// alnumOr reports whether s has only ASCII letters, digits and bytes of
+// extra.
+func alnumOr(s, extra string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("._:=/-", c) >= 0) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(extra, c) >= 0) {
 			return false
 		}
 	}
@@ -162,7 +167,7 @@ func parseTags(s setting) ([]string, *fault) {
 	if len(set) == 0 {
 		return nil, nil
 	}
-	return sortedKeys(set), nil
+	return slices.Sorted(maps.Keys(set)), nil
 }
 
 const wantCheck = "want http:/path, tcp or none"

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/drover-net/drover/discovery"
+	"maps"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
+
+	"github.com/drover-net/drover/discovery"
 )
 
 // LeasePrefix is the Consul KV folder of subnet leases.
@@ -59,7 +62,7 @@ type Leases map[netip.Prefix]Lease
 func ParseLeases(kv map[string]KVEntry) (Leases, []string) {
 	out := Leases{}
 	var problems []string
-	for _, k := range sortedKeys(kv) {
+	for _, k := range slices.Sorted(maps.Keys(kv)) {
 		p, err := ParseLeaseKey(k)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("lease key %q: %v", k, err))
@@ -230,13 +233,4 @@ func Release(ctx context.Context, kv KV, p netip.Prefix, self Lease) error {
 		return fmt.Errorf("releasing lease %s: changed meanwhile or %v", p, err)
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

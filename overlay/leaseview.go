@@ -2,7 +2,9 @@ package overlay
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"sort"
 
 	"github.com/drover-net/drover/discovery"
@@ -32,7 +34,7 @@ const SerfAbsent = "record absent"
 // the serfHealth status of each Consul node (by name). It is pure.
 func DescribeLeases(kv map[string]KVEntry, nodes []discovery.Node, serf map[string]string) []LeaseInfo {
 	var out []LeaseInfo
-	for _, k := range sortedKeys(kv) {
+	for _, k := range slices.Sorted(maps.Keys(kv)) {
 		info := LeaseInfo{Index: kv[k].Index, Serf: SerfAbsent}
 		p, err := ParseLeaseKey(k)
 		if err != nil {

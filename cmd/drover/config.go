@@ -4,8 +4,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -179,7 +181,7 @@ func load(fs *flag.FlagSet, getenv func(string) string, file *string) error {
 	if _, err := toml.DecodeFile(*file, &kv); err != nil {
 		return errors.Join(append(errs, fmt.Errorf("reading config file %s: %w", *file, err))...)
 	}
-	for _, k := range sortedKeys(kv) {
+	for _, k := range slices.Sorted(maps.Keys(kv)) {
 		f := fs.Lookup(k)
 		if f == nil || k == "config" {
 			errs = append(errs, fmt.Errorf("config file %s: unknown key %q (keys are the agent's flag names)", *file, k))

@@ -15,7 +15,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"sort"
 	"strings"
 
 	"github.com/drover-net/drover/internal/buildinfo"
@@ -135,14 +134,4 @@ func (c *cli) version(args []string) int {
 func (c *cli) fail(format string, a ...any) int {
 	fmt.Fprintf(c.stderr, "drover: "+format+"\n", a...)
 	return 1
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -86,7 +86,7 @@ func PlanSet(old, cur View, have map[string][]discovery.Instance) Plan {
 		for n := range cur.Names {
 			fetch[n] = true
 		}
-		p.Fetch = sortedKeys(fetch)
+		p.Fetch = slices.Sorted(maps.Keys(fetch))
 		return p
 	}
 	explained := false
@@ -102,7 +102,7 @@ func PlanSet(old, cur View, have map[string][]discovery.Instance) Plan {
 			drop[n] = true
 		}
 	}
-	p.Drop = sortedKeys(drop)
+	p.Drop = slices.Sorted(maps.Keys(drop))
 	for n, tags := range cur.Names {
 		otags, ok := old.Names[n]
 		if !ok || !slices.Equal(otags, tags) {
@@ -152,7 +152,7 @@ func PlanSet(old, cur View, have map[string][]discovery.Instance) Plan {
 			fetch[n] = true
 		}
 	}
-	p.Fetch = sortedKeys(fetch)
+	p.Fetch = slices.Sorted(maps.Keys(fetch))
 	return p
 }
 
@@ -170,5 +170,3 @@ func nodeServices(have map[string][]discovery.Instance) map[string][]string {
 	}
 	return out
 }
-
-func sortedKeys(m map[string]bool) []string { return slices.Sorted(maps.Keys(m)) }

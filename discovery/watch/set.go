@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -262,7 +263,7 @@ func (s *Set) pass(ctx context.Context, prev, cur View) error {
 	if p.All {
 		s.h.log.Debug("catalog moved without a check change; fetching every service of the set", "set", s.filter, "services", len(cur.Names))
 	}
-	got, errs := s.fetch(ctx, sortedKeys(todo))
+	got, errs := s.fetch(ctx, slices.Sorted(maps.Keys(todo)))
 	s.mu.Lock()
 	var first error
 	for n, ins := range got {
