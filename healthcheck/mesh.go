@@ -24,6 +24,11 @@ const MeshPort = 51822
 type Target struct {
 	Node string
 	Addr netip.AddrPort
+	// Bytes is what this host and the peer exchanged so far (WireGuard's
+	// receive + transmit counters); a peer whose count grew by more than
+	// MeshOptions.ActiveBytes since the previous round is one this host
+	// talks to, and is probed first.
+	Bytes int64
 }
 
 // PeerProbe is the latest result for one peer.
@@ -34,7 +39,12 @@ type PeerProbe struct {
 	RTT       time.Duration `json:"rtt_ns"`
 	LastOK    time.Time     `json:"last_ok"`
 	LastError string        `json:"last_error,omitempty"`
+	// ProbedAt is when the peer was last probed (zero: not yet; it then
+	// counts as neither reachable nor down).
+	ProbedAt  time.Time `json:"probed_at"`
 	oks, errs int
+	bytes     int64 // Target.Bytes at the previous round
+	active    bool  // its traffic grew past ActiveBytes at the last round
 }
 
 // MeshOptions configures the mesh self-check.
@@ -46,6 +56,11 @@ type MeshOptions struct {
 	Timeout  time.Duration         // per probe
 	Rise     int                   // consecutive successes before reachable
 	Fall     int                   // consecutive failures before unreachable
+	// MaxProbes bounds the probes of one round (default DefaultMaxProbes);
+	// ActiveBytes is the traffic that makes a peer one this host talks to
+	// (default DefaultActiveBytes). See pick.
+	MaxProbes   int
+	ActiveBytes int64
 	// Report publishes the aggregate ("passing" when every peer answers,
 	// else "warning" naming the unreachable ones) as the drover-node
 	// service's mesh check; it is called only when the aggregate changes,
@@ -83,6 +98,12 @@ func NewMesh(opt MeshOptions) *Mesh {
 	}
 	if opt.Refresh == 0 {
 		opt.Refresh = 5 * time.Minute
+	}
+	if opt.MaxProbes == 0 {
+		opt.MaxProbes = DefaultMaxProbes
+	}
+	if opt.ActiveBytes == 0 {
+		opt.ActiveBytes = DefaultActiveBytes
 	}
 	return &Mesh{opt: opt, peers: map[string]*PeerProbe{}}
 }
@@ -122,33 +143,54 @@ func (m *Mesh) Run(ctx context.Context) error {
 	}
 }
 
-// round probes every current peer in parallel and waits for all.
+// round probes the peers pick chooses (all of them up to MaxProbes) in
+// parallel and waits for all.
 func (m *Mesh) round(ctx context.Context) {
-	targets := m.opt.Targets()
+	all := m.opt.Targets()
+	m.mu.Lock()
+	cs := make([]candidate, len(all))
+	byNode := map[string]Target{}
+	for i, t := range all {
+		byNode[t.Node] = t
+		c := candidate{node: t.Node}
+		if p, ok := m.peers[t.Node]; ok {
+			c.lastProbed = p.ProbedAt
+			c.active = t.Bytes-p.bytes > m.opt.ActiveBytes
+			p.bytes, p.active = t.Bytes, c.active
+		} else {
+			m.peers[t.Node] = &PeerProbe{Node: t.Node, Addr: t.Addr.String(), bytes: t.Bytes}
+		}
+		cs[i] = c
+	}
+	for n := range m.peers {
+		if _, ok := byNode[n]; !ok {
+			delete(m.peers, n)
+		}
+	}
+	m.mu.Unlock()
+	chosen := pick(cs, m.opt.MaxProbes)
 	var wg sync.WaitGroup
-	results := make([]PeerProbe, len(targets))
-	for i, t := range targets {
+	results := make([]PeerProbe, len(chosen))
+	for i, n := range chosen {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = m.probe(ctx, t)
+			results[i] = m.probe(ctx, byNode[n])
 		}()
 	}
 	wg.Wait()
+	now := time.Now()
 	m.mu.Lock()
-	seen := map[string]bool{}
-	for i, t := range targets {
-		seen[t.Node] = true
-		p, ok := m.peers[t.Node]
-		if !ok {
-			p = &PeerProbe{Node: t.Node}
-			m.peers[t.Node] = p
+	for i, n := range chosen {
+		p := m.peers[n]
+		if p == nil {
+			continue
 		}
 		r := results[i]
-		p.Addr = r.Addr
+		p.Addr, p.ProbedAt = r.Addr, now
 		if r.LastError == "" {
 			p.oks, p.errs = p.oks+1, 0
-			p.RTT, p.LastOK, p.LastError = r.RTT, time.Now(), ""
+			p.RTT, p.LastOK, p.LastError = r.RTT, now, ""
 			if p.oks >= m.opt.Rise {
 				p.Reachable = true
 			}
@@ -158,11 +200,6 @@ func (m *Mesh) round(ctx context.Context) {
 			if p.errs >= m.opt.Fall {
 				p.Reachable = false
 			}
-		}
-	}
-	for n := range m.peers {
-		if !seen[n] {
-			delete(m.peers, n)
 		}
 	}
 	status, output := aggregate(m.peers)
@@ -179,18 +216,29 @@ func (m *Mesh) round(ctx context.Context) {
 	}
 }
 
+// aggregate is the mesh check's status and output: warning naming the
+// peers that do not answer, passing when none; peers not probed yet are
+// counted, not judged.
 func aggregate(peers map[string]*PeerProbe) (string, string) {
 	var down []string
+	waiting := 0
 	for _, p := range peers {
-		if !p.Reachable {
+		switch {
+		case p.ProbedAt.IsZero() && p.oks+p.errs == 0:
+			waiting++
+		case !p.Reachable:
 			down = append(down, p.Node)
 		}
 	}
 	sort.Strings(down)
-	if len(down) == 0 {
-		return "passing", fmt.Sprintf("all %d peers answer through the tunnel", len(peers))
+	suffix := ""
+	if waiting > 0 {
+		suffix = fmt.Sprintf(" (%d not probed yet)", waiting)
 	}
-	return "warning", fmt.Sprintf("%d of %d peers do not answer through the tunnel: %s", len(down), len(peers), strings.Join(down, ", "))
+	if len(down) == 0 {
+		return "passing", fmt.Sprintf("all %d peers answer through the tunnel", len(peers)-waiting) + suffix
+	}
+	return "warning", fmt.Sprintf("%d of %d peers do not answer through the tunnel: %s", len(down), len(peers)-waiting, strings.Join(down, ", ")) + suffix
 }
 
 func (m *Mesh) probe(ctx context.Context, t Target) PeerProbe {

@@ -24,7 +24,7 @@ func (a *agent) meshAddr(subnet string) netip.AddrPort {
 func (a *agent) meshTargets() []healthcheck.Target {
 	var ts []healthcheck.Target
 	for _, p := range a.overlay.Status().Peers {
-		ts = append(ts, healthcheck.Target{Node: p.Node, Addr: a.meshAddr(p.Subnet)})
+		ts = append(ts, healthcheck.Target{Node: p.Node, Addr: a.meshAddr(p.Subnet), Bytes: p.RxBytes + p.TxBytes})
 	}
 	return ts
 }
