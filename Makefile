@@ -36,8 +36,8 @@ E2E_RUN ?= .
 e2e: deps build
 	DROVER_BIN_DIR=$(BIN) $(GO) test -tags e2e -count=1 -timeout 40m -v -run '$(E2E_RUN)' ./test/e2e/
 
-## test: everything: deps, vet, unit and end-to-end tests
-test: deps build vet unit e2e
+## test: everything: deps, vet, unit and end-to-end tests, and the fault suite's CI subset
+test: deps build vet unit e2e test-faults-ci
 
 ## test-faults: the whole fault suite (issue 12's matrix, test/e2e/faults_*_test.go, tags e2e+faults),
 ## each case at full length; ends with the summary table and writes docs/reliability.md from this run
@@ -51,8 +51,8 @@ test-faults: deps build
 	  $(GO) run ./test/faults/report -in $(FAULTS_OUT) -out docs/reliability.md -elapsed $$(( $$(date +%s) - start )) || status=1; \
 	  exit $$status
 
-## test-faults-ci: the chosen CI subset of the fault suite (short variants, see docs/reliability.md; not
-## yet a dependency of `make test`); prints the summary table, writes no docs. One pattern per level:
+## test-faults-ci: the chosen CI subset of the fault suite (short variants, see docs/reliability.md), run
+## by `make test` after the e2e tests; prints the summary table, writes no docs. One pattern per level:
 ## go test splits -run at "/".
 FAULTS_CI ?= ^(TestFaultDocker|TestFaultLB|TestFaultConsulProxy|TestFaultConsulServers)$$/^(T13|T14|T17|T8|T3)$$
 test-faults-ci: deps build
