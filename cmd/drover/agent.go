@@ -14,6 +14,7 @@ import (
 	"github.com/drover-net/drover/confgen"
 	"github.com/drover-net/drover/discovery"
 	"github.com/drover-net/drover/discovery/consul"
+	"github.com/drover-net/drover/discovery/dns"
 	"github.com/drover-net/drover/discovery/docker"
 	"github.com/drover-net/drover/discovery/watch"
 	"github.com/drover-net/drover/healthcheck"
@@ -81,7 +82,11 @@ type agent struct {
 	access  *accessLog       // nil unless --lb with --lb-access-log
 	ctx     context.Context
 	watches *watch.Hub
-	lbSet   *watch.Set // nil unless --lb
+	lbSet   *watch.Set  // nil unless --lb
+	dns     *dns.Server // nil when --dns-addr is empty
+	dnsSet  *watch.Set  // every service, for dns
+	dnsStop context.CancelFunc
+	dnsDone chan struct{} // closed when the DNS server stopped
 	nodes   *watch.Latest[[]discovery.Instance]
 	leases  *watch.Latest[map[string]discovery.KVPair]
 	leave   chan chan error // leave requests from the status API
@@ -119,6 +124,12 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// The status socket answers from the start, so that a host whose join
 	// is refused (say, a token lacking key:write) shows why.
 	g.Go(func() error { return a.serveStatus(gctx) })
+	// DNS answers from the watches alone: up before the mesh is joined.
+	if err := a.startDNS(gctx, g); err != nil {
+		cancel()
+		_ = g.Wait()
+		return err
+	}
 	if err := a.startOverlay(ctx, kicked); err != nil {
 		cancel()
 		_ = g.Wait()
