@@ -1,0 +1,123 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drover-net/drover/test/harness"
+	"github.com/drover-net/drover/test/sandbox"
+)
+
+var resolveLine = regexp.MustCompile(`resolve n=(\d+) ok=(\d+) failed=(\d+) p50_ms=([0-9.]+) p99_ms=([0-9.]+) max_ms=([0-9.]+)`)
+
+// BenchmarkDNS1000 registers 1,000 passing instances (50 services × 20)
+// through Consul's catalog, waits until h1's DNS server answers from all of
+// them, then makes DROVER_DNS_BENCH_QUERIES (default 2,000) lookups of
+// <service>.service.consul one after the other from a container on h1 (Go's
+// resolver through Docker's embedded DNS, as an app does; A and AAAA per
+// lookup) and prints p50/p99 against the 5 ms target. A lookup of an
+// unknown name, and one of a name forwarded upstream, are not part of it.
+// Run it with `make bench-dns`.
+func BenchmarkDNS1000(b *testing.B) {
+	const services, per = 50, 20
+	queries := 2000
+	if v := os.Getenv("DROVER_DNS_BENCH_QUERIES"); v != "" {
+		queries, _ = strconv.Atoi(v)
+	}
+	sb := harness.Sandbox(b, sandbox.Options{Prefix: "drvb", Hosts: 2, Agents: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	h2, _ := sb.HostByName("h2")
+	svc := func(i int) string { return fmt.Sprintf("bench%02d", i) }
+	var nodes, ops []any
+	for k := range 20 {
+		nodes = append(nodes, map[string]any{"Node": map[string]any{"Verb": "set", "Node": map[string]any{
+			"Node": fmt.Sprintf("fake%02d", k), "Address": h2.Addr.String()}}})
+	}
+	txnErrB(ctx, b, sb, nodes)
+	for i := range services {
+		for j := range per {
+			node, id := fmt.Sprintf("fake%02d", j), fmt.Sprintf("%s-%d", svc(i), j)
+			// Addresses nobody dials: DNS only hands them out.
+			addr := fmt.Sprintf("10.42.%d.%d", 100+i, 10+j)
+			ops = append(ops,
+				map[string]any{"Service": map[string]any{"Verb": "set", "Node": node, "Service": map[string]any{
+					"ID": id, "Service": svc(i), "Address": addr, "Port": 8080}}},
+				map[string]any{"Check": map[string]any{"Verb": "set", "Check": map[string]any{
+					"Node": node, "CheckID": id + ":alive", "Name": "alive", "Status": "passing", "ServiceID": id, "ServiceName": svc(i)}}})
+			if len(ops) >= 64 {
+				txnErrB(ctx, b, sb, ops)
+				ops = nil
+			}
+		}
+	}
+	if len(ops) > 0 {
+		txnErrB(ctx, b, sb, ops)
+	}
+	harness.Eventually(b, 2*time.Minute, "h1's DNS server answers from 1,000 instances", func() error {
+		out, err := sb.Output(ctx, "h1", "drover", "status", "--json")
+		if err != nil {
+			return err
+		}
+		var r struct{ DNS struct{ Instances int } }
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			return err
+		}
+		if r.DNS.Instances < services*per {
+			return fmt.Errorf("%d instances", r.DNS.Instances)
+		}
+		return nil
+	})
+	if _, err := sb.Docker(ctx, "h1", "run", "-d", "--name", "client", "--network", "drover", sandbox.DemoImage); err != nil {
+		b.Fatal(err)
+	}
+	// Warm-up and check: one service's 20 addresses.
+	got, err := resolveIn(ctx, sb, "h1", "client", svc(7)+".service.consul")
+	if err != nil || strings.Count(got, ",") != per-1 {
+		b.Fatalf("%s: %q (%v), want %d addresses", svc(7), got, err, per)
+	}
+	b.ResetTimer()
+	out, err := resolveIn(ctx, sb, "h1", "client", "-n", strconv.Itoa(queries), svc(23)+".service.consul")
+	b.StopTimer()
+	m := resolveLine.FindStringSubmatch(out)
+	if err != nil || m == nil {
+		b.Fatalf("resolve: %v\n%s", err, out)
+	}
+	ok, _ := strconv.Atoi(m[2])
+	p50, _ := strconv.ParseFloat(m[4], 64)
+	p99, _ := strconv.ParseFloat(m[5], 64)
+	if ok != queries {
+		b.Errorf("%s of %d lookups failed", m[3], queries)
+	}
+	verdict := "ok"
+	if p99 >= 5 {
+		verdict = "short"
+	}
+	b.ReportMetric(p50, "p50_ms")
+	b.ReportMetric(p99, "p99_ms")
+	b.Logf("%d lookups of a service with %d instances among %d, from a container on h1: p50 %.3f ms, max %s ms",
+		queries, per, services*per, p50, m[6])
+	b.Logf("P? dns_p99 = %.3f ms (target 5 ms) %s", p99, verdict)
+	st, _ := sb.Output(ctx, "h1", "drover", "status")
+	for _, l := range strings.Split(st, "\n") {
+		if strings.HasPrefix(l, "dns") {
+			b.Log(l)
+		}
+	}
+}
+
+func txnErrB(ctx context.Context, b *testing.B, sb *sandbox.Sandbox, ops []any) {
+	b.Helper()
+	if err := txnErr(ctx, sb, ops); err != nil {
+		b.Fatal(err)
+	}
+}
