@@ -9,7 +9,7 @@
 //	    request path and an optional marker; /healthz answers "ok" (503
 //	    after a request to /sick, until one to /well);
 //	    /flap/PERIOD answers ok and 503 in turn, PERIOD each (fault tests).
-//	drover-demo resolve [-srv] [-n 1] [-timeout 5s] NAME
+//	drover-demo resolve [-srv] [-n 1] [-timeout 5s] [-server IP:PORT] NAME
 //	    look NAME up with Go's own resolver (the container's
 //	    /etc/resolv.conf: nameservers, search domains, ndots), as an app
 //	    in the container does, and print "addrs=A,B" (sorted; with -srv

@@ -24,14 +24,21 @@ func resolve(args []string, out io.Writer) error {
 	srv := fs.Bool("srv", false, "look up SRV records instead of addresses")
 	n := fs.Int("n", 1, "lookups to make, one after the other")
 	timeout := fs.Duration("timeout", 5*time.Second, "deadline of each lookup")
+	server := fs.String("server", "", "ask this ip:port instead of /etc/resolv.conf's nameservers (search domains still apply)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 || *n < 1 {
-		return errors.New("usage: resolve [-srv] [-n 1] [-timeout 5s] NAME")
+		return errors.New("usage: resolve [-srv] [-n 1] [-timeout 5s] [-server IP:PORT] NAME")
 	}
 	name := fs.Arg(0)
 	r := &net.Resolver{PreferGo: true}
+	if *server != "" {
+		r.Dial = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, *server)
+		}
+	}
 	var lat []time.Duration
 	failed := 0
 	var last string
