@@ -33,7 +33,9 @@ Runs the drover agent on this host: joins the encrypted WireGuard mesh
 Docker network for that subnet, and keeps peers and routes in step with
 every other drover-node in Consul; registers labelled containers in Consul
 with their health checks; with --lb, runs HAProxy for the services that ask
-for a load balancer; with --confdir, renders files from Consul. Every flag
+for a load balancer; with --confdir, renders files from Consul; answers
+DNS for containers at --dns-addr (service names from Consul, every other
+name forwarded to the host's resolvers). Every flag
 can also be set with its
 DROVER_* environment variable (--cluster-cidr → DROVER_CLUSTER_CIDR) and as a
 key of a TOML file given by --config (cluster-cidr = "10.42.0.0/16"); flags
