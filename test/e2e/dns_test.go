@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -65,8 +66,8 @@ func wantAddrs(ips ...string) string {
 // web give the passing instances on h2 and h3 (SRV too), an instance that
 // goes critical leaves the answer within its check's fall time plus the
 // TTL, external names are forwarded to the host's resolver (a stub on h3),
-// a container on Docker's default bridge gets the same, and `drover
-// status` shows the server.
+// a container on Docker's default bridge gets the same, the underlay gets
+// no resolver, and `drover status` shows the server.
 func TestDNS(t *testing.T) {
 	sb := harness.Sandbox(t, sandbox.Options{Prefix: "drvn", Hosts: 3, Agents: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
@@ -195,6 +196,8 @@ func TestDNS(t *testing.T) {
 		}
 	})
 
+	t.Run("the underlay gets no resolver", func(t *testing.T) { dnsUnderlay(ctx, t, sb) })
+
 	t.Run("drover status shows the server", func(t *testing.T) {
 		out, err := sb.Output(ctx, "h1", "drover", "status", "--json")
 		if err != nil {
@@ -228,6 +231,46 @@ func TestDNS(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestDNS's last part: no resolver for the underlay.
+func dnsUnderlay(ctx context.Context, t *testing.T, sb *sandbox.Sandbox) {
+	h1, _ := sb.HostByName("h1")
+	// drover binds only its link-local address: nothing answers on h1's
+	// underlay address.
+	if out, err := sb.Output(ctx, "h2", "drover-demo", "resolve", "-timeout", "2s", "-server", h1.Addr.String()+":53", "example.invalid"); err == nil {
+		t.Errorf("a resolver answers on h1's underlay address: %s", out)
+	}
+	// A machine on the underlay routing 169.254.53.53 through h1, past an
+	// input firewall opened for it, is refused: its source is neither
+	// loopback, a container nor --dns-allow.
+	refused := func() uint64 {
+		out, err := sb.Output(ctx, "h1", "drover", "status", "--json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r struct{ DNS struct{ Stats struct{ Refused uint64 } } }
+		_ = json.Unmarshal([]byte(out), &r)
+		return r.DNS.Stats.Refused
+	}
+	before := refused()
+	if err := sb.OpenPort(ctx, "h1", "udp", 53); err != nil {
+		t.Fatal(err)
+	}
+	c1 := sb.Server(1)
+	ns := "--net=/run/netns/" + c1.NetNS
+	if out, err := exec.CommandContext(ctx, "nsenter", ns, "ip", "route", "replace", sandbox.DNSAddr+"/32", "via", h1.Addr.String()).CombinedOutput(); err != nil {
+		t.Fatalf("route in %s: %v %s", c1.NetNS, err, out)
+	}
+	out, err := exec.CommandContext(ctx, "nsenter", ns, filepath.Join(harness.BinDir(t), "drover-demo"), "resolve", "-timeout", "2s",
+		"-server", sandbox.DNSAddr+":53", "example.invalid").CombinedOutput()
+	if err == nil {
+		t.Errorf("the underlay (%s) got an answer: %s", c1.Addr, out)
+	}
+	if n := refused(); n <= before {
+		t.Errorf("refused %d → %d: the query from %s was not refused by drover (%s)", before, n, c1.Addr, strings.TrimSpace(string(out)))
+	}
+	t.Logf("from the underlay: %s", strings.TrimSpace(string(out)))
 }
 
 // hexIP is an IPv4 address as Consul names SRV targets (10.42.2.3 → 0a2a0203).
