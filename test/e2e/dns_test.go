@@ -249,7 +249,9 @@ func dnsUnderlay(ctx context.Context, t *testing.T, sb *sandbox.Sandbox) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var r struct{ DNS struct{ Stats struct{ Refused uint64 } } }
+		var r struct {
+			DNS struct{ Stats struct{ Refused uint64 } }
+		}
 		_ = json.Unmarshal([]byte(out), &r)
 		return r.DNS.Stats.Refused
 	}
