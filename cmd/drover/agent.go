@@ -127,11 +127,7 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// is refused (say, a token lacking key:write) shows why.
 	g.Go(func() error { return a.serveStatus(gctx) })
 	// DNS answers from the watches alone: up before the mesh is joined.
-	if err := a.startDNS(gctx, g); err != nil {
-		cancel()
-		_ = g.Wait()
-		return err
-	}
+	a.startDNS(gctx, g)
 	if err := a.startOverlay(ctx, kicked); err != nil {
 		cancel()
 		_ = g.Wait()

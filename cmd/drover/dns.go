@@ -90,18 +90,18 @@ func (c Config) dnsAllow() []netip.Prefix {
 
 // startDNS starts the DNS server and its feed under g, unless --dns-addr is
 // empty: the listeners on --dns-addr (on the dummy link drover-dns, made
-// and kept here), answers from the watch hub's set of every service.
-func (a *agent) startDNS(ctx context.Context, g *errgroup.Group) error {
+// and kept here), answers from the watch hub's set of every service. No
+// DNS failure stops the agent.
+func (a *agent) startDNS(ctx context.Context, g *errgroup.Group) {
 	listen, on, _ := dnsListen(a.cfg.DNSAddr) // validated with the config
 	if !on {
-		return nil
-	}
-	ups, err := dnsUpstreams(a.cfg.DNSUpstream, "/etc/resolv.conf", listen)
-	if err != nil {
-		return err
+		return
 	}
 	log := a.log.With("component", "dns")
-	if len(ups) == 0 {
+	ups, err := dnsUpstreams(a.cfg.DNSUpstream, "/etc/resolv.conf", listen)
+	if err != nil {
+		log.Warn("no upstream resolver", "err", err) // service names still work
+	} else if len(ups) == 0 {
 		log.Warn("no upstream resolver (none in /etc/resolv.conf, no --dns-upstream): names outside the domain get SERVFAIL")
 	}
 	a.dns = dns.NewServer(dns.ServerOptions{Listen: listen, Domain: a.cfg.DNSDomain, TTL: a.cfg.DNSTTL,
@@ -115,7 +115,6 @@ func (a *agent) startDNS(ctx context.Context, g *errgroup.Group) error {
 		serveDNS(ctx, a.dns, listen.Addr(), log)
 		return nil
 	})
-	return nil
 }
 
 // feedDNS builds a new index whenever the set's content changes. While the

@@ -20,8 +20,8 @@ import (
 
 var resolveLine = regexp.MustCompile(`resolve n=(\d+) ok=(\d+) failed=(\d+) p50_ms=([0-9.]+) p99_ms=([0-9.]+) max_ms=([0-9.]+)`)
 
-// BenchmarkDNS1000 registers 1,000 passing instances (50 services × 20)
-// through Consul's catalog, waits until h1's DNS server answers from all of
+// BenchmarkDNS1000 registers 1,000 passing instances (45 services × 20,
+// one × 100) through Consul's catalog, waits until h1's DNS server answers from all of
 // them, then makes DROVER_DNS_BENCH_QUERIES (default 2,000) lookups of
 // <service>.service.consul one after the other from a container on h1 (Go's
 // resolver through Docker's embedded DNS, as an app does; A and AAAA per
@@ -30,7 +30,10 @@ var resolveLine = regexp.MustCompile(`resolve n=(\d+) ok=(\d+) failed=(\d+) p50_
 // resolver's hop), and drover's own time per query from its histogram.
 // Run it with `make bench-dns`.
 func BenchmarkDNS1000(b *testing.B) {
-	const services, per = 50, 20
+	// 45 services × 20 instances, and one with 100 (its answer is too
+	// large for UDP: truncated, asked again over TCP): 1,000 instances.
+	const services, per, big, bigPer = 45, 20, 45, 100
+	total := services*per + bigPer
 	queries := 2000
 	if v := os.Getenv("DROVER_DNS_BENCH_QUERIES"); v != "" {
 		queries, _ = strconv.Atoi(v)
@@ -46,11 +49,18 @@ func BenchmarkDNS1000(b *testing.B) {
 			"Node": fmt.Sprintf("fake%02d", k), "Address": h2.Addr.String()}}})
 	}
 	txnErrB(ctx, b, sb, nodes)
-	for i := range services {
-		for j := range per {
+	for i := range services + 1 {
+		n := per
+		if i == big {
+			n = bigPer
+		}
+		for j := range n {
 			node, id := fmt.Sprintf("fake%02d", j), fmt.Sprintf("%s-%d", svc(i), j)
 			// Addresses nobody dials: DNS only hands them out.
 			addr := fmt.Sprintf("10.42.%d.%d", 100+i, 10+j)
+			if i == big {
+				node = fmt.Sprintf("fake%02d", j%20)
+			}
 			ops = append(ops,
 				map[string]any{"Service": map[string]any{"Verb": "set", "Node": node, "Service": map[string]any{
 					"ID": id, "Service": svc(i), "Address": addr, "Port": 8080}}},
@@ -74,7 +84,7 @@ func BenchmarkDNS1000(b *testing.B) {
 		if err := json.Unmarshal([]byte(out), &r); err != nil {
 			return err
 		}
-		if r.DNS.Instances < services*per {
+		if r.DNS.Instances < total {
 			return fmt.Errorf("%d instances", r.DNS.Instances)
 		}
 		return nil
@@ -87,6 +97,13 @@ func BenchmarkDNS1000(b *testing.B) {
 	if err != nil || strings.Count(got, ",") != per-1 {
 		b.Fatalf("%s: %q (%v), want %d addresses", svc(7), got, err, per)
 	}
+	// The large answer: Go's resolver gets a truncated UDP reply and asks
+	// again over TCP, through Docker's embedded resolver.
+	got, err = resolveIn(ctx, sb, "h1", "client", svc(big)+".service.consul")
+	if err != nil || strings.Count(got, ",") != bigPer-1 {
+		b.Fatalf("%s: %d addresses (%v), want %d", svc(big), strings.Count(got, ",")+1, err, bigPer)
+	}
+	b.Logf("%s: all %d addresses (UDP truncated, then TCP)", svc(big), bigPer)
 	run := func(what string, args ...string) (p50, p99 float64) {
 		out, err := resolveIn(ctx, sb, "h1", "client", append([]string{"-n", strconv.Itoa(queries)}, args...)...)
 		m := resolveLine.FindStringSubmatch(out)
@@ -100,7 +117,7 @@ func BenchmarkDNS1000(b *testing.B) {
 			b.Errorf("%s: %s of %d lookups failed", what, m[3], queries)
 		}
 		b.Logf("%s: %d lookups of a service with %d instances among %d: p50 %.3f ms, p99 %.3f ms, max %s ms",
-			what, queries, per, services*per, p50, p99, m[6])
+			what, queries, per, total, p50, p99, m[6])
 		return p50, p99
 	}
 	b.ResetTimer()

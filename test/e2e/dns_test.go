@@ -67,7 +67,8 @@ func wantAddrs(ips ...string) string {
 // goes critical leaves the answer within its check's fall time plus the
 // TTL, external names are forwarded to the host's resolver (a stub on h3),
 // a container on Docker's default bridge gets the same, the underlay gets
-// no resolver, and `drover status` shows the server.
+// no resolver, `drover status` shows the server and `drover leave` removes
+// its address.
 func TestDNS(t *testing.T) {
 	sb := harness.Sandbox(t, sandbox.Options{Prefix: "drvn", Hosts: 3, Agents: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
@@ -231,6 +232,26 @@ func TestDNS(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("drover leave removes the address", func(t *testing.T) { dnsLeave(ctx, t, sb) })
+}
+
+// dnsLeave: `drover leave` on h2 takes the DNS address away with it.
+func dnsLeave(ctx context.Context, t *testing.T, sb *sandbox.Sandbox) {
+	has := func() bool {
+		out, _ := sb.Output(ctx, "h2", "ip", "-o", "addr", "show")
+		return strings.Contains(out, " "+sandbox.DNSAddr+"/")
+	}
+	if !has() {
+		t.Fatalf("h2 has no %s before leaving", sandbox.DNSAddr)
+	}
+	if out, err := sb.Output(ctx, "h2", "drover", "leave"); err != nil {
+		t.Fatalf("drover leave: %v %s", err, out)
+	}
+	if has() {
+		out, _ := sb.Output(ctx, "h2", "ip", "-o", "addr", "show")
+		t.Errorf("%s still on h2 after drover leave:\n%s", sandbox.DNSAddr, out)
+	}
 }
 
 // TestDNS's last part: no resolver for the underlay.
