@@ -22,6 +22,9 @@ import (
 	"github.com/drover-net/drover/internal/backoff"
 )
 
+// The hub's set of every service is what the DNS server answers from.
+var _ dns.Source = (*watch.Set)(nil)
+
 // dnsLinkName is the dummy link that holds --dns-addr on every host.
 const dnsLinkName = "drover-dns"
 
@@ -109,32 +112,12 @@ func (a *agent) startDNS(ctx context.Context, g *errgroup.Group) {
 	a.dnsSet = a.watches.Services("")
 	ctx, a.dnsStop = context.WithCancel(ctx)
 	a.dnsDone = make(chan struct{})
-	g.Go(func() error { feedDNS(ctx, a.dnsSet, a.dns); return nil })
+	g.Go(func() error { dns.Feed(ctx, a.dnsSet, a.dns); return nil })
 	g.Go(func() error {
 		defer close(a.dnsDone)
 		serveDNS(ctx, a.dns, listen.Addr(), log)
 		return nil
 	})
-}
-
-// feedDNS builds a new index whenever the set's content changes. While the
-// set cannot give a complete view (Consul unreachable, a fetch failing, a
-// new service not read yet) the last index keeps being answered.
-func feedDNS(ctx context.Context, set *watch.Set, srv *dns.Server) {
-	changed := set.Changed()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-changed:
-		}
-		snap, err := set.Snapshot()
-		if err != nil {
-			srv.SetIndexError(err)
-			continue
-		}
-		srv.SetIndex(dns.NewIndex(snap), time.Now())
-	}
 }
 
 // serveDNS keeps the dummy link and the listeners up until ctx ends,
