@@ -194,7 +194,10 @@ func printDNS(w io.Writer, d *dns.Status) {
 		fmt.Fprintf(w, "dns answers %d services with %d passing instances (read %s ago)\n", d.Services, d.Instances, time.Since(d.IndexAt).Round(time.Second))
 	}
 	st := d.Stats
-	var rc []string
+	rc := []string{"none"}
+	if len(st.Queries) > 0 {
+		rc = rc[:0]
+	}
 	for _, k := range slices.Sorted(maps.Keys(st.Queries)) {
 		rc = append(rc, fmt.Sprintf("%s %d", k, st.Queries[k]))
 	}
