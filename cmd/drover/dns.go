@@ -168,7 +168,8 @@ func (a *agent) leaveDNS() error {
 	}
 	a.dnsStop()
 	<-a.dnsDone
-	return dnslink.Remove(dnsLinkName)
+	listen, _, _ := dnsListen(a.cfg.DNSAddr)
+	return dnslink.Remove(dnsLinkName, listen.Addr())
 }
 
 // isDomainName reports whether s is a name of dot-separated DNS labels.

@@ -149,13 +149,15 @@ func ensureOnLo(name string, addr netip.Addr) (bool, error) {
 	return changed, nil
 }
 
-// Remove deletes link name if it is a dummy link, and the addresses on lo
-// labelled lo:<name>; absent is fine.
-func Remove(name string) error {
+// Remove deletes link name if it is a dummy link, and addr from lo when
+// it is there (labelled lo:<name>, or any IPv6 addr: those have no
+// labels); absent is fine.
+func Remove(name string, addr netip.Addr) error {
 	if lo, err := vnl.LinkByName("lo"); err == nil {
-		addrs, _ := vnl.AddrList(lo, vnl.FAMILY_V4)
+		addrs, _ := vnl.AddrList(lo, vnl.FAMILY_ALL)
 		for _, a := range addrs {
-			if a.Label == loLabel(name) {
+			p, _ := netip.AddrFromSlice(a.IP)
+			if a.Label == loLabel(name) || (addr.Is6() && p == addr) {
 				if err := vnl.AddrDel(lo, &a); err != nil {
 					return fmt.Errorf("removing %s from lo: %w", a.IPNet, err)
 				}

@@ -81,10 +81,10 @@ func TestEnsure(t *testing.T) {
 			t.Errorf("addresses after repair %v, want only 169.254.53.53/32", got)
 		}
 		// A link of that name that is not a dummy is not taken.
-		if err := Remove("drover-dns"); err != nil {
+		if err := Remove("drover-dns", a); err != nil {
 			t.Fatal(err)
 		}
-		if err := Remove("drover-dns"); err != nil {
+		if err := Remove("drover-dns", a); err != nil {
 			t.Errorf("removing an absent link: %v", err)
 		}
 		if err := vnl.LinkAdd(&vnl.Bridge{LinkAttrs: vnl.LinkAttrs{Name: "drover-dns"}}); err != nil {
@@ -93,7 +93,7 @@ func TestEnsure(t *testing.T) {
 		if _, _, err := Ensure("drover-dns", a); err == nil {
 			t.Errorf("Ensure took a bridge named drover-dns")
 		}
-		if err := Remove("drover-dns"); err == nil {
+		if err := Remove("drover-dns", a); err == nil {
 			t.Errorf("Remove deleted a bridge named drover-dns")
 		}
 	})
@@ -122,10 +122,42 @@ func testOnLo(t *testing.T, a netip.Addr) {
 	if got := addrs(t, "lo"); !slices.Equal(got, []string{"127.0.0.1/8 lo", "192.0.2.9/32 lo", ours}) {
 		t.Errorf("lo addresses after repair %v, want theirs kept and ours back", got)
 	}
-	if err := Remove("drover-dns"); err != nil {
+	if err := Remove("drover-dns", a); err != nil {
 		t.Fatal(err)
 	}
 	if got := addrs(t, "lo"); !slices.Equal(got, []string{"127.0.0.1/8 lo", "192.0.2.9/32 lo"}) {
 		t.Errorf("lo addresses after Remove %v, want only ours gone", got)
 	}
+}
+
+func TestEnsureIPv6(t *testing.T) {
+	a := netip.MustParseAddr("fd00::53")
+	inNetns(t, func() {
+		dev, _, err := Ensure("drover-dns", a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		has := func() bool {
+			l, _ := vnl.LinkByName(dev)
+			as, _ := vnl.AddrList(l, vnl.FAMILY_V6)
+			for _, x := range as {
+				if x.IPNet.String() == "fd00::53/128" {
+					return true
+				}
+			}
+			return false
+		}
+		if !has() {
+			t.Fatalf("fd00::53/128 not on %s", dev)
+		}
+		if _, changed, err := Ensure("drover-dns", a); err != nil || changed {
+			t.Errorf("second Ensure: changed %v, err %v", changed, err)
+		}
+		if err := Remove("drover-dns", a); err != nil {
+			t.Fatal(err)
+		}
+		if dev == "lo" && has() {
+			t.Errorf("fd00::53 still on lo after Remove")
+		}
+	})
 }
