@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 LDFLAGS := -s -w -X github.com/drover-net/drover/internal/buildinfo.Version=$(VERSION)
 export CGO_ENABLED := 0
 
-.PHONY: all deps build vet unit e2e test test-faults test-faults-ci demo demo-down bench-overlay bench-confgen bench-lb clean
+.PHONY: all deps build vet unit e2e test test-faults test-faults-ci demo demo-down bench-overlay bench-confgen bench-lb bench-dns clean
 
 all: build
 
@@ -71,6 +71,11 @@ bench-overlay: deps build
 bench-lb: deps build
 	$(GO) test -run XXX -bench . -benchtime 3x ./lb/
 	DROVER_BIN_DIR=$(BIN) $(GO) test -tags e2e -count=1 -run XXX -timeout 60m -bench 'LB' -benchtime 1x -v ./test/e2e/ 2>&1 | grep -v 'level=INFO'
+
+## bench-dns: DNS lookups from a container with 1,000 instances in Consul (p50/p99, target 5 ms p99); answer() over 1,000 instances
+bench-dns: deps build
+	$(GO) test -run XXX -bench . ./discovery/dns/
+	DROVER_BIN_DIR=$(BIN) $(GO) test -tags e2e -count=1 -run XXX -bench DNS1000 -benchtime 1x -v ./test/e2e/ 2>&1 | grep -v 'level=INFO'
 
 ## bench-confgen: render time of a template over 10,000 keys and 1,000 instances
 bench-confgen:

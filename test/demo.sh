@@ -54,6 +54,17 @@ for _ in $(seq 1 100); do
 done
 echo "  \$ $drover sandbox exec h1 -- drover services web"
 "$drover" sandbox exec h1 -- drover services web | sed 's/^/    /'
+echo
+echo "The same service by name inside a container, with no DNS flag of its own (drover answers at"
+echo "169.254.53.53, dockerd's \"dns\"; only passing instances; other names go to the host's resolvers):"
+echo "  \$ $drover sandbox docker h1 -- run --rm --network drover drover-demo:latest resolve web.service.consul"
+for _ in $(seq 1 50); do
+  out=$("$drover" sandbox docker h1 -- run --rm --network drover drover-demo:latest resolve web.service.consul 2>/dev/null) && break
+  sleep 0.2
+done
+echo "    ${out:-}"
+echo "  (the bare name \"web\" works too, except on a host where a container itself is named web:"
+echo "  Docker's embedded resolver answers its own containers' names first)"
 # confgen: a file on h1 rendered from Consul KV and service data.
 sb_dir=/var/lib/${DROVER_SANDBOX_PREFIX:-drv}-sandbox
 cg=$sb_dir/h1/confgen-demo

@@ -6,8 +6,19 @@
 //
 //	drover-demo [serve] [-listen :8080] [-marker TEXT]
 //	    answer every path with the hostname, the container's addresses, the
-//	    request path and an optional marker; /healthz answers "ok";
+//	    request path and an optional marker; /healthz answers "ok" (503
+//	    after a request to /sick, until one to /well);
 //	    /flap/PERIOD answers ok and 503 in turn, PERIOD each (fault tests).
+//	drover-demo resolve [-srv] [-n 1] [-timeout 5s] [-server IP:PORT] NAME
+//	    look NAME up with Go's own resolver (the container's
+//	    /etc/resolv.conf: nameservers, search domains, ndots), as an app
+//	    in the container does, and print "addrs=A,B" (sorted; with -srv
+//	    "srv=TARGET:PORT,..."); with -n > 1 also
+//	    "resolve n=N ok=K failed=F p50_ms=X p99_ms=X max_ms=X". Exits 1
+//	    when the last lookup failed.
+//	drover-demo dns-stub [-listen :5353] NAME=IP...
+//	    a resolver answering A queries of the given names, NXDOMAIN for
+//	    every other name (the host's resolver, in tests).
 //	drover-demo get [-timeout 5s] [-n 1] [-count] URL
 //	    fetch URL n times and print the last body (scratch images have no curl);
 //	    exits 1 on any failure.
@@ -78,8 +89,12 @@ func main() {
 		err = load(args, os.Stdout, os.Stderr)
 	case "ws":
 		err = wsIdle(args, os.Stdout)
+	case "resolve":
+		err = resolve(args, os.Stdout)
+	case "dns-stub":
+		err = dnsStub(args)
 	default:
-		err = fmt.Errorf("unknown mode %q (want serve, get, sink, blast, load or ws)", mode)
+		err = fmt.Errorf("unknown mode %q (want serve, get, sink, blast, load, ws, resolve or dns-stub)", mode)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "drover-demo:", err)
@@ -98,9 +113,18 @@ func serve(args []string) error {
 	host, _ := os.Hostname()
 	var served atomic.Int64
 	mux := http.NewServeMux()
+	var sick atomic.Bool
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if sick.Load() {
+			http.Error(w, "sick", http.StatusServiceUnavailable)
+			return
+		}
 		fmt.Fprintln(w, "ok")
 	})
+	// /sick makes /healthz answer 503 from now on, /well ok again: an
+	// instance that goes critical on demand.
+	mux.HandleFunc("/sick", func(w http.ResponseWriter, _ *http.Request) { sick.Store(true); fmt.Fprintln(w, "sick") })
+	mux.HandleFunc("/well", func(w http.ResponseWriter, _ *http.Request) { sick.Store(false); fmt.Fprintln(w, "well") })
 	// /flap/PERIOD (e.g. /flap/1s) answers ok and 503 in turn, each for
 	// PERIOD of wall-clock time: a flapping health check for fault tests.
 	mux.HandleFunc("/flap/", func(w http.ResponseWriter, r *http.Request) {

@@ -14,6 +14,7 @@ import (
 	"github.com/drover-net/drover/confgen"
 	"github.com/drover-net/drover/discovery"
 	"github.com/drover-net/drover/discovery/consul"
+	"github.com/drover-net/drover/discovery/dns"
 	"github.com/drover-net/drover/discovery/docker"
 	"github.com/drover-net/drover/discovery/watch"
 	"github.com/drover-net/drover/healthcheck"
@@ -32,7 +33,9 @@ Runs the drover agent on this host: joins the encrypted WireGuard mesh
 Docker network for that subnet, and keeps peers and routes in step with
 every other drover-node in Consul; registers labelled containers in Consul
 with their health checks; with --lb, runs HAProxy for the services that ask
-for a load balancer; with --confdir, renders files from Consul. Every flag
+for a load balancer; with --confdir, renders files from Consul; answers
+DNS for containers at --dns-addr (service names from Consul, every other
+name forwarded to the host's resolvers). Every flag
 can also be set with its
 DROVER_* environment variable (--cluster-cidr → DROVER_CLUSTER_CIDR) and as a
 key of a TOML file given by --config (cluster-cidr = "10.42.0.0/16"); flags
@@ -81,7 +84,11 @@ type agent struct {
 	access  *accessLog       // nil unless --lb with --lb-access-log
 	ctx     context.Context
 	watches *watch.Hub
-	lbSet   *watch.Set // nil unless --lb
+	lbSet   *watch.Set  // nil unless --lb
+	dns     *dns.Server // nil when --dns-addr is empty
+	dnsSet  *watch.Set  // every service, for dns
+	dnsStop context.CancelFunc
+	dnsDone chan struct{} // closed when the DNS server stopped
 	nodes   *watch.Latest[[]discovery.Instance]
 	leases  *watch.Latest[map[string]discovery.KVPair]
 	leave   chan chan error // leave requests from the status API
@@ -119,6 +126,8 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// The status socket answers from the start, so that a host whose join
 	// is refused (say, a token lacking key:write) shows why.
 	g.Go(func() error { return a.serveStatus(gctx) })
+	// DNS answers from the watches alone: up before the mesh is joined.
+	a.startDNS(gctx, g)
 	if err := a.startOverlay(ctx, kicked); err != nil {
 		cancel()
 		_ = g.Wait()

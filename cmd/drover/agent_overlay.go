@@ -107,6 +107,7 @@ func (a *agent) doLeave(ctx context.Context) error {
 	var errs []error
 	errs = append(errs, a.overlay.Leave(ctx))
 	errs = append(errs, a.link.Remove())
+	errs = append(errs, a.leaveDNS())
 	if a.haproxy != nil {
 		// Its backends are behind the mesh this host is leaving.
 		a.haproxy.Stop()

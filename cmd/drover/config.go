@@ -62,6 +62,11 @@ type Config struct {
 	LBAcceptPrx  bool          // frontends expect the PROXY protocol (behind an L4 balancer)
 	LBHardStop   time.Duration // an old HAProxy worker keeps its connections at most this long after a reload
 	LBTunnel     time.Duration // idle timeout of WebSocket/upgraded and tcp connections, unless a label says otherwise
+	DNSAddr      string        // ip[:port] of the containers' DNS server, on the dummy link drover-dns; empty: off
+	DNSDomain    string        // domain answered from Consul (containers' search domain)
+	DNSTTL       time.Duration // TTL of every answer, negative ones too
+	DNSUpstream  string        // resolvers for every other name (comma-separated ip[:port]); empty: /etc/resolv.conf's at start
+	DNSAllow     string        // CIDRs served besides loopback and the cluster CIDR (comma-separated)
 	LogFormat    string        // text or json
 	LogLevel     string        // debug, info, warn or error
 }
@@ -95,6 +100,10 @@ func DefaultConfig() Config {
 		LBLogRate:    100,
 		LBHardStop:   15 * time.Minute,
 		LBTunnel:     time.Hour,
+		DNSAddr:      "169.254.53.53",
+		DNSDomain:    "service.consul",
+		DNSTTL:       5 * time.Second,
+		DNSAllow:     "172.17.0.0/16",
 		LogFormat:    "text",
 		LogLevel:     "info",
 	}
@@ -145,6 +154,11 @@ func agentFlags(fs *flag.FlagSet, cfg *Config) *string {
 	fs.BoolVar(&cfg.LBAcceptPrx, "lb-accept-proxy", cfg.LBAcceptPrx, "every lb frontend expects the PROXY protocol (an lb host behind an L4 balancer that sends it)")
 	fs.DurationVar(&cfg.LBHardStop, "lb-hard-stop-after", cfg.LBHardStop, "after a reload, an old HAProxy worker keeps serving its open connections at most this long (longer keeps idle WebSockets; old workers hold memory meanwhile)")
 	fs.DurationVar(&cfg.LBTunnel, "lb-tunnel-timeout", cfg.LBTunnel, "idle timeout of WebSocket/upgraded and tcp connections of services without drover.lb.tunnel-timeout")
+	fs.StringVar(&cfg.DNSAddr, "dns-addr", cfg.DNSAddr, "ip[:port] (port 53 by default) of the DNS server for containers, held by the dummy link drover-dns; point dockerd's --dns at it (empty: no DNS server)")
+	fs.StringVar(&cfg.DNSDomain, "dns-domain", cfg.DNSDomain, "domain answered from Consul: <service>.DOMAIN, <tag>.<service>.DOMAIN (give it to dockerd as --dns-search for short names)")
+	fs.DurationVar(&cfg.DNSTTL, "dns-ttl", cfg.DNSTTL, "TTL of every DNS answer from Consul, negative answers too (whole seconds)")
+	fs.StringVar(&cfg.DNSUpstream, "dns-upstream", cfg.DNSUpstream, "comma-separated ip[:port] resolvers every name outside --dns-domain is forwarded to (default: the nameservers of /etc/resolv.conf at start)")
+	fs.StringVar(&cfg.DNSAllow, "dns-allow", cfg.DNSAllow, "comma-separated CIDRs the DNS server answers besides loopback and --cluster-cidr (default: Docker's default bridge); any other source is refused")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log format: text or json")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level: debug, info, warn or error")
 	return file
@@ -286,6 +300,23 @@ func (c Config) Validate() error {
 	}
 	if c.LB && c.HAProxyBin == "" {
 		bad("--haproxy-bin is empty")
+	}
+	if _, _, err := dnsListen(c.DNSAddr); err != nil {
+		bad("--dns-addr %q: %v", c.DNSAddr, err)
+	}
+	if d := strings.Trim(c.DNSDomain, "."); d == "" || !isDomainName(d) {
+		bad("--dns-domain %q: want a domain name such as service.consul", c.DNSDomain)
+	}
+	if c.DNSTTL < 0 || c.DNSTTL > 24*time.Hour || c.DNSTTL%time.Second != 0 {
+		bad("--dns-ttl %v: want whole seconds in 0s..24h", c.DNSTTL)
+	}
+	if c.DNSUpstream != "" {
+		if _, err := dnsUpstreams(c.DNSUpstream, "", netip.AddrPort{}); err != nil {
+			bad("%v", err)
+		}
+	}
+	if _, err := parseCIDRs(c.DNSAllow); err != nil {
+		bad("--dns-allow %q: %v", c.DNSAllow, err)
 	}
 	switch c.LogFormat {
 	case "text", "json":

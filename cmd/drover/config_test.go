@@ -54,6 +54,11 @@ func TestConfigSources(t *testing.T) {
 		{"file via env", nil, map[string]string{"DROVER_CONFIG": file}, func(c *Config) {
 			c.ClusterCIDR, c.SubnetSize, c.LogFormat, c.Keepalive = "10.50.0.0/16", 26, "json", 10*time.Second
 		}},
+		{"dns", []string{"--dns-addr", "169.254.53.54:5353", "--dns-upstream", "10.99.0.2,10.99.0.3:5353"}, map[string]string{"DROVER_DNS_TTL": "30s", "DROVER_DNS_ADDR": "10.1.1.1"},
+			func(c *Config) {
+				c.DNSAddr, c.DNSUpstream, c.DNSTTL = "169.254.53.54:5353", "10.99.0.2,10.99.0.3:5353", 30*time.Second
+			}},
+		{"dns off", []string{"--dns-addr", ""}, nil, func(c *Config) { c.DNSAddr = "" }},
 		{"flag > env > file > default", []string{"--config", file, "--subnet-size", "25"},
 			map[string]string{"DROVER_SUBNET_SIZE": "28", "DROVER_LOG_FORMAT": "text", "DROVER_MTU": "1400"}, func(c *Config) {
 				c.ClusterCIDR, c.SubnetSize, c.LogFormat, c.Keepalive, c.MTU = "10.50.0.0/16", 25, "text", 10*time.Second, 1400
@@ -98,6 +103,9 @@ func TestConfigValidation(t *testing.T) {
 		{"bad env value", nil, map[string]string{"DROVER_LISTEN_PORT": "many"}, []string{`DROVER_LISTEN_PORT="many"`}},
 		{"bad file", []string{"--config", bad}, nil, []string{`unknown key "clustr-cidr"`, "mtu = big"}},
 		{"missing file", []string{"--config", filepath.Join(dir, "none.toml")}, nil, []string{"reading config file"}},
+		{"dns", []string{"--dns-addr", "0.0.0.0", "--dns-domain", "a..b", "--dns-ttl", "1500ms", "--dns-upstream", "10.0.0.1:x", "--dns-allow", "nope"}, nil,
+			[]string{`--dns-addr "0.0.0.0": want one address`, `--dns-domain "a..b"`, "--dns-ttl 1.5s: want whole seconds",
+				`--dns-upstream "10.0.0.1:x"`, `--dns-allow "nope"`}},
 		{"negative durations", []string{"--keepalive", "-1s", "--resync", "0s"}, nil, []string{"--resync > 0"}},
 	}
 	for _, tc := range cases {

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/drover-net/drover/discovery/dns"
 	"github.com/drover-net/drover/internal/buildinfo"
 )
 
@@ -78,6 +79,14 @@ var (
 	mSetServices  = desc("drover_consul_set_services", "Services in a watched service set.", "set")
 	mSetFetches   = desc("drover_consul_set_fetches_total", "Non-blocking /v1/health/service/<name> fetches made by a service set.", "set")
 	mSetFull      = desc("drover_consul_set_full_refetches_total", "Catalog moves no check change explained, after which a service set fetched every service again.", "set")
+	mDNSQueries   = desc("drover_dns_queries_total", "DNS queries answered (from Consul or forwarded), by rcode of the reply.", "rcode")
+	mDNSForwarded = desc("drover_dns_forwarded_total", "DNS queries outside --dns-domain forwarded to an upstream resolver.")
+	mDNSFwdErrors = desc("drover_dns_forward_errors_total", "Forwarded DNS queries no upstream answered in time (SERVFAIL to the client).")
+	mDNSRefused   = desc("drover_dns_refused_total", "DNS queries refused: their source is neither loopback, --cluster-cidr nor --dns-allow.")
+	mDNSLatency   = desc("drover_dns_request_duration_seconds", "Time from a DNS query's arrival to its reply (forwarded ones included).")
+	mDNSUp        = desc("drover_dns_listening", "1 while the DNS server's UDP and TCP listeners are up.")
+	mDNSInstances = desc("drover_dns_instances", "Passing instances the DNS server answers from.")
+	mDNSIndexAt   = desc("drover_dns_index_timestamp_seconds", "When the DNS server last took a new read of the services.")
 	mWatchContact = desc("drover_consul_watch_last_contact_timestamp_seconds", "Last successful Consul read of a watch.", "topic")
 )
 
@@ -89,7 +98,8 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{mBuild, mPeers, mPeerUp, mPeerAge, mPeerRx, mPeerTx, mRejected, mApplies, mOverlayErr,
 		mLastApplied, mProbeUp, mProbeRTT, mRegs, mSkipped, mWrites, mPasses, mPending, mEvents, mReconnects, mLastPass, mWatchContact, mConsulReq, mConsulFlight, mConsulMax, mConsulBlock, mConsulQuery, mConsulThrot, mSetServices, mSetFetches, mSetFull, mCgRenders, mCgChanges, mCgReloads, mCgError,
 		mOvPasses, mOvPassDur, mOvSuccess, mHostRepairs, mRecRepairs, mHostErr, mSyncDur,
-		mLBAccess, mLBAccessDrop, mLBRequests, mLBResponses, mLBErrors, mLBRespTime, mLBServers, mLBOps, mLBReloads, mLBFailed, mLBInvalid, mLBStale, mLBStaleSecs, mLBHolding, mLBApplyDur, mLBLastApply} {
+		mLBAccess, mLBAccessDrop, mLBRequests, mLBResponses, mLBErrors, mLBRespTime, mLBServers, mLBOps, mLBReloads, mLBFailed, mLBInvalid, mLBStale, mLBStaleSecs, mLBHolding, mLBApplyDur, mLBLastApply,
+		mDNSQueries, mDNSForwarded, mDNSFwdErrors, mDNSRefused, mDNSLatency, mDNSUp, mDNSInstances, mDNSIndexAt} {
 		ch <- d
 	}
 }
@@ -197,6 +207,22 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 				}
 			}
 		}
+	}
+	if d := r.DNS; d != nil {
+		for rc, n := range d.Stats.Queries {
+			ch <- prometheus.MustNewConstMetric(mDNSQueries, prometheus.CounterValue, float64(n), rc)
+		}
+		cnt(mDNSForwarded, float64(d.Stats.Forwarded))
+		cnt(mDNSFwdErrors, float64(d.Stats.ForwardErrors))
+		cnt(mDNSRefused, float64(d.Stats.Refused))
+		buckets := make(map[float64]uint64, len(dns.LatencyBuckets))
+		for i, b := range dns.LatencyBuckets {
+			buckets[b] = d.Stats.Buckets[i]
+		}
+		ch <- prometheus.MustNewConstHistogram(mDNSLatency, d.Stats.LatencyCount, d.Stats.LatencySum, buckets)
+		g(mDNSUp, b2f(d.Listening))
+		g(mDNSInstances, float64(d.Instances))
+		g(mDNSIndexAt, ts(d.IndexAt))
 	}
 	cr := r.Consul.Requests
 	for _, k := range []string{"blocking", "read", "write"} {

@@ -19,6 +19,7 @@ import (
 	"github.com/drover-net/drover/confgen"
 	"github.com/drover-net/drover/discovery"
 	"github.com/drover-net/drover/discovery/consul"
+	"github.com/drover-net/drover/discovery/dns"
 	"github.com/drover-net/drover/discovery/watch"
 	"github.com/drover-net/drover/healthcheck"
 	"github.com/drover-net/drover/internal/buildinfo"
@@ -37,6 +38,7 @@ type StatusReport struct {
 	Confgen []confgen.ResourceStatus `json:"confgen,omitempty"`
 	LB      *LBStatus                `json:"lb,omitempty"`
 	Consul  WatchStatus              `json:"consul"`
+	DNS     *dns.Status              `json:"dns,omitempty"` // nil when --dns-addr is empty
 	// JoinError is why the agent is not in the mesh yet (its first lease
 	// write or registration failed; it keeps retrying), empty once joined.
 	JoinError string `json:"join_error,omitempty"`
@@ -60,8 +62,12 @@ func (a *agent) report() StatusReport {
 	_, _, nat := a.nodes.Get()
 	_, _, lat := a.leases.Get()
 	ws := WatchStatus{NodesLastContact: nat, LeasesLastContact: lat, Queries: a.watches.Queries(), Requests: a.consul.Requests()}
+	ws.Sets = map[string]watch.SetStats{}
 	if a.lbSet != nil {
-		ws.Sets = map[string]watch.SetStats{"lb": a.lbSet.Stats()}
+		ws.Sets["lb"] = a.lbSet.Stats()
+	}
+	if a.dnsSet != nil {
+		ws.Sets["dns"] = a.dnsSet.Stats()
 	}
 	if err := errors.Join(a.nodes.Err(), a.leases.Err()); err != nil {
 		ws.Error = err.Error()
@@ -76,6 +82,10 @@ func (a *agent) report() StatusReport {
 	// controllers started after it are still nil.
 	if a.joined.Load() {
 		r.Sync, r.Mesh = a.sync.Status(), a.mesh.Status()
+	}
+	if a.dns != nil {
+		st := a.dns.Status()
+		r.DNS = &st
 	}
 	if e, _ := a.joinErr.Load().(string); e != "" {
 		r.JoinError = e
@@ -249,6 +259,7 @@ func printStatus(w io.Writer, r StatusReport) {
 		fmt.Fprintln(w)
 	}
 	printLB(w, r.LB)
+	printDNS(w, r.DNS)
 	c := r.Consul
 	fmt.Fprintf(w, "consul: %d blocking queries held (%d configured), %d requests in flight (at most %d ever); requests so far: %d blocking, %d reads, %d writes; %d throttled (429)\n",
 		c.Requests.Blocking, c.Queries, c.Requests.InFlight, c.Requests.MaxInFlight, c.Requests.Total["blocking"], c.Requests.Total["read"], c.Requests.Total["write"], c.Requests.Throttled)

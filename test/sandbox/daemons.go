@@ -82,19 +82,31 @@ func (s *Sandbox) consulDaemon(node, netns, mnt, addr, dir, runDir string, serve
 	}, nil
 }
 
+// DNSAddr and DNSDomain are drover's defaults for --dns-addr and
+// --dns-domain, given to every sandbox dockerd as "dns" and "dns-search".
+const (
+	DNSAddr   = "169.254.53.53"
+	DNSDomain = "service.consul"
+)
+
 // dockerDaemon describes host h's dockerd. It runs in the host's network
 // namespace only (its own mount namespace would hide cgroup mounts), with
 // its own data and exec roots, socket and pid file, and a cgroup parent
 // named after the host so that every container process can be found, and
-// killed, by cgroup. Everything else is Docker's default, as on a fresh
-// production host: iptables rules on (its FORWARD chains, policy DROP), IP
+// killed, by cgroup; and drover's DNS server as its containers' resolver,
+// as docs/migrating.md tells operators. Everything else is Docker's
+// default, as on a fresh production host: iptables rules on (its FORWARD chains, policy DROP), IP
 // masquerade, the default docker0 bridge, the userland proxy.
 func (s *Sandbox) dockerDaemon(h Host) (daemon, error) {
 	cfg := filepath.Join(h.Dir, "daemon.json")
 	if err := os.MkdirAll(h.Dir, 0o755); err != nil {
 		return daemon{}, fmt.Errorf("creating %s: %w", h.Dir, err)
 	}
-	if err := os.WriteFile(cfg, []byte("{}\n"), 0o644); err != nil {
+	// What an operator puts into /etc/docker/daemon.json for drover's DNS
+	// (docs/migrating.md): every container's resolver asks the agent at
+	// its link-local address, bare names are tried in the service domain.
+	daemonJSON := fmt.Sprintf(`{"dns": [%q], "dns-search": [%q]}`+"\n", DNSAddr, DNSDomain)
+	if err := os.WriteFile(cfg, []byte(daemonJSON), 0o644); err != nil {
 		return daemon{}, fmt.Errorf("writing %s: %w", cfg, err)
 	}
 	return daemon{

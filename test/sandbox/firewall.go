@@ -39,7 +39,8 @@ func (s *Sandbox) inputRules(server, lb bool) string {
 	} else {
 		allow = append(allow,
 			fmt.Sprintf(`udp dport %d accept comment "WireGuard"`, PortWireGuard),
-			fmt.Sprintf(`iifname "drover0" ip saddr 10.42.0.0/16 tcp dport %d accept comment "drover mesh self-check, through the tunnel only"`, healthcheck.MeshPort))
+			fmt.Sprintf(`iifname "drover0" ip saddr 10.42.0.0/16 tcp dport %d accept comment "drover mesh self-check, through the tunnel only"`, healthcheck.MeshPort),
+			fmt.Sprintf(`iifname { "drover-br", "docker0" } ip daddr %s meta l4proto { tcp, udp } th dport 53 accept comment "drover DNS, from containers only"`, DNSAddr))
 	}
 	allow = append(allow, fmt.Sprintf(`meta l4proto { tcp, udp } th dport %d accept comment "Consul serf LAN"`, PortSerfLAN))
 	if lb {
