@@ -132,9 +132,14 @@ func faultT7(ctx context.Context, t *testing.T, sb *sandbox.Sandbox, p *faultPro
 	begin := time.Now()
 	snap := filepath.Join(sb.Options().Dir, "t7.snap")
 	defer os.Remove(snap)
-	if out, err := sb.ConsulCLI(ctx, "snapshot", "save", snap); err != nil {
-		t.Fatalf("snapshot save: %v %s", err, out)
-	}
+	// Right after T3's leader change Raft refuses snapshots until the new
+	// configuration entry is applied ("cannot take snapshot now"): retry.
+	harness.Eventually(t, 30*time.Second, "consul snapshot save", func() error {
+		if out, err := sb.ConsulCLI(ctx, "snapshot", "save", snap); err != nil {
+			return fmt.Errorf("snapshot save: %v %s", err, out)
+		}
+		return nil
+	})
 	// Churn after the snapshot: indexes grow past it.
 	for k := 0; k < 5; k++ {
 		s := t2svc{on: true, weight: 10 + k}
