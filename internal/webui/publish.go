@@ -1,0 +1,111 @@
+package webui
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Write cadence of the published rows. A row is written when what it says
+// changed (reachability, peers, refusals, events, the lb's structure or
+// server states), at most every MinInterval, and at least every Heartbeat
+// even when nothing changed, so that a reader can tell a row that stopped
+// moving (StaleAfter) from one that has nothing new to say. Counters that
+// always move (bytes, RTT, sessions) ride along but never cause a write.
+// The cost is one small KV write per host every Heartbeat.
+const (
+	MinInterval = 2 * time.Second
+	Heartbeat   = 3 * time.Second
+	StaleAfter  = 10 * time.Second
+)
+
+// Gate decides when a document is written. Its zero value is not usable:
+// make it with NewGate. It is pure (the caller passes the time) and not
+// safe for concurrent use.
+//
+//	content key changed ──▶ due once MinInterval passed since the last write
+//	nothing changed     ──▶ due once Heartbeat passed since the last write
+//	write failed        ──▶ not recorded: due again at the next check
+type Gate struct {
+	min, beat time.Duration
+	key       string
+	at        time.Time
+	wrote     bool
+}
+
+// NewGate returns a gate with the given minimum interval and heartbeat.
+func NewGate(min, heartbeat time.Duration) *Gate { return &Gate{min: min, beat: heartbeat} }
+
+// Due reports whether a document whose significant content is key should
+// be written now.
+func (g *Gate) Due(key string, now time.Time) bool {
+	if !g.wrote {
+		return true
+	}
+	since := now.Sub(g.at)
+	if key != g.key {
+		return since >= g.min
+	}
+	return since >= g.beat
+}
+
+// Wrote records a successful write of key at now.
+func (g *Gate) Wrote(key string, now time.Time) { g.key, g.at, g.wrote = key, now, true }
+
+// RowKey is a row's significant content: everything but its counters
+// (sequence, uptime, RTT, handshake ages, bytes).
+func RowKey(r Row) string {
+	r.Seq, r.UptimeS = 0, 0
+	peers := make([]Peer, len(r.Peers))
+	for i, p := range r.Peers {
+		p.RTTMs, p.HandshakeAgeS, p.RxBytes, p.TxBytes, p.LastError = 0, 0, 0, 0, ""
+		peers[i] = p
+	}
+	r.Peers = peers
+	return mustJSON(r)
+}
+
+// LBKey is an lb summary's significant content: its structure and every
+// state, without the traffic figures.
+func LBKey(s LBSummary) string {
+	s.Seq = 0
+	fs := make([]LBFrontend, len(s.Frontends))
+	for i, f := range s.Frontends {
+		f.Stats = LBStats{Status: f.Stats.Status}
+		fs[i] = f
+	}
+	s.Frontends = fs
+	bs := make([]LBBackend, len(s.Backends))
+	for i, b := range s.Backends {
+		b.Stats = LBStats{Status: b.Stats.Status}
+		svs := make([]LBServer, len(b.Servers))
+		for j, sv := range b.Servers {
+			sv.Stats = LBStats{Status: sv.Stats.Status}
+			svs[j] = sv
+		}
+		b.Servers = svs
+		bs[i] = b
+	}
+	s.Backends = bs
+	return mustJSON(s)
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only plain data types are marshalled here.
+		panic("webui: " + err.Error())
+	}
+	return string(b)
+}
+
+// maxDoc bounds a published document that is read back (Consul's own KV
+// limit is 512 KiB).
+const maxDoc = 256 << 10
+
+func decode(b []byte, v any) error {
+	if len(b) > maxDoc {
+		return fmt.Errorf("%d bytes, over the %d byte limit", len(b), maxDoc)
+	}
+	return json.Unmarshal(b, v)
+}
