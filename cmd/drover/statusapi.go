@@ -37,6 +37,10 @@ type StatusReport struct {
 	Confgen []confgen.ResourceStatus `json:"confgen,omitempty"`
 	LB      *LBStatus                `json:"lb,omitempty"`
 	Consul  WatchStatus              `json:"consul"`
+	// UI is the web UI's address ("" when off) and UIToken whether it
+	// asks for the --ui-token-file token.
+	UI      string `json:"ui,omitempty"`
+	UIToken bool   `json:"ui_token,omitempty"`
 	// JoinError is why the agent is not in the mesh yet (its first lease
 	// write or registration failed; it keeps retrying), empty once joined.
 	JoinError string `json:"join_error,omitempty"`
@@ -71,7 +75,7 @@ func (a *agent) report() StatusReport {
 		cg = a.confgen.Status()
 	}
 	r := StatusReport{Confgen: cg, LB: a.lbStatus(context.Background()), Version: buildinfo.String(), Node: a.cfg.NodeName, Uptime: time.Since(a.started).Round(time.Second).String(),
-		WGMode: a.link.Mode(), Overlay: a.overlay.Status(), Consul: ws}
+		WGMode: a.link.Mode(), Overlay: a.overlay.Status(), Consul: ws, UI: a.cfg.uiURL(), UIToken: a.cfg.UITokenFile != ""}
 	// Before the first join the status socket already answers; the
 	// controllers started after it are still nil.
 	if a.joined.Load() {

@@ -1,0 +1,430 @@
+package main
+
+// The agent's cluster view: once a second it samples its own status into
+// a mesh row (with refusals and events) and, on an lb host, an lb summary;
+// it publishes them to Consul KV through write gates, and it answers the
+// web UI from every host's rows (read through the watch hub) joined with
+// its own live ones.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drover-net/drover/discovery"
+	"github.com/drover-net/drover/discovery/watch"
+	"github.com/drover-net/drover/internal/webui"
+	"github.com/drover-net/drover/lb/haproxy"
+)
+
+// sampleEvery is how often the view samples the agent's status.
+const sampleEvery = time.Second
+
+// clusterView is the agent's side of the web UI.
+type clusterView struct {
+	a *agent
+
+	mu      sync.Mutex // guards the fields below
+	ring    *webui.Ring
+	lbRing  *webui.Ring
+	prev    webui.Facts
+	sampled bool
+	row     webui.Row
+	lb      *webui.LBSummary
+	tracker *webui.Tracker
+	failing bool // the last KV write failed (logged once until it works again)
+
+	rowGate, lbGate *webui.Gate // only the run loop touches these
+
+	watchOnce sync.Once
+	meshKV    *watch.Latest[map[string]discovery.KVPair]
+	lbKV      *watch.Latest[map[string]discovery.KVPair]
+	all       *watch.Set
+}
+
+func newClusterView(a *agent) *clusterView {
+	return &clusterView{a: a, ring: webui.NewRing(200), lbRing: webui.NewRing(webui.RowEvents), tracker: webui.NewTracker(),
+		rowGate: webui.NewGate(webui.MinInterval, webui.Heartbeat), lbGate: webui.NewGate(webui.MinInterval, webui.Heartbeat)}
+}
+
+// run samples and publishes until ctx ends.
+func (v *clusterView) run(ctx context.Context) error {
+	t := time.NewTicker(sampleEvery)
+	defer t.Stop()
+	for {
+		v.sample(ctx, time.Now())
+		v.publish(ctx, time.Now())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// sample reads the agent's status into the local row and lb summary.
+func (v *clusterView) sample(ctx context.Context, now time.Time) {
+	r := v.a.report()
+	var stats []haproxy.StatRow
+	if v.a.haproxy != nil {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		stats, _ = v.a.haproxy.Stats(sctx)
+		cancel()
+	}
+	facts := factsOf(r)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	evs := webui.Diff(v.a.cfg.NodeName, v.prev, facts, !v.sampled, now)
+	v.prev, v.sampled = facts, true
+	v.ring.Add(evs...)
+	for _, e := range evs {
+		switch e.Kind {
+		case webui.EventReload, webui.EventRuntime, webui.EventLBError:
+			v.lbRing.Add(e)
+		}
+	}
+	v.row = rowOf(r, v.a.started, now, v.ring.Newest(webui.RowEvents))
+	if r.LB != nil {
+		s := lbSummaryOf(v.a.cfg.NodeName, r.LB, stats, v.lbRing.Newest(webui.RowEvents))
+		v.lb = &s
+	}
+}
+
+// publish writes the row and the lb summary when their gates say so.
+func (v *clusterView) publish(ctx context.Context, now time.Time) {
+	v.mu.Lock()
+	row, lbs := v.row, v.lb
+	v.mu.Unlock()
+	if row.Subnet == "" {
+		return // not in the mesh yet: nothing to say
+	}
+	if k := webui.RowKey(row); v.rowGate.Due(k, now) {
+		row.Seq = uint64(now.UnixNano())
+		if v.put(ctx, webui.MeshPrefix+row.Node, row) {
+			v.rowGate.Wrote(k, now)
+		}
+	}
+	if lbs != nil {
+		if k := webui.LBKey(*lbs); v.lbGate.Due(k, now) {
+			s := *lbs
+			s.Seq = uint64(now.UnixNano())
+			if v.put(ctx, webui.LBPrefix+s.Node, s) {
+				v.lbGate.Wrote(k, now)
+			}
+		}
+	}
+}
+
+func (v *clusterView) put(ctx context.Context, key string, doc any) bool {
+	b, err := json.Marshal(doc)
+	if err == nil {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = v.a.consul.KVPut(wctx, key, b)
+		cancel()
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err != nil {
+		if !v.failing && ctx.Err() == nil {
+			v.a.log.Warn("publishing the cluster view failed; other hosts' UIs will show this host as stale (retried every second)", "key", key, "err", err)
+		}
+		v.failing = true
+		return false
+	}
+	if v.failing {
+		v.a.log.Info("publishing the cluster view works again", "key", key)
+	}
+	v.failing = false
+	return true
+}
+
+// factsOf reduces a status report to what events are computed from.
+func factsOf(r StatusReport) webui.Facts {
+	f := webui.Facts{Subnet: r.Overlay.Subnet, Peers: map[string]webui.PeerFact{}, Refused: refusalsOf(r.Sync),
+		HostRepairs: r.Overlay.Host.Repairs, LastRepair: r.Overlay.Host.LastRepair, RecordRepairs: r.Overlay.RecordRepairs}
+	probes := map[string]bool{}
+	for _, p := range r.Mesh {
+		probes[p.Node] = p.Reachable
+	}
+	for _, p := range r.Overlay.Peers {
+		reach, probed := probes[p.Node]
+		f.Peers[p.Node] = webui.PeerFact{Probed: probed, Reachable: reach}
+	}
+	if l := r.LB; l != nil {
+		lf := &webui.LBFacts{Reloads: l.Reloads, FailedReloads: l.FailedReloads, RuntimeOps: l.RuntimeOps, LastError: l.LastError,
+			Slots: map[string]int{}, Servers: map[string][]string{}}
+		for _, fe := range l.Frontends {
+			lf.Frontends = append(lf.Frontends, fe.Name)
+		}
+		for _, b := range l.Backends {
+			lf.Slots[b.Name] = b.Slots
+			for _, s := range b.Servers {
+				lf.Servers[b.Name] = append(lf.Servers[b.Name], s.Addr)
+			}
+		}
+		f.LB = lf
+	}
+	return f
+}
+
+func refusalsOf(s discovery.SyncStatus) []webui.Refusal {
+	out := []webui.Refusal{}
+	for _, p := range s.Problems {
+		out = append(out, webui.Refusal{Container: p.ContainerName, ContainerID: p.ContainerID, Port: p.Port, Reason: p.Reason})
+	}
+	return out
+}
+
+// rowOf is this host's row: itself and how it sees every peer.
+func rowOf(r StatusReport, started, now time.Time, events []webui.Event) webui.Row {
+	o := r.Overlay
+	row := webui.Row{Schema: webui.Schema, Node: r.Node, Version: r.Version, Subnet: o.Subnet, Endpoint: o.Endpoint,
+		UptimeS: int64(now.Sub(started) / time.Second), Peers: []webui.Peer{}, Refused: refusalsOf(r.Sync), Events: events}
+	probes := map[string]int{}
+	for i, p := range r.Mesh {
+		probes[p.Node] = i
+	}
+	for _, p := range o.Peers {
+		c := webui.Peer{Node: p.Node, HandshakeAgeS: -1, RxBytes: p.RxBytes, TxBytes: p.TxBytes, Health: p.Health}
+		if !p.LastHandshake.IsZero() {
+			c.HandshakeAgeS = now.Sub(p.LastHandshake).Seconds()
+		}
+		if i, ok := probes[p.Node]; ok {
+			pr := r.Mesh[i]
+			c.Probed, c.Reachable, c.RTTMs, c.LastError = true, pr.Reachable, float64(pr.RTT)/float64(time.Millisecond), pr.LastError
+		}
+		row.Peers = append(row.Peers, c)
+	}
+	return row
+}
+
+// lbSummaryOf is this lb host's summary: the running frontends and
+// backends joined with HAProxy's own figures.
+func lbSummaryOf(node string, l *LBStatus, stats []haproxy.StatRow, history []webui.Event) webui.LBSummary {
+	by := map[[2]string]haproxy.StatRow{}
+	for _, s := range stats {
+		by[[2]string{s.Proxy, s.Server}] = s
+	}
+	st := func(proxy, server string) webui.LBStats {
+		s, ok := by[[2]string{proxy, server}]
+		if !ok {
+			return webui.LBStats{}
+		}
+		return webui.LBStats{Status: s.Status, Sessions: s.Sessions, Total: s.Total, Rate: s.Rate, Requests: s.Requests, Errors: s.ErrReq + s.ErrConn + s.ErrResp}
+	}
+	out := webui.LBSummary{Schema: webui.Schema, Node: node, Stale: l.Stale, StaleReason: l.StaleReason, LastError: l.LastError,
+		Reloads: l.Reloads, FailedReloads: l.FailedReloads, RuntimeOps: l.RuntimeOps, Problems: l.Problems,
+		Frontends: []webui.LBFrontend{}, Backends: []webui.LBBackend{}, History: history}
+	for _, f := range l.Frontends {
+		wf := webui.LBFrontend{Name: f.Name, Mode: f.Mode, Port: f.Port, TLS: f.TLS, DefaultBackend: f.DefaultBackend, Stats: st(f.Name, "FRONTEND")}
+		for _, r := range f.Routes {
+			wf.Routes = append(wf.Routes, webui.LBRoute{Host: r.Host, Path: r.PathPrefix, Backend: r.Backend, Redirect: r.Redirect})
+		}
+		out.Frontends = append(out.Frontends, wf)
+	}
+	for _, b := range l.Backends {
+		wb := webui.LBBackend{Name: b.Name, Mode: b.Mode, Balance: b.Balance, Slots: b.Slots, Stats: st(b.Name, "BACKEND"), Servers: []webui.LBServer{}}
+		for _, s := range b.Servers {
+			ss := st(b.Name, s.Slot)
+			if ss.Status == "" {
+				ss.Status = s.Status
+			}
+			wb.Servers = append(wb.Servers, webui.LBServer{Slot: s.Slot, Addr: s.Addr, Weight: s.Weight, Stats: ss})
+		}
+		out.Backends = append(out.Backends, wb)
+	}
+	return out
+}
+
+// watches starts, on the first UI request, the two KV prefix queries and
+// the set of every service: a host whose UI nobody opens asks Consul
+// nothing for it.
+func (v *clusterView) watches() {
+	v.watchOnce.Do(func() {
+		v.meshKV, _ = v.a.watches.KV(webui.MeshPrefix)
+		v.lbKV, _ = v.a.watches.KV(webui.LBPrefix)
+		v.all = v.a.watches.Services("")
+	})
+}
+
+// Node is this host's name.
+func (v *clusterView) Node() string { return v.a.cfg.NodeName }
+
+// rows returns every host's row as read from KV, this host's own replaced
+// by its live one, with their ages, and problems reading them.
+func (v *clusterView) rows(now time.Time) (map[string]webui.SeenRow, []string) {
+	v.watches()
+	kv, ok, _ := v.meshKV.Get()
+	var problems []string
+	if err := v.meshKV.Err(); err != nil {
+		problems = append(problems, fmt.Sprintf("reading %s: %v", webui.MeshPrefix, err))
+	} else if !ok {
+		problems = append(problems, fmt.Sprintf("reading %s: not read yet", webui.MeshPrefix))
+	}
+	vals, idx := map[string][]byte{}, map[string]uint64{}
+	for k, p := range kv {
+		vals[k], idx[k] = p.Value, p.Index
+	}
+	rows, bad := webui.DecodeRows(webui.MeshPrefix, vals)
+	problems = append(problems, bad...)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.tracker.Observe(idx, now)
+	out := make(map[string]webui.SeenRow, len(rows)+1)
+	for n, r := range rows {
+		age, _ := v.tracker.Age(webui.MeshPrefix+n, now)
+		out[n] = webui.SeenRow{Row: r, Age: age}
+	}
+	if v.row.Node != "" {
+		out[v.row.Node] = webui.SeenRow{Row: v.row}
+	}
+	return out, problems
+}
+
+// Mesh answers /api/v1/mesh.
+func (v *clusterView) Mesh(context.Context) webui.Mesh {
+	rows, _ := v.rows(time.Now())
+	health := map[string]string{}
+	if ins, ok, _ := v.a.nodes.Get(); ok {
+		for _, n := range discovery.NodesFromInstances(ins) {
+			if n.Name != "" {
+				health[n.Name] = worse(health[n.Name], n.Health)
+			}
+		}
+	}
+	return webui.BuildMesh(v.a.cfg.NodeName, rows, health)
+}
+
+// worse is the worse of two Consul health states ("" is none).
+func worse(a, b string) string {
+	rank := map[string]int{"": 0, "passing": 1, "warning": 2, "critical": 3}
+	if rank[b] > rank[a] {
+		return b
+	}
+	return a
+}
+
+// Services answers /api/v1/services.
+func (v *clusterView) Services(context.Context) webui.Services {
+	seen, problems := v.rows(time.Now())
+	rows := make(map[string]webui.Row, len(seen))
+	for n, r := range seen {
+		rows[n] = r.Row
+	}
+	snap, err := v.all.Snapshot()
+	if err != nil {
+		problems = append(problems, "reading the services: "+err.Error())
+	}
+	var svcs []webui.Service
+	for name, ins := range snap {
+		s := webui.Service{Name: name, Instances: []webui.Instance{}}
+		for _, in := range ins {
+			wi := webui.Instance{ID: in.ID, Node: in.Node, Address: in.Address, Port: in.Port, Tags: in.Tags, Meta: in.Meta, Health: in.Health, Checks: []webui.Check{}}
+			if wi.Tags == nil {
+				wi.Tags = []string{}
+			}
+			for _, c := range in.Checks {
+				wi.Checks = append(wi.Checks, webui.Check{ID: c.ID, Name: c.Name, Status: c.Status})
+			}
+			s.Instances = append(s.Instances, wi)
+		}
+		svcs = append(svcs, s)
+	}
+	return webui.BuildServices(svcs, rows, problems)
+}
+
+// LBs answers /api/v1/lb.
+func (v *clusterView) LBs(context.Context) webui.LBs {
+	v.watches()
+	kv, _, _ := v.lbKV.Get()
+	var problems []string
+	if err := v.lbKV.Err(); err != nil {
+		problems = append(problems, fmt.Sprintf("reading %s: %v", webui.LBPrefix, err))
+	}
+	vals := map[string][]byte{}
+	for k, p := range kv {
+		vals[k] = p.Value
+	}
+	lbs, bad := webui.DecodeLBs(webui.LBPrefix, vals)
+	problems = append(problems, bad...)
+	v.mu.Lock()
+	if v.lb != nil {
+		lbs[v.lb.Node] = *v.lb
+	}
+	v.mu.Unlock()
+	return webui.BuildLBs(lbs, problems)
+}
+
+// Events answers /api/v1/events.
+func (v *clusterView) Events(context.Context) webui.Events {
+	seen, _ := v.rows(time.Now())
+	rows := make(map[string]webui.Row, len(seen))
+	for n, r := range seen {
+		rows[n] = r.Row
+	}
+	v.mu.Lock()
+	if n := v.a.cfg.NodeName; v.row.Node != "" {
+		own := rows[n]
+		own.Events = v.ring.Newest(webui.MaxEvents)
+		rows[n] = own
+	}
+	v.mu.Unlock()
+	return webui.BuildEvents(rows)
+}
+
+// uiHandler is the web UI's handler with its token (read from
+// --ui-token-file), or nil when the UI is off.
+func (a *agent) uiHandler() (http.Handler, error) {
+	if a.cfg.UIListen() == "" {
+		return nil, nil
+	}
+	var token string
+	if a.cfg.UITokenFile != "" {
+		b, err := os.ReadFile(a.cfg.UITokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading --ui-token-file: %w", err)
+		}
+		if token = strings.TrimSpace(string(b)); token == "" {
+			return nil, fmt.Errorf("--ui-token-file %s is empty", a.cfg.UITokenFile)
+		}
+	}
+	return webui.Handler(webui.Options{Source: a.view, Token: token, Log: a.log.With("component", "webui")}), nil
+}
+
+// serveUI serves the web UI on its own --ui listener (when it has one).
+func (a *agent) serveUI(ctx context.Context, h http.Handler) error {
+	if a.cfg.UI == "" || a.cfg.UI == "off" || h == nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", a.cfg.UI)
+	if err != nil {
+		return fmt.Errorf("web UI listener: %w", err)
+	}
+	a.log.Info("serving the web UI", "url", "http://"+a.cfg.UI+"/ui/")
+	return serveHTTP(ctx, ln, h, "web UI")
+}
+
+// uiURL is the UI's address as `drover ui` prints it ("" when off).
+func (c Config) uiURL() string {
+	addr := c.UIListen()
+	if addr == "" {
+		return ""
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/ui/"
+}
+
+var _ webui.Source = (*clusterView)(nil)
+
+// errNoUI is `drover ui`'s answer when the agent serves no UI.
+var errNoUI = errors.New("the agent serves no web UI (--ui off, or no --metrics-addr)")
