@@ -26,7 +26,7 @@ import (
 // element with id pwned, window.__pwned), which the test looks for.
 var uiHostile = []string{
 	"<script>window.__pwned=1</script>",
-	`<img src=x onerror="document.body.dataset.pwned=1">`,
+	"<img src=x onerror=document.body.dataset.pwned=1>",
 	`"><svg onload=document.body.dataset.pwned=1>`,
 	`'><iframe id=pwned src=javascript:window.__pwned=1>`,
 	"</td></tr></table><b id=pwned>x</b>",
