@@ -46,10 +46,10 @@ type pageState struct {
 	} `json:"instances"`
 	Refused []struct{ Node, Container, Reason string } `json:"refused"`
 	Servers []struct{ Backend, Addr, Status string }   `json:"servers"`
-	Events  int                                      `json:"events"`
-	Text    string                                   `json:"text"`
-	Pwned   bool                                     `json:"pwned"`
-	Scripts []string                                 `json:"scripts"`
+	Events  int                                        `json:"events"`
+	Text    string                                     `json:"text"`
+	Pwned   bool                                       `json:"pwned"`
+	Scripts []string                                   `json:"scripts"`
 	// Injected counts elements no string of the API may create.
 	Injected int `json:"injected"`
 }
