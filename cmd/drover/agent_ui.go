@@ -40,8 +40,10 @@ type clusterView struct {
 	lb      *webui.LBSummary
 	tracker *webui.Tracker
 	failing bool // the last KV write failed (logged once until it works again)
+	left    bool // the host left the mesh: publish nothing more
 
 	rowGate, lbGate *webui.Gate // only the run loop touches these
+	pubMu           sync.Mutex  // held by a publish pass and by withdraw, so no write lands after the delete
 
 	watchOnce sync.Once
 	meshKV    *watch.Latest[map[string]discovery.KVPair]
@@ -99,10 +101,12 @@ func (v *clusterView) sample(ctx context.Context, now time.Time) {
 
 // publish writes the row and the lb summary when their gates say so.
 func (v *clusterView) publish(ctx context.Context, now time.Time) {
+	v.pubMu.Lock()
+	defer v.pubMu.Unlock()
 	v.mu.Lock()
-	row, lbs := v.row, v.lb
+	row, lbs, left := v.row, v.lb, v.left
 	v.mu.Unlock()
-	if row.Subnet == "" {
+	if left || row.Subnet == "" {
 		return // not in the mesh yet: nothing to say
 	}
 	if k := webui.RowKey(row); v.rowGate.Due(k, now) {
@@ -143,6 +147,21 @@ func (v *clusterView) put(ctx context.Context, key string, doc any) bool {
 	}
 	v.failing = false
 	return true
+}
+
+// withdraw deletes this host's rows (drover leave): a host that left is
+// not shown as a stale one. Nothing is published afterwards.
+func (v *clusterView) withdraw(ctx context.Context) error {
+	v.pubMu.Lock()
+	defer v.pubMu.Unlock()
+	v.mu.Lock()
+	v.left = true
+	v.mu.Unlock()
+	err := v.a.consul.KVDelete(ctx, webui.MeshPrefix+v.a.cfg.NodeName)
+	if v.a.cfg.LB { // only an lb host's token may write (and delete) its lb key
+		err = errors.Join(err, v.a.consul.KVDelete(ctx, webui.LBPrefix+v.a.cfg.NodeName))
+	}
+	return err
 }
 
 // factsOf reduces a status report to what events are computed from.

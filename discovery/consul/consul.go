@@ -159,6 +159,14 @@ func (c *Client) KVPut(ctx context.Context, key string, value []byte) error {
 	return nil
 }
 
+// KVDelete deletes key (absent is fine).
+func (c *Client) KVDelete(ctx context.Context, key string) error {
+	if _, err := c.api.KV().Delete(key, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+		return wrap(err, fmt.Sprintf("deleting KV %s", key))
+	}
+	return nil
+}
+
 // KVDeleteCAS deletes p if its ModifyIndex still matches.
 func (c *Client) KVDeleteCAS(ctx context.Context, p *api.KVPair) (bool, error) {
 	ok, _, err := c.api.KV().DeleteCAS(p, (&api.WriteOptions{}).WithContext(ctx))
