@@ -307,6 +307,23 @@ func TestUI(t *testing.T) {
 		})
 		t.Logf("h3 shown reachable %s after the heal", time.Since(begin).Round(100*time.Millisecond))
 	})
+
+	t.Run("drover leave on h3: it leaves the page, its row deleted", func(t *testing.T) {
+		if out, err := sb.Output(ctx, "h3", "drover", "leave"); err != nil {
+			t.Fatalf("drover leave on h3: %v %s", err, out)
+		}
+		harness.Eventually(t, 30*time.Second, "a 2×2 matrix of h1 and h2", func() error {
+			p, err := read()
+			if err != nil {
+				return err
+			}
+			return p.meshIs([]string{"h1", "h2"}, webui.CellReachable, "", "")
+		})
+		out, err := sb.Output(ctx, "h1", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", sandbox.ConsulURL+"/v1/kv/"+webui.MeshPrefix+"h3")
+		if err != nil || strings.TrimSpace(out) != "404" {
+			t.Errorf("h3's row after leave: HTTP %s %v, want 404", out, err)
+		}
+	})
 }
 
 // saveScreenshot writes the page as ui.png to $DROVER_ARTIFACTS (else
