@@ -182,6 +182,9 @@ func printStatus(w io.Writer, r StatusReport) {
 	}
 	fmt.Fprintf(w, "node %s  subnet %s  interface %s (%s, mtu %d)  endpoint %s  up %s  drover %s\n",
 		r.Node, o.Subnet, o.Interface, r.WGMode, o.MTU, o.Endpoint, r.Uptime, r.Version)
+	if r.UI != "" {
+		fmt.Fprintf(w, "web UI %s (the whole cluster; `drover ui`)\n", r.UI)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	probes := map[string]healthcheck.PeerProbe{}
 	for _, p := range r.Mesh {

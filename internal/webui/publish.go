@@ -12,11 +12,14 @@ import (
 // even when nothing changed, so that a reader can tell a row that stopped
 // moving (StaleAfter) from one that has nothing new to say. Counters that
 // always move (bytes, RTT, sessions) ride along but never cause a write.
-// The cost is one small KV write per host every Heartbeat.
+// The cost is one small KV write per host every Heartbeat (two on an lb
+// host) while nothing changes. Staleness is the backstop only: a host that
+// is cut off or whose agent died turns red sooner, as soon as its peers'
+// probes fail (BuildMesh).
 const (
 	MinInterval = 2 * time.Second
-	Heartbeat   = 3 * time.Second
-	StaleAfter  = 10 * time.Second
+	Heartbeat   = 10 * time.Second
+	StaleAfter  = 30 * time.Second
 )
 
 // Gate decides when a document is written. Its zero value is not usable:
