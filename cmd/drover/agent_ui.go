@@ -414,7 +414,7 @@ func (a *agent) uiHandler() (http.Handler, error) {
 			return nil, fmt.Errorf("--ui-token-file %s is empty", a.cfg.UITokenFile)
 		}
 	}
-	return webui.Handler(webui.Options{Source: a.view, Token: token, Log: a.log.With("component", "webui")}), nil
+	return webui.Handler(webui.Options{Source: a.view, Token: token}), nil
 }
 
 // serveUI serves the web UI on its own --ui listener (when it has one).

@@ -6,7 +6,6 @@ import (
 	"embed"
 	"encoding/json"
 	"io/fs"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -43,7 +42,6 @@ type Options struct {
 	// localhost:…) are answered, so a web page elsewhere cannot read the
 	// API through DNS rebinding.
 	Token string
-	Log   *slog.Logger
 }
 
 // Handler serves /ui/ (the page) and /api/v1/ (the JSON it reads); both
