@@ -37,7 +37,7 @@ type clusterView struct {
 	prev    webui.Facts
 	sampled bool
 	row     webui.Row
-	lb      *webui.LBSummary
+	lb      *webui.LBSummary // structure only (no HAProxy figures): what the lb gate compares
 	tracker *webui.Tracker
 	failing bool // the last KV write failed (logged once until it works again)
 	left    bool // the host left the mesh: publish nothing more
@@ -71,14 +71,14 @@ func (v *clusterView) run(ctx context.Context) error {
 	}
 }
 
-// sample reads the agent's status into the local row and lb summary.
+// sample reads the agent's status into the local row and the lb's
+// structure. It asks HAProxy nothing: the lb part comes from the lb
+// controller's memory; HAProxy's own figures are read only when a summary
+// is published or shown.
 func (v *clusterView) sample(ctx context.Context, now time.Time) {
-	r := v.a.report()
-	var stats []haproxy.StatRow
-	if v.a.haproxy != nil {
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		stats, _ = v.a.haproxy.Stats(sctx)
-		cancel()
+	r := v.a.baseReport()
+	if v.a.lb != nil {
+		r.LB = v.a.lbStatusOf(v.a.lb.Status())
 	}
 	facts := factsOf(r)
 	v.mu.Lock()
@@ -92,11 +92,28 @@ func (v *clusterView) sample(ctx context.Context, now time.Time) {
 			v.lbRing.Add(e)
 		}
 	}
-	v.row = rowOf(r, v.a.started, now, v.ring.Newest(webui.RowEvents))
+	v.row = webui.CapRow(rowOf(r, v.a.started, now, v.ring.Newest(webui.RowEvents)))
 	if r.LB != nil {
-		s := lbSummaryOf(v.a.cfg.NodeName, r.LB, stats, v.lbRing.Newest(webui.RowEvents))
+		s := lbSummaryOf(v.a.cfg.NodeName, r.LB, nil, v.lbRing.Newest(webui.RowEvents))
 		v.lb = &s
 	}
+}
+
+// liveLB is this lb host's summary with HAProxy's own states and figures
+// (nil without --lb).
+func (v *clusterView) liveLB(ctx context.Context) *webui.LBSummary {
+	if v.a.lb == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	l := v.a.lbStatus(ctx)
+	stats, _ := v.a.haproxy.Stats(ctx)
+	v.mu.Lock()
+	hist := v.lbRing.Newest(webui.RowEvents)
+	v.mu.Unlock()
+	s := lbSummaryOf(v.a.cfg.NodeName, l, stats, hist)
+	return &s
 }
 
 // publish writes the row and the lb summary when their gates say so.
@@ -113,14 +130,20 @@ func (v *clusterView) publish(ctx context.Context, now time.Time) {
 		row.Seq = uint64(now.UnixNano())
 		if v.put(ctx, webui.MeshPrefix+row.Node, row) {
 			v.rowGate.Wrote(k, now)
+		} else {
+			v.rowGate.Failed(now)
 		}
 	}
 	if lbs != nil {
 		if k := webui.LBKey(*lbs); v.lbGate.Due(k, now) {
-			s := *lbs
-			s.Seq = uint64(now.UnixNano())
-			if v.put(ctx, webui.LBPrefix+s.Node, s) {
-				v.lbGate.Wrote(k, now)
+			if live := v.liveLB(ctx); live != nil {
+				s := webui.CapLB(*live)
+				s.Seq = uint64(now.UnixNano())
+				if v.put(ctx, webui.LBPrefix+s.Node, s) {
+					v.lbGate.Wrote(k, now)
+				} else {
+					v.lbGate.Failed(now)
+				}
 			}
 		}
 	}
@@ -360,7 +383,7 @@ func (v *clusterView) Services(context.Context) webui.Services {
 }
 
 // LBs answers /api/v1/lb.
-func (v *clusterView) LBs(context.Context) webui.LBs {
+func (v *clusterView) LBs(ctx context.Context) webui.LBs {
 	v.watches()
 	kv, _, _ := v.lbKV.Get()
 	var problems []string
@@ -373,11 +396,9 @@ func (v *clusterView) LBs(context.Context) webui.LBs {
 	}
 	lbs, bad := webui.DecodeLBs(webui.LBPrefix, vals)
 	problems = append(problems, bad...)
-	v.mu.Lock()
-	if v.lb != nil {
-		lbs[v.lb.Node] = *v.lb
+	if live := v.liveLB(ctx); live != nil {
+		lbs[live.Node] = *live
 	}
-	v.mu.Unlock()
 	return webui.BuildLBs(lbs, problems)
 }
 

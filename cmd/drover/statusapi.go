@@ -61,6 +61,14 @@ type WatchStatus struct {
 }
 
 func (a *agent) report() StatusReport {
+	r := a.baseReport()
+	r.LB = a.lbStatus(context.Background())
+	return r
+}
+
+// baseReport is the status report without the lb part, which asks HAProxy
+// (the cluster view samples it every second).
+func (a *agent) baseReport() StatusReport {
 	_, _, nat := a.nodes.Get()
 	_, _, lat := a.leases.Get()
 	ws := WatchStatus{NodesLastContact: nat, LeasesLastContact: lat, Queries: a.watches.Queries(), Requests: a.consul.Requests()}
@@ -74,7 +82,7 @@ func (a *agent) report() StatusReport {
 	if a.confgen != nil {
 		cg = a.confgen.Status()
 	}
-	r := StatusReport{Confgen: cg, LB: a.lbStatus(context.Background()), Version: buildinfo.String(), Node: a.cfg.NodeName, Uptime: time.Since(a.started).Round(time.Second).String(),
+	r := StatusReport{Confgen: cg, Version: buildinfo.String(), Node: a.cfg.NodeName, Uptime: time.Since(a.started).Round(time.Second).String(),
 		WGMode: a.link.Mode(), Overlay: a.overlay.Status(), Consul: ws, UI: a.cfg.uiURL(), UIToken: a.cfg.UITokenFile != ""}
 	// Before the first join the status socket already answers; the
 	// controllers started after it are still nil.

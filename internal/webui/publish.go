@@ -28,12 +28,15 @@ const (
 //
 //	content key changed ──▶ due once MinInterval passed since the last write
 //	nothing changed     ──▶ due once Heartbeat passed since the last write
-//	write failed        ──▶ not recorded: due again at the next check
+//	write failed        ──▶ Failed: not due for MinInterval, doubling with
+//	                        every failure in a row up to Heartbeat
 type Gate struct {
 	min, beat time.Duration
 	key       string
 	at        time.Time
 	wrote     bool
+	fails     int
+	retryAt   time.Time
 }
 
 // NewGate returns a gate with the given minimum interval and heartbeat.
@@ -42,6 +45,9 @@ func NewGate(min, heartbeat time.Duration) *Gate { return &Gate{min: min, beat: 
 // Due reports whether a document whose significant content is key should
 // be written now.
 func (g *Gate) Due(key string, now time.Time) bool {
+	if now.Before(g.retryAt) {
+		return false
+	}
 	if !g.wrote {
 		return true
 	}
@@ -53,7 +59,16 @@ func (g *Gate) Due(key string, now time.Time) bool {
 }
 
 // Wrote records a successful write of key at now.
-func (g *Gate) Wrote(key string, now time.Time) { g.key, g.at, g.wrote = key, now, true }
+func (g *Gate) Wrote(key string, now time.Time) {
+	g.key, g.at, g.wrote, g.fails, g.retryAt = key, now, true, 0, time.Time{}
+}
+
+// Failed records a failed write at now: the next one waits.
+func (g *Gate) Failed(now time.Time) {
+	wait := g.min << min(g.fails, 16)
+	g.fails++
+	g.retryAt = now.Add(min(wait, g.beat))
+}
 
 // RowKey is a row's significant content: everything but its counters
 // (sequence, uptime, RTT, handshake ages, bytes).
@@ -102,13 +117,54 @@ func mustJSON(v any) string {
 	return string(b)
 }
 
-// maxDoc bounds a published document that is read back (Consul's own KV
-// limit is 512 KiB).
-const maxDoc = 256 << 10
+// maxDoc bounds a document that is read back.
+const maxDoc = 2 * MaxPublished
 
 func decode(b []byte, v any) error {
 	if len(b) > maxDoc {
 		return fmt.Errorf("%d bytes, over the %d byte limit", len(b), maxDoc)
 	}
 	return json.Unmarshal(b, v)
+}
+
+// Bounds of what is published: Consul refuses KV values over 512 KiB, and
+// every host reads every row.
+const (
+	MaxPublished = 256 << 10
+	MaxRefused   = 100
+)
+
+// CapRow keeps at most MaxRefused refusals, counting the rest. It is pure.
+func CapRow(r Row) Row {
+	if n := len(r.Refused); n > MaxRefused {
+		r.Refused = r.Refused[:MaxRefused:MaxRefused]
+		r.OmittedRefused = n - MaxRefused
+	}
+	return r
+}
+
+// CapLB keeps as many backends, in order, as fit in MaxPublished (with the
+// rest of the summary), counting the ones left out. It is pure.
+func CapLB(s LBSummary) LBSummary {
+	if len(mustJSON(s)) <= MaxPublished {
+		return s
+	}
+	rest := s
+	rest.Backends = nil
+	budget := MaxPublished - len(mustJSON(rest)) - 64
+	var kept []LBBackend
+	for _, b := range s.Backends {
+		n := len(mustJSON(b)) + 1
+		if n > budget {
+			break
+		}
+		budget -= n
+		kept = append(kept, b)
+	}
+	if kept == nil {
+		kept = []LBBackend{}
+	}
+	s.OmittedBackends = len(s.Backends) - len(kept)
+	s.Backends = kept
+	return s
 }

@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -74,5 +75,64 @@ func TestLBKeyIgnoresTraffic(t *testing.T) {
 	}
 	if s.Backends[0].Servers[0].Stats.Rate != 5 {
 		t.Error("LBKey changed its argument")
+	}
+}
+
+func TestGateBacksOffAfterFailures(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	g := NewGate(2*time.Second, 10*time.Second)
+	now := t0
+	var waits []time.Duration
+	for range 5 {
+		if !g.Due("a", now) {
+			t.Fatalf("not due at %v", now.Sub(t0))
+		}
+		g.Failed(now)
+		last := now
+		for !g.Due("a", now) {
+			now = now.Add(100 * time.Millisecond)
+		}
+		waits = append(waits, now.Sub(last))
+	}
+	want := []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second}
+	for i := range want {
+		if waits[i] != want[i] {
+			t.Fatalf("waits after failures %v, want %v", waits, want)
+		}
+	}
+	g.Wrote("a", now)
+	if g.Due("b", now.Add(2*time.Second)) != true {
+		t.Error("a success resets the backoff: a change is due after MinInterval")
+	}
+}
+
+func TestCaps(t *testing.T) {
+	r := Row{Schema: Schema}
+	for i := range MaxRefused + 7 {
+		r.Refused = append(r.Refused, Refusal{Container: fmt.Sprint(i)})
+	}
+	c := CapRow(r)
+	if len(c.Refused) != MaxRefused || c.OmittedRefused != 7 || len(r.Refused) != MaxRefused+7 {
+		t.Errorf("CapRow kept %d, omitted %d", len(c.Refused), c.OmittedRefused)
+	}
+	s := LBSummary{Schema: Schema, Frontends: []LBFrontend{}}
+	for i := range 2000 {
+		b := LBBackend{Name: fmt.Sprintf("svc-%04d", i), Mode: "http", Balance: "roundrobin", Slots: 8}
+		for j := range 3 {
+			b.Servers = append(b.Servers, LBServer{Slot: fmt.Sprintf("drover_h%d_0123456789ab_8080", j), Addr: "10.42.1.2:8080", Weight: 100, Stats: LBStats{Status: "UP"}})
+		}
+		s.Backends = append(s.Backends, b)
+	}
+	capped := CapLB(s)
+	size := len(mustJSON(capped))
+	if size > MaxPublished || capped.OmittedBackends == 0 || len(capped.Backends)+capped.OmittedBackends != 2000 {
+		t.Errorf("capped: %d bytes, %d backends kept, %d omitted", size, len(capped.Backends), capped.OmittedBackends)
+	}
+	if capped.Backends[0].Name != "svc-0000" {
+		t.Errorf("the first backends are kept, got %s", capped.Backends[0].Name)
+	}
+	small := LBSummary{Schema: Schema, Backends: s.Backends[:3]}
+	if got := CapLB(small); got.OmittedBackends != 0 || len(got.Backends) != 3 {
+		t.Errorf("a small summary is left as it is: %+v", got)
 	}
 }

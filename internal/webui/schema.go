@@ -29,7 +29,9 @@ type Row struct {
 	Seq     uint64    `json:"seq"`
 	Peers   []Peer    `json:"peers"`
 	Refused []Refusal `json:"refused"`
-	Events  []Event   `json:"events"`
+	// OmittedRefused is how many refusals were left out (over MaxRefused).
+	OmittedRefused int     `json:"omitted_refused,omitempty"`
+	Events         []Event `json:"events"`
 }
 
 // Peer is one cell of a row: how this host sees one peer.
@@ -99,6 +101,9 @@ type LBSummary struct {
 	Problems      []string     `json:"problems,omitempty"`
 	Frontends     []LBFrontend `json:"frontends"`
 	Backends      []LBBackend  `json:"backends"`
+	// OmittedBackends is how many backends (the last by name) were left
+	// out to keep the published document under MaxPublished.
+	OmittedBackends int `json:"omitted_backends,omitempty"`
 	// History is the last reloads and runtime operations with their
 	// causes, newest first.
 	History []Event `json:"history"`
