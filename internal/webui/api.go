@@ -1,6 +1,9 @@
 package webui
 
-import "sort"
+import (
+	"fmt"
+	"sort"
+)
 
 // Index is the /api/v1/ answer: the schema version and every endpoint.
 type Index struct {
@@ -85,6 +88,9 @@ func BuildServices(svcs []Service, rows map[string]Row, problems []string) Servi
 	for _, n := range sortedKeys(rows) {
 		for _, r := range rows[n].Refused {
 			out.Refused = append(out.Refused, HostRefusal{Node: n, Refusal: r})
+		}
+		if k := rows[n].OmittedRefused; k > 0 {
+			out.Problems = append(out.Problems, fmt.Sprintf("%s refused %d more containers than it publishes (drover status on %s lists them all)", n, k, n))
 		}
 	}
 	if out.Services == nil {

@@ -88,3 +88,13 @@ func TestMergeEvents(t *testing.T) {
 		t.Errorf("got %v, want newest first, capped: c,b,a", got)
 	}
 }
+
+func TestBuildServicesNamesOmittedRefusals(t *testing.T) {
+	s := BuildServices(nil, map[string]Row{"h2": {Refused: []Refusal{{Container: "a"}}, OmittedRefused: 3}}, nil)
+	if len(s.Refused) != 1 || s.Refused[0].Node != "h2" || len(s.Problems) != 1 || !strings.Contains(s.Problems[0], "3 more") {
+		t.Errorf("services %+v", s)
+	}
+	if s.Services == nil {
+		t.Error("no services must be [], not null")
+	}
+}

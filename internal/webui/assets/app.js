@@ -92,7 +92,8 @@
     const blocks = l.lbs.map((s) => {
       const box = el("div", { class: "lbhost", data: { node: s.node } },
         el("h3", null, "lb on " + s.node),
-        el("p", null, "reloads " + s.reloads + ", failed " + s.failed_reloads + ", runtime ops " + s.runtime_ops + (s.stale ? ", STALE: " + s.stale_reason : "") + (s.last_error ? ", last error: " + s.last_error : "")));
+        el("p", null, "reloads " + s.reloads + ", failed " + s.failed_reloads + ", runtime ops " + s.runtime_ops + (s.stale ? ", STALE: " + s.stale_reason : "") + (s.last_error ? ", last error: " + s.last_error : "") +
+          (s.omitted_backends ? ", " + s.omitted_backends + " more backends not published (too many for one Consul key; the UI of " + s.node + " shows them all)" : "")));
       const fts = el("table", { class: "frontends" },
         el("thead", null, el("tr", null, el("th", null, "frontend"), el("th", null, "mode"), el("th", null, "port"), el("th", null, "routes"),
           el("th", null, "state"), el("th", null, "sessions"), el("th", null, "rate/s"), el("th", null, "requests"), el("th", null, "errors"))));
