@@ -240,7 +240,12 @@ func (a *agent) lbStatusOf(cs lb.ControllerStatus) *LBStatus {
 			}
 			lbb.Servers = append(lbb.Servers, LBServer{Slot: s.Name, Addr: s.Addr, Weight: s.Weight, Enabled: s.Enabled})
 		}
-		sort.Slice(lbb.Servers, func(i, j int) bool { return lbb.Servers[i].Addr < lbb.Servers[j].Addr })
+		// A total order (two slots may hold one address): the cluster
+		// view compares successive samples.
+		sort.Slice(lbb.Servers, func(i, j int) bool {
+			a, b := lbb.Servers[i], lbb.Servers[j]
+			return a.Addr < b.Addr || a.Addr == b.Addr && a.Slot < b.Slot
+		})
 		st.Backends = append(st.Backends, lbb)
 	}
 	return st

@@ -1,6 +1,8 @@
 package webui
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -80,7 +82,7 @@ func RowKey(r Row) string {
 		peers[i] = p
 	}
 	r.Peers = peers
-	return mustJSON(r)
+	return digest(r)
 }
 
 // LBKey is an lb summary's significant content: its structure and every
@@ -105,7 +107,17 @@ func LBKey(s LBSummary) string {
 		bs[i] = b
 	}
 	s.Backends = bs
-	return mustJSON(s)
+	return digest(s)
+}
+
+// digest is a short fingerprint of v's JSON, so that a gate keeps 64
+// bytes, not the document (an lb summary can be megabytes).
+func digest(v any) string {
+	h := sha256.New()
+	if err := json.NewEncoder(h).Encode(v); err != nil {
+		panic("webui: " + err.Error())
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func mustJSON(v any) string {
