@@ -17,11 +17,15 @@ import (
 // The cost is one small KV write per host every Heartbeat (two on an lb
 // host) while nothing changes. Staleness is the backstop only: a host that
 // is cut off or whose agent died turns red sooner, as soon as its peers'
-// probes fail (BuildMesh).
+// probes fail (BuildMesh). Every KV write also wakes each blocking query
+// on an empty KV prefix anywhere in the cluster (Consul answers those with
+// the index of the whole store), such as an lb host's watch of
+// drover/v1/certs/ while it holds no certificate: a long heartbeat keeps
+// that to one request per host every 30 s.
 const (
 	MinInterval = 2 * time.Second
-	Heartbeat   = 10 * time.Second
-	StaleAfter  = 30 * time.Second
+	Heartbeat   = 30 * time.Second
+	StaleAfter  = 90 * time.Second
 )
 
 // Gate decides when a document is written. Its zero value is not usable:
