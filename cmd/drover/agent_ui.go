@@ -27,6 +27,12 @@ import (
 // sampleEvery is how often the view samples the agent's status.
 const sampleEvery = time.Second
 
+// yieldAtMost is how many samples in a row the view's writes wait while
+// other non-blocking requests are in flight to the local Consul agent: the
+// agent keeps at most about 10 requests there at once (FetchConcurrency),
+// and a row can wait a few seconds.
+const yieldAtMost = 5
+
 // clusterView is the agent's side of the web UI.
 type clusterView struct {
 	a *agent
@@ -43,6 +49,7 @@ type clusterView struct {
 	left    bool // the host left the mesh: publish nothing more
 
 	rowGate, lbGate *webui.Gate // only the run loop touches these
+	yielded         int         // samples in a row whose writes waited for a busy Consul client
 	pubMu           sync.Mutex  // held by a publish pass and by withdraw, so no write lands after the delete
 
 	watchOnce sync.Once
@@ -126,6 +133,11 @@ func (v *clusterView) publish(ctx context.Context, now time.Time) {
 	if left || row.Subnet == "" {
 		return // not in the mesh yet: nothing to say
 	}
+	if rs := v.a.consul.Requests(); rs.InFlight-rs.Blocking > 0 && v.yielded < yieldAtMost {
+		v.yielded++
+		return
+	}
+	v.yielded = 0
 	if k := webui.RowKey(row); v.rowGate.Due(k, now) {
 		row.Seq = uint64(now.UnixNano())
 		if v.put(ctx, webui.MeshPrefix+row.Node, row) {

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 // browser is a headless chromium and one page of it.
 type browser struct {
 	cmd     *exec.Cmd
+	profile string // throw-away user data dir, removed by close
 	conn    *websocket.Conn
 	session string
 	next    int
@@ -40,13 +42,21 @@ func startBrowser(ctx context.Context, t testing.TB) *browser {
 	if err != nil {
 		t.Skip("end-to-end UI test skipped: chromium not installed; run `make deps` (Debian package chromium)")
 	}
+	// The profile is not a t.TempDir: chromium's helper processes may
+	// still write to it for a moment after the browser is killed.
+	profile, err := os.MkdirTemp("", "drover-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.CommandContext(ctx, bin, "--headless=new", "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0",
-		"--user-data-dir="+t.TempDir(), "--window-size=1400,1800", "--hide-scrollbars",
+		"--user-data-dir="+profile, "--window-size=1400,1800", "--hide-scrollbars",
 		"--no-first-run", "--no-default-browser-check", "--disable-background-networking", "--disable-component-update",
 		"--disable-sync", "--disable-default-apps", "--disable-extensions", "--disable-domain-reliability",
 		"--disable-client-side-phishing-detection", "--metrics-recording-only", "--no-pings", "--disable-breakpad",
 		"--disable-features=Translate,OptimizationHints,MediaRouter,DialMediaRouteProvider,AutofillServerCommunication",
 		"about:blank")
+	// Its own process group, so that close ends its helpers too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +64,7 @@ func startBrowser(ctx context.Context, t testing.TB) *browser {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting chromium: %v", err)
 	}
-	b := &browser{cmd: cmd}
+	b := &browser{cmd: cmd, profile: profile}
 	t.Cleanup(b.close)
 	found := make(chan string, 1)
 	go func() {
@@ -97,8 +107,14 @@ func (b *browser) close() {
 		b.conn.Close(websocket.StatusNormalClosure, "")
 	}
 	if b.cmd.Process != nil {
-		_ = b.cmd.Process.Kill()
+		_ = syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
 		_ = b.cmd.Wait()
+	}
+	for range 50 {
+		if os.RemoveAll(b.profile) == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
