@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 LDFLAGS := -s -w -X github.com/drover-net/drover/internal/buildinfo.Version=$(VERSION)
 export CGO_ENABLED := 0
 
-.PHONY: all deps build vet unit e2e test test-faults test-faults-ci demo demo-down bench-overlay bench-confgen bench-lb bench-dns clean
+.PHONY: all deps build vet unit e2e test test-faults test-faults-ci demo demo-down screenshot bench-overlay bench-confgen bench-lb bench-dns clean
 
 all: build
 
@@ -88,6 +88,11 @@ demo: deps build
 ## demo-down: remove the demo cluster and everything it made
 demo-down: build
 	@test/demo.sh down
+
+## screenshot: docs/ui.png, h1's web UI in a 3-host sandbox (services, an lb, a refused container),
+## taken by TestUI's headless chromium (the same page the test asserts on), so the README's picture stays true
+screenshot: deps build
+	DROVER_BIN_DIR=$(BIN) DROVER_UI_SCREENSHOT=$(CURDIR)/docs/ui.png $(GO) test -tags e2e -count=1 -timeout 15m -v -run '^TestUI$$' ./test/e2e/ 2>&1 | grep -v 'level=INFO'; exit $${PIPESTATUS[0]}
 
 clean:
 	rm -f $(BIN)/drover $(BIN)/drover-demo

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(haproxy docker.io docker-compose wireguard-tools iproute2 nftables tcpdump iperf3 iputils-ping
-      util-linux procps curl openssl ca-certificates kmod systemd)
+      util-linux procps curl openssl ca-certificates kmod systemd chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -16,9 +16,17 @@ type Instance struct {
 	Tags    []string
 	Meta    map[string]string
 	Health  string // passing, warning or critical
+	// Checks are the instance's checks, its node's (serfHealth) included,
+	// sorted by ID; their output is left out (it changes on every run).
+	Checks []CheckState
 	// CreateIndex is the Raft index at which Consul first registered the
 	// instance: who came first, when two claim the same thing.
 	CreateIndex uint64
+}
+
+// CheckState is one check of an instance.
+type CheckState struct {
+	ID, Name, Status string
 }
 
 // KVPair is one key's value and modify index.
@@ -37,6 +45,12 @@ func InstancesFromEntries(es []*api.ServiceEntry) []Instance {
 		}
 		in := Instance{ID: e.Service.ID, Service: e.Service.Service, Address: e.Service.Address, Port: e.Service.Port,
 			Tags: e.Service.Tags, Meta: e.Service.Meta, Health: e.Checks.AggregatedStatus(), CreateIndex: e.Service.CreateIndex}
+		for _, c := range e.Checks {
+			if c != nil {
+				in.Checks = append(in.Checks, CheckState{ID: c.CheckID, Name: c.Name, Status: c.Status})
+			}
+		}
+		sort.Slice(in.Checks, func(i, j int) bool { return in.Checks[i].ID < in.Checks[j].ID })
 		if e.Node != nil {
 			in.Node = e.Node.Node
 			if in.Address == "" {

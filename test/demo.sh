@@ -122,13 +122,17 @@ echo
 echo "The mesh as h1 sees it:"
 echo "  \$ $drover sandbox exec h1 -- drover status"
 "$drover" sandbox exec h1 -- drover status | sed 's/^/    /'
+echo
+echo "The whole cluster in a browser (h1's web UI: mesh matrix, services and refused containers, load balancer, events):"
+echo "  \$ $drover sandbox ui        # relays it to loopback, then open http://127.0.0.1:9714/ui/"
+echo "  (inside h1 it is http://127.0.0.1:9714/ui/: \$ $drover sandbox exec h1 -- drover ui; JSON API: docs/api.md)"
 cat <<TXT
 
 Try:
   $drover sandbox exec h2 -- wg show                 # the WireGuard device drover drives
   $drover sandbox exec h3 -- ip route                # routes to the other hosts' subnets
   $drover sandbox status                             # hosts, daemons, Consul members
-  $drover sandbox ui                                 # Consul UI at https://127.0.0.1:8501/ui (CA, token: $sb_dir/security)
+  $drover sandbox ui                                 # drover's UI at http://127.0.0.1:9714/ui/ and Consul's at https://127.0.0.1:8501/ui (CA, token: $sb_dir/security)
   $drover sandbox exec h1 -- consul members          # consul and curl in a host use HTTPS and the management token
   $drover acl-policy --node h1                       # the Consul ACL policy of h1's drover token
 Remove it all: make demo-down

@@ -82,6 +82,7 @@ type agent struct {
 	haproxy *haproxy.HAProxy // nil unless --lb
 	certs   *lb.CertSync     // nil unless --lb
 	access  *accessLog       // nil unless --lb with --lb-access-log
+	view    *clusterView     // the web UI's source and the cluster-view publisher
 	ctx     context.Context
 	watches *watch.Hub
 	lbSet   *watch.Set  // nil unless --lb
@@ -106,6 +107,11 @@ type agent struct {
 
 func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 	a := &agent{cfg: cfg, log: log, leave: make(chan chan error), started: time.Now()}
+	a.view = newClusterView(a)
+	ui, err := a.uiHandler()
+	if err != nil {
+		return err
+	}
 	if err := a.setup(ctx); err != nil {
 		return err
 	}
@@ -188,7 +194,9 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 	g.Go(func() error { a.reregisterOnNewToken(gctx); return nil })
-	g.Go(func() error { return a.serveMetrics(gctx, a.cfg.MetricsAddr) })
+	g.Go(func() error { return a.view.run(gctx) })
+	g.Go(func() error { return a.serveMetrics(gctx, a.cfg.MetricsAddr, ui) })
+	g.Go(func() error { return a.serveUI(gctx, ui) })
 	g.Go(func() error {
 		select {
 		case <-gctx.Done():
@@ -200,7 +208,7 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 	})
-	err := g.Wait()
+	err = g.Wait()
 	log.Info("agent stopped; the mesh keeps running", "interface", cfg.Interface)
 	return err
 }

@@ -105,6 +105,9 @@ func (u underlayShim) Probe() (overlay.UnderlayLink, error) {
 // doLeave takes the host out of the mesh and removes the interface.
 func (a *agent) doLeave(ctx context.Context) error {
 	var errs []error
+	if a.view != nil {
+		errs = append(errs, a.view.withdraw(ctx))
+	}
 	errs = append(errs, a.overlay.Leave(ctx))
 	errs = append(errs, a.link.Remove())
 	errs = append(errs, a.leaveDNS())

@@ -41,6 +41,8 @@ type Config struct {
 	Register     string        // labelled (containers with drover.* or SERVICE_* keys) or all (registrator's default)
 	StatusSocket string        // local status API (unix socket, 0600)
 	MetricsAddr  string        // Prometheus /metrics, /healthz, /readyz; empty disables
+	UI           string        // web UI: "" on the metrics listener, "off", or its own host:port
+	UITokenFile  string        // file holding the token the UI requires (required off loopback)
 	Confdir      string        // confgen: directory with conf.d/ and templates/; empty: no confgen in the agent
 	Prefix       string        // confgen: KV prefix joined before every resource's prefix
 	LB           bool          // run the HAProxy load balancer on this host
@@ -133,6 +135,8 @@ func agentFlags(fs *flag.FlagSet, cfg *Config) *string {
 	fs.StringVar(&cfg.AdvertiseIP, "advertise-addr", cfg.AdvertiseIP, "host address registered for published ports, like registrator's -ip (default: the address of --endpoint)")
 	fs.StringVar(&cfg.StatusSocket, "status-socket", cfg.StatusSocket, "unix socket of the local status API")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "address of the Prometheus /metrics, /healthz and /readyz endpoints (empty: off)")
+	fs.StringVar(&cfg.UI, "ui", cfg.UI, "read-only web UI (/ui/) and its JSON API (/api/v1/): empty serves them on --metrics-addr, \"off\" disables them, host:port gives them a listener of their own; off a loopback address --ui-token-file is required")
+	fs.StringVar(&cfg.UITokenFile, "ui-token-file", cfg.UITokenFile, "file holding the token the web UI and API require (Authorization: Bearer TOKEN, or /ui/?token=TOKEN once, which sets a cookie); required when the UI listens on a non-loopback address")
 	fs.StringVar(&cfg.Confdir, "confdir", cfg.Confdir, "run confgen in the agent over this directory's conf.d/ and templates/ (empty: off)")
 	fs.StringVar(&cfg.Prefix, "prefix", cfg.Prefix, "confgen: KV prefix joined before every resource's prefix")
 	fs.BoolVar(&cfg.LB, "lb", cfg.LB, "run the HAProxy load balancer on this host for services with drover.lb.* labels")
@@ -265,6 +269,15 @@ func (c Config) Validate() error {
 			bad("--metrics-addr %q: want host:port or empty", c.MetricsAddr)
 		}
 	}
+	if ui := c.UIListen(); c.UI != "" && c.UI != "off" {
+		if _, _, err := net.SplitHostPort(c.UI); err != nil {
+			bad("--ui %q: want host:port, empty (on --metrics-addr) or off", c.UI)
+		} else if !loopbackAddr(ui) && c.UITokenFile == "" {
+			bad("--ui %s is not a loopback address: give --ui-token-file (a file holding the token every browser and script must send), bind it to 127.0.0.1, or set --ui off", c.UI)
+		}
+	} else if ui != "" && !loopbackAddr(ui) && c.UITokenFile == "" {
+		bad("the web UI is served on --metrics-addr %s, which is not a loopback address: give --ui-token-file (a file holding the token every browser and script must send), give the UI a loopback listener of its own (--ui 127.0.0.1:9716), or set --ui off", ui)
+	}
 	switch c.HAProxyMode {
 	case "managed", "external":
 	default:
@@ -332,6 +345,32 @@ func (c Config) Validate() error {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	return nil
+}
+
+// UIListen is the address the web UI listens on: its own --ui, else the
+// metrics listener; "" when it is off.
+func (c Config) UIListen() string {
+	switch c.UI {
+	case "off":
+		return ""
+	case "":
+		return c.MetricsAddr
+	}
+	return c.UI
+}
+
+// loopbackAddr reports whether host:port names only loopback: a loopback
+// IP or localhost (an empty host is every address).
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // parseEndpoint reads "ip" or "ip:port".

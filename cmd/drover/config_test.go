@@ -149,3 +149,41 @@ func TestConfigurationReference(t *testing.T) {
 		}
 	})
 }
+
+func TestUIListenerNeedsATokenOffLoopback(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		err  string // "" valid
+		on   string // UIListen
+	}{
+		{"default: on the loopback metrics listener", nil, nil, "", "127.0.0.1:9714"},
+		{"own loopback listener", []string{"--ui", "127.0.0.1:9716"}, nil, "", "127.0.0.1:9716"},
+		{"localhost", []string{"--ui", "localhost:9716"}, nil, "", "localhost:9716"},
+		{"off", []string{"--ui", "off", "--metrics-addr", "0.0.0.0:9714"}, nil, "", ""},
+		{"no metrics listener, no UI", []string{"--metrics-addr", ""}, nil, "", ""},
+		{"all addresses without a token", []string{"--ui", ":9716"}, nil, "--ui :9716 is not a loopback address: give --ui-token-file", ""},
+		{"an underlay address without a token", nil, map[string]string{"DROVER_UI": "10.99.0.11:9716"}, "--ui 10.99.0.11:9716 is not a loopback address", ""},
+		{"public metrics listener carries the UI", []string{"--metrics-addr", "0.0.0.0:9714"}, nil, "served on --metrics-addr 0.0.0.0:9714, which is not a loopback address", ""},
+		{"with a token", []string{"--ui", "0.0.0.0:9716", "--ui-token-file", "/etc/drover/ui-token"}, nil, "", "0.0.0.0:9716"},
+		{"not an address", []string{"--ui", "yes"}, nil, `--ui "yes": want host:port`, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := loadFrom(t, c.args, c.env)
+			if c.err == "" {
+				if err != nil {
+					t.Fatalf("want valid: %v", err)
+				}
+				if got := cfg.UIListen(); got != c.on {
+					t.Errorf("UIListen %q, want %q", got, c.on)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Fatalf("error %v, want %q", err, c.err)
+			}
+		})
+	}
+}

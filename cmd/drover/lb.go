@@ -196,15 +196,7 @@ func (a *agent) lbStatus(ctx context.Context) *LBStatus {
 	if a.lb == nil {
 		return nil
 	}
-	cs := a.lb.Status()
-	st := &LBStatus{
-		Mode: a.cfg.HAProxyMode, Config: a.haproxy.ConfigPath(), Frontends: cs.Running.Frontends,
-		Problems: cs.Problems, Stale: cs.Stale, StaleSince: cs.StaleSince, StaleReason: cs.StaleReason,
-		Holding: cs.Holding, PendingReload: cs.PendingReload, RuntimeOps: cs.RuntimeOps, Reloads: cs.Reloads,
-		FailedReloads: cs.FailedReloads, ValidationFails: cs.ValidationFails, ApplyErrors: cs.ApplyErrors,
-		LastApply: cs.LastApply, LastApplyDur: cs.LastApplyDur, LastError: cs.LastError,
-		PendingFile: cs.PendingFile, FileWrites: cs.FileWrites, FileWriteDur: cs.FileWriteDur, Restarts: cs.Restarts,
-	}
+	st := a.lbStatusOf(a.lb.Status())
 	if a.certs != nil {
 		st.TLS = a.certs.Status()
 	}
@@ -221,17 +213,40 @@ func (a *agent) lbStatus(ctx context.Context) *LBStatus {
 	} else {
 		st.ProcsError = err.Error()
 	}
+	for i, b := range st.Backends {
+		for j, s := range b.Servers {
+			l := live[[2]string{b.Name, s.Slot}]
+			st.Backends[i].Servers[j].Status, st.Backends[i].Servers[j].Sessions, st.Backends[i].Servers[j].Total = l.Status, l.Sessions, l.Total
+		}
+	}
+	return st
+}
+
+// lbStatusOf is the lb status as the controller knows it, without asking
+// HAProxy (servers without their live state).
+func (a *agent) lbStatusOf(cs lb.ControllerStatus) *LBStatus {
+	st := &LBStatus{
+		Mode: a.cfg.HAProxyMode, Config: a.haproxy.ConfigPath(), Frontends: cs.Running.Frontends,
+		Problems: cs.Problems, Stale: cs.Stale, StaleSince: cs.StaleSince, StaleReason: cs.StaleReason,
+		Holding: cs.Holding, PendingReload: cs.PendingReload, RuntimeOps: cs.RuntimeOps, Reloads: cs.Reloads,
+		FailedReloads: cs.FailedReloads, ValidationFails: cs.ValidationFails, ApplyErrors: cs.ApplyErrors,
+		LastApply: cs.LastApply, LastApplyDur: cs.LastApplyDur, LastError: cs.LastError,
+		PendingFile: cs.PendingFile, FileWrites: cs.FileWrites, FileWriteDur: cs.FileWriteDur, Restarts: cs.Restarts,
+	}
 	for _, b := range cs.Running.Backends {
 		lbb := LBBackend{Name: b.Name, Mode: b.Mode, Balance: b.Balance, Slots: b.Slots}
 		for _, s := range b.Servers {
 			if !s.Enabled {
 				continue
 			}
-			l := live[[2]string{b.Name, s.Name}]
-			lbb.Servers = append(lbb.Servers, LBServer{Slot: s.Name, Addr: s.Addr, Weight: s.Weight, Enabled: s.Enabled,
-				Status: l.Status, Sessions: l.Sessions, Total: l.Total})
+			lbb.Servers = append(lbb.Servers, LBServer{Slot: s.Name, Addr: s.Addr, Weight: s.Weight, Enabled: s.Enabled})
 		}
-		sort.Slice(lbb.Servers, func(i, j int) bool { return lbb.Servers[i].Addr < lbb.Servers[j].Addr })
+		// A total order (two slots may hold one address): the cluster
+		// view compares successive samples.
+		sort.Slice(lbb.Servers, func(i, j int) bool {
+			a, b := lbb.Servers[i], lbb.Servers[j]
+			return a.Addr < b.Addr || a.Addr == b.Addr && a.Slot < b.Slot
+		})
 		st.Backends = append(st.Backends, lbb)
 	}
 	return st

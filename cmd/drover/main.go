@@ -39,6 +39,7 @@ func commands() []command {
 		{"agent", "run the drover agent on this host", (*cli).agent},
 		{"status", "show what the local agent is doing", (*cli).status},
 		{"leave", "take this host out of the mesh for good", (*cli).leaveCmd},
+		{"ui", "print (and open) the address of the local agent's web UI", (*cli).ui},
 		{"services", "list the service instances in Consul with address and health", (*cli).services},
 		{"leases", "list the subnet leases with their nodes and whether they are alive", (*cli).leases},
 		{"lease", "release the subnet lease of a node that is gone (lease release SUBNET)", (*cli).lease},

@@ -62,3 +62,24 @@ func TestLeaseArgs(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentRefusesAPublicUIWithoutToken: the agent exits at once, before
+// touching Consul, Docker or the network, saying what to do.
+func TestAgentRefusesAPublicUIWithoutToken(t *testing.T) {
+	for _, args := range [][]string{
+		{"agent", "--ui", "0.0.0.0:9716", "--data-dir", t.TempDir()},
+		{"agent", "--metrics-addr", "10.99.0.11:9714", "--data-dir", t.TempDir()},
+	} {
+		code, _, errOut := runCLI(args...)
+		if code != 1 || !strings.Contains(errOut, "not a loopback address") || !strings.Contains(errOut, "--ui-token-file") {
+			t.Errorf("%v: exit %d, stderr %q; want 1 and a message naming --ui-token-file", args, code, errOut)
+		}
+	}
+}
+
+func TestUIWithoutAgent(t *testing.T) {
+	code, _, errOut := runCLI("ui", "--status-socket", t.TempDir()+"/none.sock")
+	if code != 1 || !strings.Contains(errOut, "is `drover agent` running?") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/drover-net/drover/discovery/dns"
 	"github.com/drover-net/drover/internal/buildinfo"
+	"github.com/drover-net/drover/internal/webui"
 )
 
 // collector turns the agent's status snapshots into Prometheus metrics at
@@ -258,8 +259,9 @@ func ts(t time.Time) float64 {
 
 // serveMetrics serves /metrics, /healthz (the process answers) and /readyz
 // (the overlay and the Docker→Consul sync have each completed a pass) on
-// addr until ctx ends. An empty addr disables it.
-func (a *agent) serveMetrics(ctx context.Context, addr string) error {
+// addr until ctx ends, and the web UI when it has no listener of its own
+// (ui non-nil and --ui empty). An empty addr disables it.
+func (a *agent) serveMetrics(ctx context.Context, addr string, ui http.Handler) error {
 	if addr == "" {
 		return nil
 	}
@@ -276,9 +278,17 @@ func (a *agent) serveMetrics(ctx context.Context, addr string) error {
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	if ui != nil && a.cfg.UI == "" {
+		for _, p := range webui.Paths {
+			mux.Handle(p, ui)
+		}
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("metrics listener: %w", err)
+	}
+	if ui != nil && a.cfg.UI == "" {
+		a.log.Info("serving the web UI on the metrics listener", "url", a.cfg.uiURL())
 	}
 	a.log.Info("serving metrics", "addr", addr)
 	return serveHTTP(ctx, ln, mux, "metrics")

@@ -38,7 +38,9 @@ Subcommands:
   kill HOST PROCESS                        kill -9 one of HOST's daemons
                                            (agent, consul, dockerd, haproxy)
   start HOST PROCESS [-- AGENT FLAGS]      start consul, dockerd or agent again
-  ui [--listen 127.0.0.1:8501]             relay the Consul UI/HTTPS API to loopback
+  ui [--listen 127.0.0.1:8501] [--drover-listen 127.0.0.1:9714] [--host h1]
+                                           relay the Consul UI/HTTPS API and HOST's
+                                           drover web UI (/ui/) to loopback
 
 Flags common to every subcommand (before the subcommand):
   --prefix NAME   name prefix of everything made (env DROVER_SANDBOX_PREFIX, default drv)
@@ -124,15 +126,36 @@ func (c *cli) sandbox(args []string) int {
 			return err
 		})
 	case "ui":
-		ufs := c.flagSet("sandbox ui", "drover sandbox ui [--listen 127.0.0.1:8501]")
-		listen := ufs.String("listen", "127.0.0.1:8501", "loopback address to serve on")
+		ufs := c.flagSet("sandbox ui", "drover sandbox ui [--listen 127.0.0.1:8501] [--drover-listen 127.0.0.1:9714] [--host h1]")
+		listen := ufs.String("listen", "127.0.0.1:8501", "loopback address to serve the Consul UI on (empty: none)")
+		droverListen := ufs.String("drover-listen", "127.0.0.1:9714", "loopback address to serve HOST's drover web UI on (empty: none)")
+		host := ufs.String("host", "h1", "host whose drover web UI is relayed")
 		if code, ok := parse(ufs, rest); !ok {
 			return code
 		}
 		return c.withSandbox(opt, func(sb *sandbox.Sandbox) error {
-			fmt.Fprintf(c.stdout, "Consul UI: https://%s/ui (certificate from the sandbox CA %s; log in with the token in %s; Ctrl-C to stop)\n",
-				*listen, sb.CAFile(), sb.ManagementTokenFile())
-			return sb.ServeUI(ctx, *listen)
+			errs := make(chan error, 2)
+			n := 0
+			if *listen != "" {
+				n++
+				fmt.Fprintf(c.stdout, "Consul UI: https://%s/ui (certificate from the sandbox CA %s; log in with the token in %s)\n",
+					*listen, sb.CAFile(), sb.ManagementTokenFile())
+				go func() { errs <- sb.ServeUI(ctx, *listen) }()
+			}
+			if *droverListen != "" {
+				n++
+				fmt.Fprintf(c.stdout, "drover UI of %s: http://%s/ui/\n", *host, *droverListen)
+				go func() { errs <- sb.ServeAgentUI(ctx, *droverListen, *host) }()
+			}
+			fmt.Fprintln(c.stdout, "Ctrl-C to stop")
+			var first error
+			for range n {
+				if err := <-errs; err != nil && first == nil {
+					first = err
+					stop()
+				}
+			}
+			return first
 		})
 	default:
 		fs.Usage()

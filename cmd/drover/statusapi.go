@@ -39,6 +39,10 @@ type StatusReport struct {
 	LB      *LBStatus                `json:"lb,omitempty"`
 	Consul  WatchStatus              `json:"consul"`
 	DNS     *dns.Status              `json:"dns,omitempty"` // nil when --dns-addr is empty
+	// UI is the web UI's address ("" when off) and UIToken whether it
+	// asks for the --ui-token-file token.
+	UI      string `json:"ui,omitempty"`
+	UIToken bool   `json:"ui_token,omitempty"`
 	// JoinError is why the agent is not in the mesh yet (its first lease
 	// write or registration failed; it keeps retrying), empty once joined.
 	JoinError string `json:"join_error,omitempty"`
@@ -59,6 +63,14 @@ type WatchStatus struct {
 }
 
 func (a *agent) report() StatusReport {
+	r := a.baseReport()
+	r.LB = a.lbStatus(context.Background())
+	return r
+}
+
+// baseReport is the status report without the lb part, which asks HAProxy
+// (the cluster view samples it every second).
+func (a *agent) baseReport() StatusReport {
 	_, _, nat := a.nodes.Get()
 	_, _, lat := a.leases.Get()
 	ws := WatchStatus{NodesLastContact: nat, LeasesLastContact: lat, Queries: a.watches.Queries(), Requests: a.consul.Requests()}
@@ -76,8 +88,8 @@ func (a *agent) report() StatusReport {
 	if a.confgen != nil {
 		cg = a.confgen.Status()
 	}
-	r := StatusReport{Confgen: cg, LB: a.lbStatus(context.Background()), Version: buildinfo.String(), Node: a.cfg.NodeName, Uptime: time.Since(a.started).Round(time.Second).String(),
-		WGMode: a.link.Mode(), Overlay: a.overlay.Status(), Consul: ws}
+	r := StatusReport{Confgen: cg, Version: buildinfo.String(), Node: a.cfg.NodeName, Uptime: time.Since(a.started).Round(time.Second).String(),
+		WGMode: a.link.Mode(), Overlay: a.overlay.Status(), Consul: ws, UI: a.cfg.uiURL(), UIToken: a.cfg.UITokenFile != ""}
 	// Before the first join the status socket already answers; the
 	// controllers started after it are still nil.
 	if a.joined.Load() {
@@ -188,6 +200,9 @@ func printStatus(w io.Writer, r StatusReport) {
 	}
 	fmt.Fprintf(w, "node %s  subnet %s  interface %s (%s, mtu %d)  endpoint %s  up %s  drover %s\n",
 		r.Node, o.Subnet, o.Interface, r.WGMode, o.MTU, o.Endpoint, r.Uptime, r.Version)
+	if r.UI != "" {
+		fmt.Fprintf(w, "web UI %s (the whole cluster; `drover ui`)\n", r.UI)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	probes := map[string]healthcheck.PeerProbe{}
 	for _, p := range r.Mesh {

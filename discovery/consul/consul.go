@@ -151,6 +151,22 @@ func (c *Client) KVCAS(ctx context.Context, p *api.KVPair) (bool, error) {
 	return ok, nil
 }
 
+// KVPut writes key unconditionally (a key only this agent writes).
+func (c *Client) KVPut(ctx context.Context, key string, value []byte) error {
+	if _, err := c.api.KV().Put(&api.KVPair{Key: key, Value: value}, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+		return wrap(err, fmt.Sprintf("writing KV %s", key))
+	}
+	return nil
+}
+
+// KVDelete deletes key (absent is fine).
+func (c *Client) KVDelete(ctx context.Context, key string) error {
+	if _, err := c.api.KV().Delete(key, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+		return wrap(err, fmt.Sprintf("deleting KV %s", key))
+	}
+	return nil
+}
+
 // KVDeleteCAS deletes p if its ModifyIndex still matches.
 func (c *Client) KVDeleteCAS(ctx context.Context, p *api.KVPair) (bool, error) {
 	ok, _, err := c.api.KV().DeleteCAS(p, (&api.WriteOptions{}).WithContext(ctx))

@@ -14,6 +14,13 @@ import (
 // here as a constant so that this package imports nothing of drover's).
 const LeasePrefix = "drover/v1/leases/"
 
+// MeshPrefix and LBPrefix hold the rows of the cluster view each agent
+// publishes (webui.MeshPrefix, webui.LBPrefix): one key per node.
+const (
+	MeshPrefix = "drover/v1/mesh/"
+	LBPrefix   = "drover/v1/lb/"
+)
+
 // CertPrefix holds the lb's certificate bundles (private keys included).
 const CertPrefix = "drover/v1/certs/"
 
@@ -32,7 +39,7 @@ type Options struct {
 
 // Rule is one rule of a policy with the reason for it.
 type Rule struct {
-	Kind   string // node, node_prefix, service_prefix, key_prefix, agent
+	Kind   string // node, node_prefix, service_prefix, key, key_prefix, agent
 	Name   string
 	Access string // read, write or deny
 	Why    string
@@ -54,8 +61,19 @@ func Rules(opt Options) []Rule {
 		Rule{"node_prefix", "", "read", "health and catalog reads return node records of every host (peers, backends)"},
 		Rule{"service_prefix", "", "write", "registering drover-node and every labelled container (their names are chosen by whoever starts containers, so no narrower prefix exists), updating their TTL checks, reading and deregistering them through the local agent"},
 		Rule{"key_prefix", LeasePrefix, "write", "leasing, renewing and releasing this host's subnet with check-and-set"},
-		Rule{"key_prefix", "drover/v1/", "read", "watching every lease (the overlay and `drover leases`)"},
+		Rule{"key_prefix", "drover/v1/", "read", "watching every lease (the overlay and `drover leases`) and the cluster view's rows (the web UI)"},
 	)
+	if opt.Node != "" {
+		rs = append(rs, Rule{"key", MeshPrefix + opt.Node, "write", "publishing this host's row of the mesh matrix, its refused containers and recent events (the web UI of every host reads them)"})
+		if opt.LB {
+			rs = append(rs, Rule{"key", LBPrefix + opt.Node, "write", "publishing this lb host's HAProxy summary (frontends, backends, servers, reloads; no certificates)"})
+		}
+	} else {
+		rs = append(rs, Rule{"key_prefix", MeshPrefix, "write", "publishing this host's row of the mesh matrix (any node: a policy shared by every host)"})
+		if opt.LB {
+			rs = append(rs, Rule{"key_prefix", LBPrefix, "write", "publishing this lb host's HAProxy summary (any node: a policy shared by every host)"})
+		}
+	}
 	if opt.LB {
 		rs = append(rs, Rule{"key_prefix", CertPrefix, "read", "the HTTPS frontends' certificate bundles (this is a load-balancer host)"})
 	} else {

@@ -16,10 +16,14 @@ func TestHCLHasEveryRuleWithItsReason(t *testing.T) {
 		"key_prefix \"drover/v1/\" {\n  policy = \"read\"\n}",
 		"key_prefix \"app\" {\n  policy = \"read\"\n}",
 		"key_prefix \"motd\" {\n  policy = \"read\"\n}",
+		"key \"drover/v1/mesh/h1\" {\n  policy = \"write\"\n}",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("policy lacks %q:\n%s", want, got)
 		}
+	}
+	if strings.Contains(got, "drover/v1/lb/") {
+		t.Errorf("a host without --lb may not write an lb summary:\n%s", got)
 	}
 	if strings.Count(got, "key_prefix") != 5 {
 		t.Errorf("drover/v1/x is already readable; want 5 key rules:\n%s", got)
@@ -44,5 +48,24 @@ func TestSharedPolicyUsesPrefixes(t *testing.T) {
 	got := HCL(Options{})
 	if !strings.Contains(got, "agent_prefix \"\"") || !strings.Contains(got, "node_prefix \"\" {\n  policy = \"write\"") {
 		t.Errorf("shared policy:\n%s", got)
+	}
+}
+
+func TestClusterViewKeysAreTheHostsOwn(t *testing.T) {
+	got := HCL(Options{Node: "h1", LB: true})
+	for _, want := range []string{
+		"key \"drover/v1/mesh/h1\" {\n  policy = \"write\"\n}",
+		"key \"drover/v1/lb/h1\" {\n  policy = \"write\"\n}",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("lb host policy lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "key_prefix \"drover/v1/mesh/\"") || strings.Contains(got, "key_prefix \"drover/v1/lb/\"") {
+		t.Errorf("a per-node policy writes other hosts' rows:\n%s", got)
+	}
+	shared := HCL(Options{LB: true})
+	if !strings.Contains(shared, "key_prefix \"drover/v1/mesh/\" {\n  policy = \"write\"") || !strings.Contains(shared, "key_prefix \"drover/v1/lb/\" {\n  policy = \"write\"") {
+		t.Errorf("shared policy:\n%s", shared)
 	}
 }

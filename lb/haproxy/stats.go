@@ -16,6 +16,7 @@ type StatRow struct {
 	Status    string           // UP, DOWN, MAINT, OPEN, …
 	Sessions  int64            // scur: current sessions
 	Total     int64            // stot: sessions since the worker started
+	Rate      int64            // rate: sessions per second over the last second
 	Requests  int64            // req_tot (http), else stot (sessions)
 	Responses map[string]int64 // by class: 1xx … 5xx, other (http only)
 	ErrReq    int64            // ereq: bad requests (frontends)
@@ -57,7 +58,7 @@ func ParseStats(out string) []StatRow {
 		}
 		num := func(name string) int64 { n, _ := strconv.ParseInt(get(name), 10, 64); return n }
 		r := StatRow{Proxy: get("pxname"), Server: get("svname"), Addr: get("addr"), Status: get("status"),
-			Sessions: num("scur"), Total: num("stot"), ErrReq: num("ereq"), ErrConn: num("econ"),
+			Sessions: num("scur"), Total: num("stot"), Rate: num("rate"), ErrReq: num("ereq"), ErrConn: num("econ"),
 			ErrResp: num("eresp"), RTimeMs: num("rtime")}
 		switch r.Server {
 		case "FRONTEND":

@@ -224,10 +224,12 @@ func TestDiscovery(t *testing.T) {
 	t.Run("agent restart with nothing changed writes nothing", func(t *testing.T) {
 		// Consul's own evidence: the modify indexes of everything the
 		// agent writes (its services, its drover-node record and checks,
-		// the leases) do not move across the restart.
+		// the leases) do not move across the restart. (Its cluster-view
+		// row under drover/v1/mesh/ is left out: it is rewritten every few
+		// seconds by design, restart or not, as its heartbeat.)
 		indexes := func() string {
 			var idx []string
-			for _, path := range []string{"/v1/health/service/api", "/v1/health/service/drover-node", "/v1/kv/drover/?recurse"} {
+			for _, path := range []string{"/v1/health/service/api", "/v1/health/service/drover-node", "/v1/kv/drover/v1/leases/?recurse"} {
 				out, err := sb.Output(ctx, "h1", "curl", "-sf", "-o", "/dev/null", "-D", "-", sandbox.ConsulURL+path)
 				if err != nil {
 					t.Fatal(err)

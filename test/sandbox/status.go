@@ -82,7 +82,7 @@ func (st Status) Print(w io.Writer, self string) {
 		fmt.Fprintf(w, "  %s sandbox exec %s -- consul members              # a shell command inside %s\n", self, h.Name, h.Name)
 		fmt.Fprintf(w, "  %s sandbox docker %s -- ps                         # docker against %s's dockerd\n", self, h.Name, h.Name)
 		fmt.Fprintf(w, "  %s sandbox exec %s -- curl -s %s/v1/catalog/nodes   # Consul HTTPS API (CA and token from CURL_HOME/.curlrc)\n", self, h.Name, h.ConsulHTTP)
-		fmt.Fprintf(w, "  %s sandbox ui                                       # Consul UI on https://127.0.0.1:8501/ui (loopback only)\n", self)
+		fmt.Fprintf(w, "  %s sandbox ui                                       # h1's drover UI on http://127.0.0.1:9714/ui/, Consul UI on https://127.0.0.1:8501/ui (loopback only)\n", self)
 		fmt.Fprintf(w, "  (Consul runs with ACLs, TLS and gossip encryption; the CA, the gossip key and the\n   management token for the UI are in %s)\n", h.Security)
 	}
 }

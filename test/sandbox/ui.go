@@ -48,6 +48,39 @@ func DialNetns(ctx context.Context, netns, network, addr string) (net.Conn, erro
 // verifies the sandbox CA; the UI asks for the management token). Nothing is routed: each connection is relayed
 // by this process.
 func (s *Sandbox) ServeUI(ctx context.Context, listen string) error {
+	sv := s.Server(1)
+	return serveRelay(ctx, listen, sv.NetNS, ConsulHTTPS)
+}
+
+// AgentUI is where a host's drover agent serves its web UI inside the
+// host's namespace (its default --metrics-addr).
+const AgentUI = "127.0.0.1:9714"
+
+// ServeAgentUI forwards TCP connections accepted on listen (a loopback
+// address) to the drover agent's web UI on host name, inside its
+// namespace, until ctx ends. The browser's Host header stays a loopback
+// address, which the UI requires when it has no token.
+func (s *Sandbox) ServeAgentUI(ctx context.Context, listen, name string) error {
+	h, err := s.HostByName(name)
+	if err != nil {
+		return err
+	}
+	return serveRelay(ctx, listen, h.NetNS, AgentUI)
+}
+
+// ListenAgentUI is ServeAgentUI on a listener the caller already has (a
+// test that picks a free port).
+func (s *Sandbox) ListenAgentUI(ctx context.Context, ln net.Listener, name string) error {
+	h, err := s.HostByName(name)
+	if err != nil {
+		return err
+	}
+	return relayFrom(ctx, ln, h.NetNS, AgentUI)
+}
+
+// serveRelay listens on the loopback address listen and relays every
+// connection to addr inside netns.
+func serveRelay(ctx context.Context, listen, netns, addr string) error {
 	host, _, err := net.SplitHostPort(listen)
 	if err != nil {
 		return fmt.Errorf("sandbox ui: listen address %q: %w", listen, err)
@@ -55,15 +88,18 @@ func (s *Sandbox) ServeUI(ctx context.Context, listen string) error {
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 		return fmt.Errorf("sandbox ui: listen address %q must be a loopback address", listen)
 	}
-	sv := s.Server(1)
-	if !netnsExists(sv.NetNS) {
-		return fmt.Errorf("sandbox ui: the sandbox is not up (no namespace %s)", sv.NetNS)
+	if !netnsExists(netns) {
+		return fmt.Errorf("sandbox ui: the sandbox is not up (no namespace %s)", netns)
 	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", listen)
 	if err != nil {
 		return fmt.Errorf("sandbox ui: %w", err)
 	}
+	return relayFrom(ctx, ln, netns, addr)
+}
+
+func relayFrom(ctx context.Context, ln net.Listener, netns, addr string) error {
 	go func() { <-ctx.Done(); ln.Close() }()
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -78,7 +114,7 @@ func (s *Sandbox) ServeUI(ctx context.Context, listen string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			relay(ctx, c, sv.NetNS, ConsulHTTPS)
+			relay(ctx, c, netns, addr)
 		}()
 	}
 }
