@@ -217,7 +217,9 @@ func factsOf(r StatusReport) webui.Facts {
 		HostRepairs: r.Overlay.Host.Repairs, LastRepair: r.Overlay.Host.LastRepair, RecordRepairs: r.Overlay.RecordRepairs}
 	probes := map[string]bool{}
 	for _, p := range r.Mesh {
-		probes[p.Node] = p.Reachable
+		if !p.ProbedAt.IsZero() { // a peer the bounded rounds did not reach yet has no verdict
+			probes[p.Node] = p.Reachable
+		}
 	}
 	for _, p := range r.Overlay.Peers {
 		reach, probed := probes[p.Node]
@@ -255,7 +257,9 @@ func rowOf(r StatusReport, started, now time.Time, events []webui.Event) webui.R
 		UptimeS: int64(now.Sub(started) / time.Second), Peers: []webui.Peer{}, Refused: refusalsOf(r.Sync), Events: events}
 	probes := map[string]int{}
 	for i, p := range r.Mesh {
-		probes[p.Node] = i
+		if !p.ProbedAt.IsZero() {
+			probes[p.Node] = i
+		}
 	}
 	for _, p := range o.Peers {
 		c := webui.Peer{Node: p.Node, HandshakeAgeS: -1, RxBytes: p.RxBytes, TxBytes: p.TxBytes, Health: p.Health}

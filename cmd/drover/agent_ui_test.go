@@ -21,7 +21,7 @@ func TestRowOf(t *testing.T) {
 				{Node: "h2", PublicKey: "PUBKEY-h2", LastHandshake: now.Add(-5 * time.Second), RxBytes: 10, TxBytes: 20, Health: "passing"},
 				{Node: "h3", PublicKey: "PUBKEY-h3"},
 			}},
-		Mesh: []healthcheck.PeerProbe{{Node: "h2", Reachable: true, RTT: 1500 * time.Microsecond}},
+		Mesh: []healthcheck.PeerProbe{{Node: "h2", Reachable: true, RTT: 1500 * time.Microsecond, ProbedAt: now}, {Node: "h3"}},
 		Sync: discovery.SyncStatus{Problems: []discovery.Problem{{ContainerID: "c1", ContainerName: "bad", Reason: "unknown label x"}}},
 	}
 	row := rowOf(r, now.Add(-time.Minute), now, nil)
