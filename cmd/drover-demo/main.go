@@ -114,9 +114,15 @@ func serve(args []string) error {
 	var served atomic.Int64
 	mux := http.NewServeMux()
 	var sick atomic.Bool
+	// DEMO_FLAP=PERIOD makes /healthz flap as /flap/PERIOD does.
+	flap, _ := time.ParseDuration(os.Getenv("DEMO_FLAP"))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if sick.Load() {
 			http.Error(w, "sick", http.StatusServiceUnavailable)
+			return
+		}
+		if flap >= 10*time.Millisecond && (time.Now().UnixNano()/int64(flap))%2 == 1 {
+			http.Error(w, "flapping: down", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")

@@ -48,17 +48,30 @@ func faultT33(ctx context.Context, t *testing.T, sb *sandbox.Sandbox) {
 	if os.Getenv("DROVER_FAULTS_SHORT") != "" {
 		d = 30 * time.Second
 	}
+	// web takes the load: a replica of its own, so that the case does not
+	// depend on the cases before it.
+	runLB(ctx, t, sb, "h2", "t33-web")
+	defer func() { _, _ = sb.Docker(ctx, "h2", "rm", "-f", "t33-web") }()
+	harness.Eventually(t, 30*time.Second, "web has a server UP", func() error {
+		if up := lbState(ctx, t, sb).upServers("web"); len(up) == 0 {
+			return fmt.Errorf("no web server UP")
+		}
+		return nil
+	})
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*n)
 	for k := 0; k < n; k++ {
 		wg.Go(func() {
-			for _, c := range []struct{ name, check string }{
-				{fmt.Sprintf("t33-s%d-steady", k), "http:/healthz"},
-				{fmt.Sprintf("t33-s%d-flap", k), "http:/flap/1s"},
+			// One check definition per service (the lb refuses instances
+			// whose check disagrees): the flapping instance's /healthz
+			// flaps (DEMO_FLAP), the steady one's does not.
+			for _, c := range []struct{ name, flap string }{
+				{fmt.Sprintf("t33-s%d-steady", k), ""},
+				{fmt.Sprintf("t33-s%d-flap", k), "1s"},
 			} {
-				if out, err := sb.Docker(ctx, "h2", "run", "-d", "--name", c.name, "--network", "drover",
+				if out, err := sb.Docker(ctx, "h2", "run", "-d", "--name", c.name, "--network", "drover", "-e", "DEMO_FLAP="+c.flap,
 					"-l", fmt.Sprintf("drover.service=t33s%d", k), "-l", "drover.lb.mode=http", "-l", fmt.Sprintf("drover.lb.port=%d", 9300+k),
-					"-l", "drover.check="+c.check, "-l", "drover.check.interval=1s", sandbox.DemoImage); err != nil {
+					"-l", "drover.check=http:/healthz", "-l", "drover.check.interval=1s", sandbox.DemoImage); err != nil {
 					errs <- fmt.Errorf("docker run %s: %v %s", c.name, err, out)
 				}
 			}
@@ -451,7 +464,10 @@ func faultT19(ctx context.Context, t *testing.T, sb *sandbox.Sandbox) {
 	}()
 	reg := func(i int) error {
 		_, err := sb.Output(ctx, "h2", "consul", "services", "register", "-id", fmt.Sprintf("t19-%d", i), "-name", "t19",
-			"-address", ips[i], "-port", "8080", "-meta", "lb_mode=http", "-meta", "lb_port=9400")
+			"-address", ips[i], "-port", "8080", "-meta", contract.KeyLBMode+"=http", "-meta", contract.KeyLBPort+"=9400",
+			// As a drover agent would: the lb proxies only instances whose
+			// drover_node has a drover-node record (the origin check).
+			"-meta", discovery.MetaNode+"=h2")
 		return err
 	}
 	dereg := func(i int) error {
