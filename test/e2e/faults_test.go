@@ -11,7 +11,6 @@ package e2e
 // The build tag `faults` keeps them out of `make test` (tags e2e only).
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -23,7 +22,6 @@ import (
 	"time"
 
 	"github.com/drover-net/drover/test/harness"
-	"github.com/drover-net/drover/test/sandbox"
 )
 
 // faultResult is one line of the results file (JSON lines): what
@@ -128,17 +126,4 @@ func killPIDHard(pid int) error {
 		return fmt.Errorf("no such process (pid %d)", pid)
 	}
 	return syscall.Kill(pid, syscall.SIGKILL)
-}
-
-// waitNetwork waits until the agents of hosts have made the drover Docker
-// network (a sandbox is up once every agent has its lease, which comes
-// first).
-func waitNetwork(ctx context.Context, t testing.TB, sb *sandbox.Sandbox, hosts ...string) {
-	t.Helper()
-	for _, h := range hosts {
-		harness.Eventually(t, 60*time.Second, "the drover network on "+h, func() error {
-			_, err := sb.Docker(ctx, h, "network", "inspect", "drover")
-			return err
-		})
-	}
 }

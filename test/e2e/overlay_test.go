@@ -332,6 +332,9 @@ func TestOverlay(t *testing.T) {
 		if err := sb4.Start(ctx, "h4", sandbox.ProcAgent); err != nil {
 			t.Fatal(err)
 		}
+		// The agent answers its status socket before it has leased a
+		// subnet and made the drover network: a container waits for that.
+		waitNetwork(ctx, t, sb4, "h4")
 		ip4 = runOnMesh(ctx, t, sb4, "h4", "web", "secret-h4")
 		for _, h := range []string{"h1", "h2", "h3"} {
 			harness.Eventually(t, 5*time.Second, h+" reaches h4", func() error {
@@ -448,4 +451,17 @@ func allowedIPs(ctx context.Context, sb *sandbox.Sandbox, host string) string {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
+}
+
+// waitNetwork waits until the agents of hosts have made the drover Docker
+// network (a sandbox is up once every agent has its lease, which comes
+// first).
+func waitNetwork(ctx context.Context, t testing.TB, sb *sandbox.Sandbox, hosts ...string) {
+	t.Helper()
+	for _, h := range hosts {
+		harness.Eventually(t, 60*time.Second, "the drover network on "+h, func() error {
+			_, err := sb.Docker(ctx, h, "network", "inspect", "drover")
+			return err
+		})
+	}
 }
