@@ -72,6 +72,15 @@ func (c *cli) sandbox(args []string) int {
 	case "up":
 		return c.sandboxUp(ctx, opt, rest)
 	case "down":
+		// Its own flag set, so that `down --help` (or a stray argument)
+		// explains instead of removing a sandbox.
+		dfs := c.flagSet("sandbox down", "drover sandbox [--prefix NAME] down\n\nRemoves everything the sandbox with that prefix made: namespaces, links,\nmounts, daemons, data.")
+		if code, ok := parse(dfs, rest); !ok {
+			return code
+		}
+		if dfs.NArg() > 0 {
+			return c.fail("sandbox down takes no arguments (got %q); --prefix goes before the subcommand", dfs.Args())
+		}
 		return c.withSandbox(opt, func(sb *sandbox.Sandbox) error {
 			if err := sb.Down(ctx); err != nil {
 				return err
