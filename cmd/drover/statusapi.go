@@ -175,22 +175,35 @@ func (c *cli) status(args []string) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	resp, err := apiClient(*sock).Get("http://drover/v1/status")
+	body, r, err := fetchStatus(*sock)
 	if err != nil {
-		return c.fail("cannot reach the agent at %s (is `drover agent` running?): %v", *sock, err)
+		return c.fail("%v", err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
 	if *asJSON {
 		c.stdout.Write(body)
 		return 0
 	}
-	var r StatusReport
-	if err := json.Unmarshal(body, &r); err != nil {
-		return c.fail("reading status: %v", err)
-	}
 	printStatus(c.stdout, r)
 	return 0
+}
+
+// fetchStatus asks the agent on sock for its status report: the JSON as
+// sent and decoded.
+func fetchStatus(sock string) ([]byte, StatusReport, error) {
+	var r StatusReport
+	resp, err := apiClient(sock).Get("http://drover/v1/status")
+	if err != nil {
+		return nil, r, fmt.Errorf("cannot reach the agent at %s (is `drover agent` running?): %v", sock, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = json.Unmarshal(body, &r)
+	}
+	if err != nil {
+		return nil, r, fmt.Errorf("reading status: %v", err)
+	}
+	return body, r, nil
 }
 
 func printStatus(w io.Writer, r StatusReport) {

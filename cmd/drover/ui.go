@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -23,15 +22,9 @@ func (c *cli) ui(args []string) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	resp, err := apiClient(*sock).Get("http://drover/v1/status")
+	_, r, err := fetchStatus(*sock)
 	if err != nil {
-		return c.fail("cannot reach the agent at %s (is `drover agent` running?): %v", *sock, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var r StatusReport
-	if err := json.Unmarshal(body, &r); err != nil {
-		return c.fail("reading status: %v", err)
+		return c.fail("%v", err)
 	}
 	if r.UI == "" {
 		return c.fail("%v", errNoUI)
