@@ -18,7 +18,6 @@ import (
 	"github.com/drover-net/drover/discovery/docker"
 	"github.com/drover-net/drover/discovery/watch"
 	"github.com/drover-net/drover/healthcheck"
-	"github.com/drover-net/drover/internal/execcmd"
 	"github.com/drover-net/drover/internal/kick"
 	"github.com/drover-net/drover/lb"
 	"github.com/drover-net/drover/lb/haproxy"
@@ -158,40 +157,10 @@ func runAgent(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g.Go(func() error { return a.overlay.Run(gctx) })
 	g.Go(func() error { return a.mesh.Run(gctx) })
 	a.joined.Store(true)
-	if a.cfg.Confdir != "" {
-		rs, err := confgen.LoadResources(a.cfg.Confdir, a.cfg.Prefix)
-		if err != nil {
-			cancel()
-			_ = g.Wait()
-			return err
-		}
-		opt := confgen.Options{Runner: execcmd.Shell{}, Log: log.With("component", "confgen")}
-		opt.Services = confgen.NewWatchedServices(gctx, a.watches, a.catalogNames, func() { a.confgen.KickAll() })
-		a.confgen = confgen.NewWatcher(confgen.NewProcessor(opt), rs, a.watches)
-		g.Go(func() error { return a.confgen.Run(gctx) })
-	}
-	if a.cfg.LB {
-		c, err := a.startLB()
-		if err != nil {
-			cancel()
-			_ = g.Wait()
-			return err
-		}
-		a.lb = c
-		g.Go(func() error { return a.lb.Run(gctx) })
-		certs := newCertSource(a.watches, a.cfg.LBCertDir)
-		a.certs = lb.NewCertSync(certs, a.haproxy, log.With("component", "certs"), 0)
-		g.Go(func() error { return certs.run(gctx) })
-		g.Go(func() error { return a.certs.Run(gctx) })
-		if a.cfg.LBAccessLog != "" {
-			a.access = newAccessLog(log.With("component", "access"), a.cfg.LBLogRate)
-			g.Go(func() error {
-				if err := haproxy.ListenAccessLog(gctx, a.cfg.LBAccessLog, a.access.write); err != nil {
-					log.Error("access log stopped; requests are still served", "err", err)
-				}
-				return nil
-			})
-		}
+	if err := a.startOptional(gctx, g); err != nil {
+		cancel()
+		_ = g.Wait()
+		return err
 	}
 	g.Go(func() error { a.reregisterOnNewToken(gctx); return nil })
 	g.Go(func() error { return a.view.run(gctx) })

@@ -11,13 +11,18 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drover-net/drover/confgen"
 	"github.com/drover-net/drover/discovery/consul"
 	"github.com/drover-net/drover/discovery/docker"
 	"github.com/drover-net/drover/internal/atomicfile"
 	"github.com/drover-net/drover/internal/backoff"
+	"github.com/drover-net/drover/internal/execcmd"
+	"github.com/drover-net/drover/lb"
+	"github.com/drover-net/drover/lb/haproxy"
 	"github.com/drover-net/drover/overlay"
 	"github.com/drover-net/drover/overlay/netlink"
 	"github.com/drover-net/drover/overlay/wg"
+	"golang.org/x/sync/errgroup"
 )
 
 // setup opens the clients and finds the node name, key, endpoint and MTU.
@@ -119,4 +124,41 @@ func newLogger(w interface{ Write([]byte) (int, error) }, format, level string) 
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// startOptional starts, under g, what flags turn on: confgen (--confdir)
+// and the load balancer with its certificates and access log (--lb).
+func (a *agent) startOptional(gctx context.Context, g *errgroup.Group) error {
+	if a.cfg.Confdir != "" {
+		rs, err := confgen.LoadResources(a.cfg.Confdir, a.cfg.Prefix)
+		if err != nil {
+			return err
+		}
+		opt := confgen.Options{Runner: execcmd.Shell{}, Log: a.log.With("component", "confgen")}
+		opt.Services = confgen.NewWatchedServices(gctx, a.watches, a.catalogNames, func() { a.confgen.KickAll() })
+		a.confgen = confgen.NewWatcher(confgen.NewProcessor(opt), rs, a.watches)
+		g.Go(func() error { return a.confgen.Run(gctx) })
+	}
+	if a.cfg.LB {
+		c, err := a.startLB()
+		if err != nil {
+			return err
+		}
+		a.lb = c
+		g.Go(func() error { return a.lb.Run(gctx) })
+		certs := newCertSource(a.watches, a.cfg.LBCertDir)
+		a.certs = lb.NewCertSync(certs, a.haproxy, a.log.With("component", "certs"), 0)
+		g.Go(func() error { return certs.run(gctx) })
+		g.Go(func() error { return a.certs.Run(gctx) })
+		if a.cfg.LBAccessLog != "" {
+			a.access = newAccessLog(a.log.With("component", "access"), a.cfg.LBLogRate)
+			g.Go(func() error {
+				if err := haproxy.ListenAccessLog(gctx, a.cfg.LBAccessLog, a.access.write); err != nil {
+					a.log.Error("access log stopped; requests are still served", "err", err)
+				}
+				return nil
+			})
+		}
+	}
+	return nil
 }
