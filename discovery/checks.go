@@ -60,11 +60,11 @@ func (r *labelReader) check(port int, faults []fault) (Check, []fault, []string)
 		ck.Kind, ck.Path, _ = parseCheckKind(s)
 	} else if s, ok := reg(regCheckHTTP); ok {
 		ck.Kind, ck.Path = "http", checkPath(s, add)
-		ck.Method = checkMethod(reg(regCheckHTTPMethod))(add)
+		ck.Method = checkMethod(reg, regCheckHTTPMethod, add)
 	} else if s, ok := reg(regCheckHTTPS); ok {
 		ck.Kind, ck.Path = "https", checkPath(s, add)
-		ck.Method = checkMethod(reg(regCheckHTTPSMethod))(add)
-		ck.TLSSkipVerify = regBool(reg(regCheckSkipVerify))(add)
+		ck.Method = checkMethod(reg, regCheckHTTPSMethod, add)
+		ck.TLSSkipVerify = regBool(reg, regCheckSkipVerify, add)
 	} else if _, ok := firstOf(reg, regCheckCmd, regCheckScript); ok {
 		// Said below; the default check stands in.
 	} else if s, ok := reg(regCheckTTL); ok {
@@ -86,8 +86,8 @@ func (r *labelReader) check(port int, faults []fault) (Check, []fault, []string)
 			add(badf(s, "want true"))
 		}
 		ck.Kind = "grpc"
-		ck.GRPCUseTLS = regBool(reg(regCheckGRPCTLS))(add)
-		ck.TLSSkipVerify = regBool(reg(regCheckSkipVerify))(add)
+		ck.GRPCUseTLS = regBool(reg, regCheckGRPCTLS, add)
+		ck.TLSSkipVerify = regBool(reg, regCheckSkipVerify, add)
 	}
 	if s, ok := firstOf(reg, regCheckCmd, regCheckScript); ok {
 		warnings = append(warnings, fmt.Sprintf("%s: not run, drover never runs commands from labels; the service is registered with the %s check instead", s.key, checkName(ck)))
@@ -179,36 +179,34 @@ func checkPath(s setting, add func(*fault)) string {
 	return s.value
 }
 
-// checkMethod reads an HTTP method: upper-case letters.
-func checkMethod(s setting, ok bool) func(add func(*fault)) string {
-	return func(add func(*fault)) string {
-		if !ok {
-			return ""
-		}
-		if len(s.value) < 1 || len(s.value) > 16 || strings.Trim(s.value, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != "" {
-			add(badf(s, "want an HTTP method such as GET or HEAD"))
-			return ""
-		}
-		return s.value
+// checkMethod reads the HTTP method key: upper-case letters ("" when unset).
+func checkMethod(reg func(string) (setting, bool), key string, add func(*fault)) string {
+	s, ok := reg(key)
+	if !ok {
+		return ""
 	}
+	if len(s.value) < 1 || len(s.value) > 16 || strings.Trim(s.value, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != "" {
+		add(badf(s, "want an HTTP method such as GET or HEAD"))
+		return ""
+	}
+	return s.value
 }
 
-// regBool reads a registrator flag: registrator takes any non-empty value
-// as true; drover wants true or false.
-func regBool(s setting, ok bool) func(add func(*fault)) bool {
-	return func(add func(*fault)) bool {
-		if !ok {
-			return false
-		}
-		switch s.value {
-		case "true":
-			return true
-		case "false":
-			return false
-		}
-		add(badf(s, "want true or false"))
+// regBool reads a registrator flag key (false when unset): registrator
+// takes any non-empty value as true; drover wants true or false.
+func regBool(reg func(string) (setting, bool), key string, add func(*fault)) bool {
+	s, ok := reg(key)
+	if !ok {
 		return false
 	}
+	switch s.value {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	add(badf(s, "want true or false"))
+	return false
 }
 
 // regCheckUnknown lists the SERVICE_CHECK_* keys for port that drover does

@@ -185,7 +185,7 @@ func Encode(meta map[string]string, l *LB, c Check) {
 // Reserved reports whether k is a meta key of the contract (or in its
 // lb_/check_ namespaces), which labels may not set as attributes.
 func Reserved(k string) bool {
-	return k == KeyWeight || strings.HasPrefix(k, "lb"+"_") || strings.HasPrefix(k, "check"+"_")
+	return k == KeyWeight || strings.HasPrefix(k, "lb_") || strings.HasPrefix(k, "check_")
 }
 
 // AsksForLB reports whether meta asks for a load balancer.
