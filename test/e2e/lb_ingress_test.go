@@ -172,20 +172,24 @@ func TestLBIngress(t *testing.T) {
 	})
 
 	t.Run("one access log line per request; /metrics counts every request", func(t *testing.T) {
+		// A scrape whose show stat did not answer within its 2 s lacks the
+		// HAProxy counters (seen once on a loaded machine): ask again.
 		metric := func() float64 {
-			out, err := sb.Output(ctx, "h1", "curl", "-sf", "http://127.0.0.1:9714/metrics")
-			if err != nil {
-				t.Fatalf("metrics: %v", err)
-			}
-			for _, l := range strings.Split(out, "\n") {
-				if strings.HasPrefix(l, `drover_lb_requests_total{kind="backend",proxy="app",server="BACKEND"}`) {
-					var v float64
-					fmt.Sscan(strings.Fields(l)[1], &v)
-					return v
+			var v float64
+			harness.Eventually(t, 10*time.Second, "a request counter for backend app in /metrics", func() error {
+				out, err := sb.Output(ctx, "h1", "curl", "-sf", "http://127.0.0.1:9714/metrics")
+				if err != nil {
+					return fmt.Errorf("metrics: %v", err)
 				}
-			}
-			t.Fatalf("no request counter for backend app in:\n%s", out)
-			return 0
+				for _, l := range strings.Split(out, "\n") {
+					if strings.HasPrefix(l, `drover_lb_requests_total{kind="backend",proxy="app",server="BACKEND"}`) {
+						fmt.Sscan(strings.Fields(l)[1], &v)
+						return nil
+					}
+				}
+				return fmt.Errorf("no request counter for backend app in:\n%s", out)
+			})
+			return v
 		}
 		before := metric()
 		path := fmt.Sprintf("/count-%d", time.Now().UnixNano())
