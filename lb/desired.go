@@ -318,9 +318,13 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 		)
 		// The settings are the first valid instance's, whatever its
 		// health, so that one instance going critical does not hand the
-		// service to a newcomer's settings.
+		// service to a newcomer's settings. An instance the origin check
+		// refuses never sets them (it could claim a route while critical).
 		for _, in := range insts {
 			if !contract.AsksForLB(in.Meta) {
+				continue
+			}
+			if checkOrigin && origins.refuse(in, opt.Allow) != "" {
 				continue
 			}
 			if set, reason := settingsOf(opt, in.Meta); reason == "" {
@@ -328,8 +332,16 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 				break
 			}
 		}
+		failing := false // an instance that would serve but for its health
 		for _, in := range insts {
-			if in.Health != "passing" || !contract.AsksForLB(in.Meta) {
+			if !contract.AsksForLB(in.Meta) {
+				continue
+			}
+			if in.Health != "passing" {
+				if set, reason := settingsOf(opt, in.Meta); reason == "" && s.set == set &&
+					(!checkOrigin || origins.refuse(in, opt.Allow) == "") {
+					failing = true
+				}
 				continue
 			}
 			set, reason := settingsOf(opt, in.Meta)
@@ -367,7 +379,13 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 			addrs[srv.Addr] = true
 			s.servers = append(s.servers, srv)
 		}
-		if s == nil || len(s.servers) == 0 {
+		// A service whose instances are registered but none passing keeps
+		// its frontend and backend, with no server: its instances failing
+		// (a lossy link, a host's Consul agent failing) is a runtime change
+		// (slots drained), never a reload, and their return is one too.
+		// A service whose instances are gone from Consul, or all refused,
+		// leaves.
+		if s == nil || len(s.servers) == 0 && !failing {
 			continue
 		}
 		svcs = append(svcs, s)

@@ -162,8 +162,39 @@ func TestDesired(t *testing.T) {
 					created(inst("web-2", "10.0.0.2", 80, contract.KeyLBMode, "http", contract.KeyLBPath, "/b"), 8),
 				},
 			},
+			// web keeps web-1's route, with no server while web-1 is
+			// critical: its return is a runtime change, not a reload.
+			want: State{
+				Frontends: []Frontend{{Name: "http_80", Mode: "http", Port: 80, Routes: []Route{{PathPrefix: "/a", Backend: "web"}}}},
+				Backends:  []Backend{{Name: "web", Mode: "http", Balance: "roundrobin", Slots: 4}},
+			},
 			probs: []Problem{
 				{"web", "web-2", `lb settings mode=http port=80 host="" path="/b" balance=roundrobin check=tcp "" tunnel=3600s disagree with the service's (mode=http port=80 host="" path="/a" balance=roundrobin check=tcp "" tunnel=3600s, from instance web-1, registered first); instance left out`},
+			},
+		},
+		{
+			name: "a service whose instances are all failing keeps its frontend and backend, with no server",
+			services: map[string][]discovery.Instance{
+				"web": {
+					with(inst("web-1", "10.0.0.1", 80, contract.KeyLBMode, "http"), "critical"),
+					with(inst("web-2", "10.0.0.2", 80, contract.KeyLBMode, "http"), "warning"),
+				},
+			},
+			want: State{
+				Frontends: []Frontend{{Name: "http_80", Mode: "http", Port: 80, Routes: []Route{{Backend: "web"}}}},
+				Backends:  []Backend{{Name: "web", Mode: "http", Balance: "roundrobin", Slots: 4}},
+			},
+		},
+		{
+			name: "a service whose only instances are refused leaves, failing or not",
+			services: map[string][]discovery.Instance{
+				"web": {
+					inst("web-1", "0.0.0.0", 80, contract.KeyLBMode, "http"),
+					with(inst("web-2", "10.0.0.2", 80, contract.KeyLBMode, "udp"), "critical"),
+				},
+			},
+			probs: []Problem{
+				{"web", "web-1", `address "0.0.0.0": an unspecified address would make HAProxy connect back to itself; instance left out`},
 			},
 		},
 		{
