@@ -50,6 +50,10 @@ type Options struct {
 	ConfigPath   string // the config file HAProxy reads; default Dir/haproxy.cfg
 	MasterSocket string // HAProxy's master CLI socket; default Dir/master.sock
 	LogAddr      string // UDP address HAProxy sends its access log to ("": none)
+	// AttachWait is how long Start waits for a live master that does not
+	// answer on its socket before it gives up (its caller retries);
+	// default 15s.
+	AttachWait time.Duration
 	Log          *slog.Logger
 }
 
@@ -84,6 +88,9 @@ func New(opt Options) (*HAProxy, error) {
 	}
 	if opt.Log == nil {
 		opt.Log = slog.Default()
+	}
+	if opt.AttachWait <= 0 {
+		opt.AttachWait = 15 * time.Second
 	}
 	h := &HAProxy{opt: opt}
 	if err := h.ensureCerts(); err != nil {
@@ -186,6 +193,18 @@ func (h *HAProxy) Start(ctx context.Context, initial lb.State) error {
 	}
 	if h.Alive(ctx) {
 		h.opt.Log.Info("attached to running haproxy", "master_socket", h.opt.MasterSocket, "config", h.opt.ConfigPath)
+		return nil
+	}
+	if pid := h.masterPID(); pid != 0 && h.opt.Mode == ModeManaged {
+		// The master lives but does not answer: re-executing for a reload
+		// that an agent killed mid-way asked for, or busy. Wait for it and
+		// never start a second one beside it: two masters would share the
+		// ports (SO_REUSEPORT) and one of them would serve a config that
+		// nobody updates any more.
+		if err := h.waitAlive(ctx, h.opt.AttachWait, fmt.Sprintf("haproxy master (pid %d, alive)", pid)); err != nil {
+			return fmt.Errorf("not starting a second haproxy beside a live master: %w", err)
+		}
+		h.opt.Log.Info("attached to running haproxy after it answered", "pid", pid, "master_socket", h.opt.MasterSocket)
 		return nil
 	}
 	if cur, err := os.ReadFile(h.opt.ConfigPath); err != nil || h.Validate(ctx, cur) != nil {
