@@ -54,7 +54,7 @@ type Options struct {
 	// answer on its socket before it gives up (its caller retries);
 	// default 15s.
 	AttachWait time.Duration
-	Log          *slog.Logger
+	Log        *slog.Logger
 }
 
 // HAProxy is one HAProxy process seen through its config file and master
