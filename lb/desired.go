@@ -140,6 +140,11 @@ type Backend struct {
 	// HSTS, when > 0, is the max-age of the Strict-Transport-Security
 	// header added to HTTPS answers.
 	HSTS time.Duration `json:",omitempty"`
+	// Check is the service's check, set only on a backend with no server
+	// (its instances registered but none passing): its slot lines and
+	// option httpchk keep the check its servers will come back with, so
+	// their return is a runtime change, not a reload.
+	Check discovery.Check
 }
 
 // Route sends HTTP requests whose Host is Host (any host when empty) and
@@ -446,6 +451,9 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 			Sticky: s.set.Sticky, ProxyProtocol: s.set.ProxyProtocol, TunnelTimeout: s.set.TunnelTimeout, HSTS: s.set.HSTS,
 			Servers: s.servers, Slots: slotsFor(opt.SlotsMin, len(s.servers)),
 		})
+		if len(s.servers) == 0 {
+			st.Backends[len(st.Backends)-1].Check, _ = contract.DecodeCheck(s.first.Meta, DefaultCheck)
+		}
 		fe := fes[s.set.Port]
 		if fe == nil {
 			fe = &Frontend{Name: fmt.Sprintf("%s_%d", s.set.Mode, s.set.Port), Mode: s.set.Mode, Port: s.set.Port}

@@ -166,7 +166,7 @@ func TestDesired(t *testing.T) {
 			// critical: its return is a runtime change, not a reload.
 			want: State{
 				Frontends: []Frontend{{Name: "http_80", Mode: "http", Port: 80, Routes: []Route{{PathPrefix: "/a", Backend: "web"}}}},
-				Backends:  []Backend{{Name: "web", Mode: "http", Balance: "roundrobin", Slots: 4}},
+				Backends:  []Backend{{Name: "web", Mode: "http", Balance: "roundrobin", Slots: 4, Check: DefaultCheck}},
 			},
 			probs: []Problem{
 				{"web", "web-2", `lb settings mode=http port=80 host="" path="/b" balance=roundrobin check=tcp "" tunnel=3600s disagree with the service's (mode=http port=80 host="" path="/a" balance=roundrobin check=tcp "" tunnel=3600s, from instance web-1, registered first); instance left out`},
@@ -176,13 +176,13 @@ func TestDesired(t *testing.T) {
 			name: "a service whose instances are all failing keeps its frontend and backend, with no server",
 			services: map[string][]discovery.Instance{
 				"web": {
-					with(inst("web-1", "10.0.0.1", 80, contract.KeyLBMode, "http"), "critical"),
-					with(inst("web-2", "10.0.0.2", 80, contract.KeyLBMode, "http"), "warning"),
+					with(inst("web-1", "10.0.0.1", 80, contract.KeyLBMode, "http", contract.KeyCheckKind, "http", contract.KeyCheckPath, "/healthz"), "critical"),
+					with(inst("web-2", "10.0.0.2", 80, contract.KeyLBMode, "http", contract.KeyCheckKind, "http", contract.KeyCheckPath, "/healthz"), "warning"),
 				},
 			},
 			want: State{
 				Frontends: []Frontend{{Name: "http_80", Mode: "http", Port: 80, Routes: []Route{{Backend: "web"}}}},
-				Backends:  []Backend{{Name: "web", Mode: "http", Balance: "roundrobin", Slots: 4}},
+				Backends:  []Backend{{Name: "web", Mode: "http", Balance: "roundrobin", Slots: 4, Check: httpCheck}},
 			},
 		},
 		{

@@ -135,6 +135,9 @@ func frontendReasons(old, new []Frontend) []string {
 // check).
 func backendCheck(b Backend) discovery.Check {
 	if len(b.Servers) == 0 {
+		if b.Check.Kind != "" {
+			return discovery.Check{Kind: b.Check.Kind, Path: b.Check.Path, Timeout: b.Check.Timeout}
+		}
 		return discovery.Check{Kind: DefaultCheck.Kind, Timeout: DefaultCheck.Timeout}
 	}
 	c := discovery.Check{Kind: b.Servers[0].Check.Kind, Path: b.Servers[0].Check.Path}
@@ -151,6 +154,8 @@ func slotCheck(b Backend, i int) discovery.Check {
 		return b.Servers[i].Check
 	case len(b.Servers) > 0:
 		return b.Servers[0].Check
+	case b.Check.Kind != "":
+		return b.Check
 	default:
 		return DefaultCheck
 	}

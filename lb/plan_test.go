@@ -2,6 +2,7 @@ package lb
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -236,5 +237,46 @@ func TestDiffReloadsOnBackendOptionsAndEdge(t *testing.T) {
 		if p := Diff(next, next.Clone()); !p.Empty() {
 			t.Errorf("%s: unchanged state gives plan %v", name, p)
 		}
+	}
+}
+
+// A service whose instances all fail and come back (a lossy link, a host's
+// Consul agent failing; fault case T11) changes HAProxy through runtime
+// operations only: its frontend and backend stay, with the service's own
+// check on the empty slots, so neither the drain nor the return reloads.
+// A new service whose first instance is not passing yet costs its one
+// reload at registration; passing is then a runtime operation.
+func TestAllFailingAndBackAreRuntimeOps(t *testing.T) {
+	meta := []string{contract.KeyLBMode, "http", contract.KeyCheckKind, "http", contract.KeyCheckPath, "/healthz", contract.KeyCheckInterval, "1s"}
+	snap := func(health string) map[string][]discovery.Instance {
+		return map[string][]discovery.Instance{"web": {
+			with(created(inst("w1", "10.0.0.1", 80, meta...), 5), health),
+			with(created(inst("w2", "10.0.0.2", 80, meta...), 6), health),
+		}}
+	}
+	up, _ := Desired(Options{}, snap("passing"))
+	down, _ := Desired(Options{}, snap("critical"))
+	if len(down.Backends) != 1 || len(down.Frontends) != 1 || len(down.Backends[0].Servers) != 0 {
+		t.Fatalf("all critical: %+v, want the frontend and an empty backend", down)
+	}
+	drain := Diff(up, down)
+	if drain.Reload {
+		t.Fatalf("all instances failing reloads: %v", drain.Reasons)
+	}
+	drained := After(up, down, drain)
+	back := Diff(drained, up)
+	if back.Reload || len(back.Ops) == 0 {
+		t.Fatalf("instances back: %+v, want runtime ops only", back)
+	}
+	if first := Diff(State{}, down); !first.Reload {
+		t.Fatal("a new service not passing yet: no reload for its frontend")
+	} else if p := Diff(down, up); p.Reload || len(p.Ops) == 0 {
+		t.Fatalf("new service's instances passing: %+v, want runtime ops only", p)
+	}
+	// The rendered files agree: the empty backend's slots carry the
+	// service's check, as its servers will.
+	g := Globals{StatsSocket: "/run/x.sock", StateFile: "/run/x.state"}
+	if r := string(Render(down, g)); !strings.Contains(r, "option httpchk GET /healthz") || !strings.Contains(r, "inter 1s") {
+		t.Errorf("empty backend renders without the service's check:\n%s", r)
 	}
 }

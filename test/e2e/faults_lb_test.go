@@ -290,13 +290,15 @@ func faultT2(ctx context.Context, t *testing.T, sb *sandbox.Sandbox) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	masters := haproxyMasters(t, sb, "h1")
 	r := faultResult{
 		Case: "T2", Title: fmt.Sprintf("kill -9 drover at random points of render/validate/swap/reload, %d iterations", iters),
 		Promises: []string{"P1", "P16"},
 		Figures: kv("iterations", iters, "invalid", invalid, "neither_old_nor_new", neither, "leftover_tmp", left,
-			"kills_aimed_at_staging", targeted, "kills_with_staging_file", crashStaging, "kills_after_new_file", killedMidWrite, "converge_p99", p99.Round(10*time.Millisecond)),
-		Target: "invalid=0 neither_old_nor_new=0 leftover_tmp=0",
-		Pass:   invalid == 0 && neither == 0 && left == 0,
+			"kills_aimed_at_staging", targeted, "kills_with_staging_file", crashStaging, "kills_after_new_file", killedMidWrite, "converge_p99", p99.Round(10*time.Millisecond),
+			"haproxy_masters", len(masters)),
+		Target: "invalid=0 neither_old_nor_new=0 leftover_tmp=0 haproxy_masters=1",
+		Pass:   invalid == 0 && neither == 0 && left == 0 && len(masters) == 1,
 	}
 	if left > 0 {
 		r.Note = "staging files survive the restart (lb/haproxy writeAtomic/Validate leave .…stage-*/.…check-* when killed, nothing removes them at start): " + strings.Join(names[:min(3, len(names))], ", ")
@@ -676,15 +678,16 @@ func faultT18(ctx context.Context, t *testing.T, sb *sandbox.Sandbox) {
 		}
 	}
 	_ = deregisterT2(ctx, sb, 70)
+	masters := haproxyMasters(t, sb, "h1")
 	after := lbState(ctx, t, sb)
 	reloads := after.LB.Reloads - before.LB.Reloads
 	failedReloads := after.LB.FailedReloads - before.LB.FailedReloads
 	res := faultResult{Case: "T18", Title: fmt.Sprintf("a structural change every second for %s (--lb-reload-interval 1s) under 100 req/s + 20 long downloads", d),
 		Promises: []string{"P3"},
 		Figures: kv("changes", changes, "reloads", reloads, "failed", fmt.Sprintf("%d/%d", r.Failed, r.OK+r.Failed), "p99_ms", fmt.Sprintf("%.0f", r.P99),
-			"long_failed", fmt.Sprintf("%d/20", longFailed), "max_old_workers", maxOld, "failed_reloads", failedReloads),
-		Target: "failed=0 long_failed=0 failed_reloads=0 max_old_workers≤mworker-max-reloads(hard-stop-after/reload-interval+1, 50..1000) reloads≥changes/4 (the changes did reload)",
-		Pass:   r.Failed == 0 && longFailed == 0 && failedReloads == 0 && maxOld <= lb.MaxReloadsFor(lb.DefaultHardStopAfter, time.Second) && reloads >= int64(changes/4)}
+			"long_failed", fmt.Sprintf("%d/20", longFailed), "max_old_workers", maxOld, "failed_reloads", failedReloads, "haproxy_masters", len(masters)),
+		Target: "failed=0 long_failed=0 failed_reloads=0 max_old_workers≤mworker-max-reloads(hard-stop-after/reload-interval+1, 50..1000) reloads≥changes/4 (the changes did reload) haproxy_masters=1",
+		Pass:   r.Failed == 0 && longFailed == 0 && failedReloads == 0 && maxOld <= lb.MaxReloadsFor(lb.DefaultHardStopAfter, time.Second) && reloads >= int64(changes/4) && len(masters) == 1}
 	if longErr != nil {
 		res.Note = "long download: " + longErr.Error()
 	}
@@ -698,4 +701,44 @@ func (s lbStatus) ProcsOld() int {
 		return 0
 	}
 	return len(s.LB.Procs.OldWorkers)
+}
+
+// haproxyMasters lists the HAProxy masters running host's lb config: the
+// processes whose command line names that haproxy.cfg and whose parent is
+// not one of them (workers are the masters' children). More than one
+// means two masters share the frontends' ports.
+func haproxyMasters(t *testing.T, sb *sandbox.Sandbox, host string) []int {
+	t.Helper()
+	h, err := sb.HostByName(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(sb.LBDir(h), "haproxy.cfg")
+	ents, _ := os.ReadDir("/proc")
+	parent := map[int]int{}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cl, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !strings.Contains(string(cl), "\x00-W\x00") || !strings.Contains(string(cl), cfg+"\x00") {
+			continue
+		}
+		st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:])); len(f) > 1 && f[0] != "Z" {
+			parent[pid], _ = strconv.Atoi(f[1])
+		}
+	}
+	var out []int
+	for pid, pp := range parent {
+		if _, child := parent[pp]; !child {
+			out = append(out, pid)
+		}
+	}
+	sort.Ints(out)
+	return out
 }
