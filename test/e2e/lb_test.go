@@ -189,6 +189,7 @@ func TestLB(t *testing.T) {
 			}
 			out, _ := sb.Output(context.Background(), "h1", "drover", "status")
 			t.Logf("h1 drover status:\n%s", out)
+			logLBLines(t, h)
 		}
 	})
 	const url = "http://127.0.0.1:80/"
@@ -458,4 +459,26 @@ func TestLBExternal(t *testing.T) {
 	if r.Failed != 0 || r.By["ext-a"] == 0 || r.By["ext-b"] == 0 {
 		t.Errorf("with the agent dead, the external HAProxy should keep serving both replicas: %s", r.Line)
 	}
+}
+
+// logLBLines logs the lb's and HAProxy adapter's lines of host h's agent
+// log (its reloads with their reasons, holds, staleness), without the
+// access log, which buries them in the harness's tail of the log.
+func logLBLines(t *testing.T, h sandbox.Host) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(h.Dir, "agent.log"))
+	if err != nil {
+		t.Logf("%s agent log: %v", h.Name, err)
+		return
+	}
+	var keep []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "component=lb") || strings.Contains(l, "component=haproxy") {
+			keep = append(keep, l)
+		}
+	}
+	if len(keep) > 200 {
+		keep = keep[len(keep)-200:]
+	}
+	t.Logf("%s agent log, lb lines (last %d):\n%s", h.Name, len(keep), strings.Join(keep, "\n"))
 }

@@ -92,6 +92,9 @@ func TestLBTLS(t *testing.T) {
 			t.Logf("h1 haproxy.cfg:\n%s", b)
 			out, _ := sb.Output(context.Background(), "h1", "drover", "status")
 			t.Logf("h1 drover status:\n%s", out)
+			b, _ = os.ReadFile(filepath.Join(sb.LBDir(h1), "haproxy.log"))
+			t.Logf("h1 haproxy.log:\n%s", b)
+			logLBLines(t, h1)
 		}
 	})
 	ca := newTestCA(t)
