@@ -32,6 +32,11 @@ var ErrNotRead = errors.New("not read yet")
 // view counts as stale.
 const NotReadGrace = 10 * time.Second
 
+// ErrInvalidConfig is wrapped by Proxy.Reload's error when the new config
+// was refused by validation (`haproxy -c`) and nothing was installed;
+// such a refusal also counts as a validation failure.
+var ErrInvalidConfig = errors.New("config refused by validation")
+
 // Proxy is the HAProxy the controller drives (lb/haproxy in production,
 // a fake in unit tests).
 //
@@ -42,7 +47,8 @@ const NotReadGrace = 10 * time.Second
 // a restarted HAProxy brings back no older address, port or state) and the
 // running record; the controller calls it from its own goroutine, coalesced,
 // never concurrently with itself or Reload. Ensure reports whether it had
-// to start HAProxy again (from the files).
+// to start HAProxy again (from the files). Reload's error wraps
+// ErrInvalidConfig when validation refused the config.
 type Proxy interface {
 	Running() (State, bool)
 	Start(ctx context.Context, initial State) error
@@ -390,7 +396,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			if err := c.reload(ctx, desired); err != nil {
 				c.update(func(s *ControllerStatus) {
 					s.FailedReloads++
-					if strings.Contains(err.Error(), "validating") {
+					if errors.Is(err, ErrInvalidConfig) {
 						s.ValidationFails++
 					}
 				})
