@@ -36,7 +36,8 @@ const NotReadGrace = 10 * time.Second
 // such a refusal also counts as a validation failure.
 var ErrInvalidConfig = errors.New("config refused by validation")
 
-// Proxy is the HAProxy the controller drives (lb/haproxy in production,
+// Proxy is the HAProxy the controller drives (lb/haproxy behind
+// cmd/drover's proxyShim in production,
 // a fake in unit tests).
 //
 // Apply runs runtime operations only and touches no file, so that a server
