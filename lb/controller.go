@@ -37,8 +37,7 @@ const NotReadGrace = 10 * time.Second
 var ErrInvalidConfig = errors.New("config refused by validation")
 
 // Proxy is the HAProxy the controller drives (lb/haproxy behind
-// cmd/drover's proxyShim in production,
-// a fake in unit tests).
+// cmd/drover's proxyShim in production, a fake in unit tests).
 //
 // Apply runs runtime operations only and touches no file, so that a server
 // change reaches HAProxy in milliseconds whatever the config's size.
