@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/drover-net/drover/discovery"
+	"github.com/drover-net/drover/internal/backoff"
 )
 
 // Source gives the controller the instances of every service that asks for
@@ -212,22 +213,20 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 }
 
-// start starts (or attaches to) HAProxy, retrying with backoff until it
-// works; false when ctx ended first. HAProxy that cannot start (a bad
-// binary, a port taken, a full disk) is the lb's problem only: it is
-// reported, and the rest of the agent (mesh, discovery) keeps running.
+// start starts (or attaches to) HAProxy, retrying with backoff (250 ms
+// doubling to a minute) until it works; false when ctx ended first.
+// HAProxy that cannot start (a bad binary, a port taken, a full disk) is
+// the lb's problem only: it is reported, and the rest of the agent (mesh,
+// discovery) keeps running.
 func (c *Controller) start(ctx context.Context, running State) bool {
-	for delay := 250 * time.Millisecond; ; delay = min(delay*2, time.Minute) {
-		err := c.proxy.Start(ctx, running)
-		if err == nil {
-			break
-		}
-		c.fail("start", fmt.Errorf("starting haproxy (retrying in %s): %w", delay, err))
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(delay):
-		}
+	err := backoff.Retry(ctx, backoff.New(250*time.Millisecond, time.Minute),
+		func(ctx context.Context) error { return c.proxy.Start(ctx, running) },
+		func(err error, wait time.Duration) time.Duration {
+			c.fail("start", fmt.Errorf("starting haproxy (retrying in %s): %w", wait.Round(time.Millisecond), err))
+			return wait
+		}, nil)
+	if err != nil {
+		return false
 	}
 	c.update(func(s *ControllerStatus) { s.LastError = "" })
 	c.update(func(s *ControllerStatus) { s.Running = running.Clone() })
