@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/drover-net/drover/discovery"
+	"github.com/drover-net/drover/internal/backoff"
 )
 
 // Source gives the controller the instances of every service that asks for
@@ -32,8 +32,13 @@ var ErrNotRead = errors.New("not read yet")
 // view counts as stale.
 const NotReadGrace = 10 * time.Second
 
-// Proxy is the HAProxy the controller drives (lb/haproxy in production,
-// a fake in unit tests).
+// ErrInvalidConfig is wrapped by Proxy.Reload's error when the new config
+// was refused by validation (`haproxy -c`) and nothing was installed;
+// such a refusal also counts as a validation failure.
+var ErrInvalidConfig = errors.New("config refused by validation")
+
+// Proxy is the HAProxy the controller drives (lb/haproxy behind
+// cmd/drover's proxyShim in production, a fake in unit tests).
 //
 // Apply runs runtime operations only and touches no file, so that a server
 // change reaches HAProxy in milliseconds whatever the config's size.
@@ -42,7 +47,8 @@ const NotReadGrace = 10 * time.Second
 // a restarted HAProxy brings back no older address, port or state) and the
 // running record; the controller calls it from its own goroutine, coalesced,
 // never concurrently with itself or Reload. Ensure reports whether it had
-// to start HAProxy again (from the files).
+// to start HAProxy again (from the files). Reload's error wraps
+// ErrInvalidConfig when validation refused the config.
 type Proxy interface {
 	Running() (State, bool)
 	Start(ctx context.Context, initial State) error
@@ -131,85 +137,6 @@ func NewController(opt ControllerOptions, src Source, proxy Proxy) *Controller {
 	return &Controller{opt: opt, src: src, proxy: proxy, persistKick: make(chan struct{}, 1)}
 }
 
-// queuePersist records st as what runs after runtime operations and kicks
-// the file writer; states queued while it writes coalesce into the latest.
-func (c *Controller) queuePersist(st State) {
-	c.mu.Lock()
-	c.toPersist = st.Clone()
-	c.persistGen++
-	c.st.PendingFile = true
-	c.mu.Unlock()
-	select {
-	case c.persistKick <- struct{}{}:
-	default:
-	}
-}
-
-// reload runs a reload under the files lock; a successful one writes the
-// files for next, superseding every state queued before it.
-func (c *Controller) reload(ctx context.Context, next State) error {
-	c.files.Lock()
-	defer c.files.Unlock()
-	c.mu.Lock()
-	gen := c.persistGen
-	c.mu.Unlock()
-	err := c.proxy.Reload(ctx, next)
-	if err == nil {
-		c.mu.Lock()
-		if gen > c.persistedGen {
-			c.persistedGen = gen
-		}
-		c.st.PendingFile = c.persistGen > c.persistedGen
-		c.mu.Unlock()
-	}
-	return err
-}
-
-// persistLoop writes the files after runtime operations, in the background
-// and coalesced (issue 12 defect 19, issue 17 item 4): the controller's loop
-// never waits for a validation or a file write, and the files catch up with
-// the latest state. A failed write is retried on the next kick or check.
-func (c *Controller) persistLoop(ctx context.Context) {
-	retry := time.NewTicker(c.opt.Check)
-	defer retry.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-c.persistKick:
-		case <-retry.C:
-		}
-		c.persistOnce(ctx)
-	}
-}
-
-func (c *Controller) persistOnce(ctx context.Context) {
-	c.files.Lock()
-	defer c.files.Unlock()
-	c.mu.Lock()
-	gen, st := c.persistGen, c.toPersist
-	due := gen > c.persistedGen
-	c.mu.Unlock()
-	if !due {
-		return
-	}
-	begin := time.Now()
-	if err := c.proxy.Persist(ctx, st); err != nil {
-		c.fail("writing haproxy files", err)
-		return
-	}
-	d := time.Since(begin)
-	c.mu.Lock()
-	if gen > c.persistedGen {
-		c.persistedGen = gen
-	}
-	c.st.PendingFile = c.persistGen > c.persistedGen
-	c.st.FileWrites++
-	c.st.FileWriteDur = d
-	c.mu.Unlock()
-	c.opt.Log.Debug("haproxy files written after runtime changes", "took", d.Round(time.Millisecond))
-}
-
 // Status returns a copy of the controller's status.
 func (c *Controller) Status() ControllerStatus {
 	c.mu.Lock()
@@ -228,26 +155,14 @@ func (c *Controller) update(f func(*ControllerStatus)) {
 }
 
 // Run starts (or attaches to) HAProxy from the state it last ran and then
-// reconciles until ctx ends.
+// reconciles until ctx ends. Each pass reads the source, asks step what
+// the read means (see loop for the states) and does it; the decisions are
+// step's, reloaded's and applied's, all pure.
 func (c *Controller) Run(ctx context.Context) error {
 	running, known := c.proxy.Running()
-	// HAProxy that cannot start (a bad binary, a port taken, a full disk)
-	// is the lb's problem only: it is reported and retried with backoff,
-	// and the rest of the agent (mesh, discovery) keeps running.
-	for delay := 250 * time.Millisecond; ; delay = min(delay*2, time.Minute) {
-		err := c.proxy.Start(ctx, running)
-		if err == nil {
-			break
-		}
-		c.fail("start", fmt.Errorf("starting haproxy (retrying in %s): %w", delay, err))
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(delay):
-		}
+	if !c.start(ctx, running) {
+		return nil
 	}
-	c.update(func(s *ControllerStatus) { s.LastError = "" })
-	c.update(func(s *ControllerStatus) { s.Running = running.Clone() })
 	persisted := make(chan struct{})
 	pctx, stopPersist := context.WithCancel(ctx)
 	go func() {
@@ -263,25 +178,16 @@ func (c *Controller) Run(ctx context.Context) error {
 		defer cancel()
 		c.persistOnce(fctx)
 	}()
-	forceReload := !known
-	var lastReload time.Time
-	// reloadGap grows after failed reloads (a config HAProxy refuses, say
-	// a port taken by another process), up to a minute, so that a broken
-	// change is retried without churning workers.
-	reloadGap := c.opt.MinReloadInterval
-	var held State
-	var heldSince time.Time
+	s := loop{Running: running, ForceReload: !known, ReloadGap: c.opt.MinReloadInterval}
 	var lastProblems string
-	var notReadSince time.Time // a first read missing since, once applied
 	check := time.NewTicker(c.opt.Check)
 	defer check.Stop()
 	wake := time.NewTimer(0)
 	defer wake.Stop()
 	later := func(d time.Duration) {
-		if d < 10*time.Millisecond {
-			d = 10 * time.Millisecond
+		if d > 0 {
+			wake.Reset(max(d, minWake))
 		}
-		wake.Reset(d)
 	}
 	for {
 		select {
@@ -290,167 +196,159 @@ func (c *Controller) Run(ctx context.Context) error {
 		case <-c.src.Changed():
 		case <-wake.C:
 		case <-check.C:
-			restarted, err := c.proxy.Ensure(ctx)
-			if err != nil {
-				c.fail("haproxy process", err)
-			}
-			if restarted {
-				// It came back from the files, which may lag the runtime
-				// by a write in flight: reload the desired state so that
-				// what runs is what is desired, not what the files held.
-				c.update(func(s *ControllerStatus) { s.Restarts++ })
-				c.opt.Log.Warn("haproxy was started again; reloading the desired state into it")
-				forceReload, lastReload = true, time.Time{}
-			}
+			s = c.checkProcess(ctx, s)
 		}
+		var in read
 		snap, err := c.src.Snapshot()
-		if errors.Is(err, ErrNotRead) && !c.Status().LastApply.IsZero() {
-			if notReadSince.IsZero() {
-				notReadSince = time.Now()
-			}
-			if time.Since(notReadSince) < NotReadGrace {
-				c.opt.Log.Debug("waiting for a first read", "detail", err)
-				continue
-			}
+		if in.Err = err; err == nil {
+			in.Desired, lastProblems = c.desired(s.Running, snap, lastProblems)
 		}
-		if err == nil || !errors.Is(err, ErrNotRead) {
-			notReadSince = time.Time{}
+		var act action
+		s, act = step(s, in, time.Now(), c.opt)
+		s = c.do(ctx, s, act, later)
+		c.update(func(st *ControllerStatus) {
+			st.Stale, st.StaleSince, st.StaleReason = s.Stale, s.StaleSince, s.StaleReason
+			st.Holding, st.PendingReload = s.Holding, s.PendingReload
+		})
+	}
+}
+
+// start starts (or attaches to) HAProxy, retrying with backoff (250 ms
+// doubling to a minute) until it works; false when ctx ended first.
+// HAProxy that cannot start (a bad binary, a port taken, a full disk) is
+// the lb's problem only: it is reported, and the rest of the agent (mesh,
+// discovery) keeps running.
+func (c *Controller) start(ctx context.Context, running State) bool {
+	err := backoff.Retry(ctx, backoff.New(250*time.Millisecond, time.Minute),
+		func(ctx context.Context) error { return c.proxy.Start(ctx, running) },
+		func(err error, wait time.Duration) time.Duration {
+			c.fail("start", fmt.Errorf("starting haproxy (retrying in %s): %w", wait.Round(time.Millisecond), err))
+			return wait
+		}, nil)
+	if err != nil {
+		return false
+	}
+	c.update(func(s *ControllerStatus) { s.LastError = "" })
+	c.update(func(s *ControllerStatus) { s.Running = running.Clone() })
+	return true
+}
+
+// checkProcess makes sure HAProxy runs; one started again gets the
+// desired state reloaded into it (restarted).
+func (c *Controller) checkProcess(ctx context.Context, s loop) loop {
+	again, err := c.proxy.Ensure(ctx)
+	if err != nil {
+		c.fail("haproxy process", err)
+	}
+	if !again {
+		return s
+	}
+	c.update(func(s *ControllerStatus) { s.Restarts++ })
+	c.opt.Log.Warn("haproxy was started again; reloading the desired state into it")
+	return restarted(s)
+}
+
+// desired is the desired state for snap, leaving out ports HAProxy could
+// not bind; the settings it refused go into status, and into the log when
+// they differ from last (the joined problems of the previous read, which
+// it returns updated).
+func (c *Controller) desired(running State, snap map[string][]discovery.Instance, last string) (State, string) {
+	desired, probs := Desired(c.opt.Desired, snap)
+	if bad := c.unbindable(running, desired); len(bad) > 0 {
+		opt := c.opt.Desired
+		opt.Unbindable = bad
+		desired, probs = Desired(opt, snap)
+	}
+	ps := make([]string, len(probs))
+	for i, p := range probs {
+		ps[i] = p.String()
+	}
+	if j := strings.Join(ps, "\n"); j != last {
+		for _, p := range ps {
+			c.opt.Log.Warn("lb refused a setting", "problem", p)
 		}
+		last = j
+	}
+	c.update(func(s *ControllerStatus) { s.Problems = ps })
+	return desired, last
+}
+
+// do carries out a step's action and its follow-ups (the runtime
+// operations after a refused reload), records the outcome in status and
+// returns the loop state the outcomes lead to.
+func (c *Controller) do(ctx context.Context, s loop, a action, later func(time.Duration)) loop {
+	c.log(a.Notes)
+	later(a.Wake)
+	begin := time.Now()
+	switch a.Kind {
+	case doReload:
+		err := c.reload(ctx, a.Next)
+		var next action
+		s, next = reloaded(s, a, err, c.opt)
 		if err != nil {
-			c.update(func(s *ControllerStatus) {
-				if !s.Stale {
-					s.StaleSince = time.Now()
-					if s.LastApply.IsZero() && errors.Is(err, ErrNotRead) {
-						c.opt.Log.Info("waiting for the first Consul read; haproxy runs its last config", "detail", err)
-					} else {
-						c.opt.Log.Warn("consul view not trusted; keeping haproxy as it is", "err", err)
-					}
+			c.update(func(st *ControllerStatus) {
+				st.FailedReloads++
+				if errors.Is(err, ErrInvalidConfig) {
+					st.ValidationFails++
 				}
-				s.Stale, s.StaleReason = true, err.Error()
 			})
-			continue
-		}
-		c.update(func(s *ControllerStatus) {
-			if s.Stale {
-				c.opt.Log.Info("consul view trusted again", "stale_for", time.Since(s.StaleSince).Round(time.Millisecond))
+			c.fail("reload", err)
+			if next.Kind == doApply {
+				s = c.apply(ctx, s, next, begin, later)
 			}
-			s.Stale, s.StaleSince, s.StaleReason = false, time.Time{}, ""
-		})
-		desired, probs := Desired(c.opt.Desired, snap)
-		if bad := c.unbindable(running, desired); len(bad) > 0 {
-			opt := c.opt.Desired
-			opt.Unbindable = bad
-			desired, probs = Desired(opt, snap)
+			later(next.Wake)
+			return s
 		}
-		ps := make([]string, len(probs))
-		for i, p := range probs {
-			ps[i] = p.String()
-		}
-		if j := strings.Join(ps, "\n"); j != lastProblems {
-			for _, p := range ps {
-				c.opt.Log.Warn("lb refused a setting", "problem", p)
-			}
-			lastProblems = j
-		}
-		c.update(func(s *ControllerStatus) { s.Problems = ps })
-
-		desired = KeepPools(running, desired)
-		plan := Diff(running, desired)
-		if forceReload && !plan.Reload {
-			plan = Plan{Reload: true, Reasons: []string{"running config unknown or out of step"}}
-		}
-		if plan.Empty() {
-			held, heldSince = State{}, time.Time{}
-			c.update(func(s *ControllerStatus) { s.Holding, s.PendingReload = nil, false })
-			continue
-		}
-		if shrinks := SuspiciousShrinks(running, desired); len(shrinks) > 0 {
-			if heldSince.IsZero() || !held.Equal(desired) {
-				held, heldSince = desired.Clone(), time.Now()
-				c.opt.Log.Warn("holding a suspicious shrink until it is confirmed", "shrinks", strings.Join(shrinks, "; "), "confirm_after", c.opt.Confirm)
-			}
-			if wait := c.opt.Confirm - time.Since(heldSince); wait > 0 {
-				c.update(func(s *ControllerStatus) { s.Holding = shrinks })
-				later(wait)
-				continue
-			}
-			c.opt.Log.Info("suspicious shrink confirmed", "shrinks", strings.Join(shrinks, "; "))
-		}
-		held, heldSince = State{}, time.Time{}
-		c.update(func(s *ControllerStatus) { s.Holding = nil })
-
-		begin := time.Now()
-		if plan.Reload {
-			if wait := reloadGap - time.Since(lastReload); wait > 0 {
-				c.update(func(s *ControllerStatus) { s.PendingReload = true })
-				later(wait)
-				continue
-			}
-			lastReload = time.Now()
-			if err := c.reload(ctx, desired); err != nil {
-				c.update(func(s *ControllerStatus) {
-					s.FailedReloads++
-					if strings.Contains(err.Error(), "validating") {
-						s.ValidationFails++
-					}
-				})
-				c.fail("reload", err)
-				reloadGap = min(2*reloadGap, max(time.Minute, c.opt.MinReloadInterval))
-				// The structure stays at the last good config; server
-				// changes of the backends it has still go through.
-				if part := KeepStructure(running, desired); !forceReload {
-					if p := Diff(running, part); !p.Reload && len(p.Ops) > 0 {
-						after := After(running, part, p)
-						if err := c.proxy.Apply(ctx, p.Ops); err == nil {
-							running = after
-							c.queuePersist(running)
-							c.update(func(s *ControllerStatus) {
-								s.RuntimeOps += int64(len(p.Ops))
-								s.Running = running.Clone()
-							})
-							c.opt.Log.Info("haproxy servers changed while the reload is refused", "ops", len(p.Ops))
-						} else {
-							c.fail("runtime api", err)
-							forceReload = true
-						}
-					}
-				}
-				later(reloadGap)
-				continue
-			}
-			reloadGap = c.opt.MinReloadInterval
-			running, forceReload = desired.Clone(), false
-			d := time.Since(begin)
-			c.update(func(s *ControllerStatus) {
-				s.Reloads++
-				s.PendingReload = false
-				s.LastApply, s.LastApplyDur, s.Running = time.Now(), d, running.Clone()
-			})
-			c.opt.Log.Info("haproxy reloaded", "reasons", strings.Join(plan.Reasons, "; "), "took", d.Round(time.Millisecond))
-			continue
-		}
-		after := After(running, desired, plan)
-		if err := c.proxy.Apply(ctx, plan.Ops); err != nil {
-			c.update(func(s *ControllerStatus) { s.ApplyErrors++ })
-			c.fail("runtime api", err)
-			// What runs is now uncertain: the next pass reloads the
-			// desired config.
-			forceReload = true
-			later(0)
-			continue
-		}
-		running = after
-		c.queuePersist(running)
 		d := time.Since(begin)
-		c.update(func(s *ControllerStatus) {
-			s.RuntimeOps += int64(len(plan.Ops))
-			s.LastApply, s.LastApplyDur, s.Running = time.Now(), d, running.Clone()
+		c.update(func(st *ControllerStatus) {
+			st.Reloads++
+			st.LastApply, st.LastApplyDur, st.Running = time.Now(), d, s.Running.Clone()
 		})
-		ops := make([]string, len(plan.Ops))
-		for i, o := range plan.Ops {
+		c.opt.Log.Info("haproxy reloaded", "reasons", strings.Join(a.Reasons, "; "), "took", d.Round(time.Millisecond))
+	case doApply:
+		s = c.apply(ctx, s, a, begin, later)
+	}
+	return s
+}
+
+// apply runs a's runtime operations and queues the files' rewrite.
+func (c *Controller) apply(ctx context.Context, s loop, a action, begin time.Time, later func(time.Duration)) loop {
+	err := c.proxy.Apply(ctx, a.Ops)
+	var next action
+	s, next = applied(s, a, err)
+	later(next.Wake)
+	switch {
+	case err != nil && a.Partial:
+		c.fail("runtime api", err)
+	case err != nil:
+		c.update(func(st *ControllerStatus) { st.ApplyErrors++ })
+		c.fail("runtime api", err)
+	case a.Partial:
+		c.queuePersist(s.Running)
+		c.update(func(st *ControllerStatus) {
+			st.RuntimeOps += int64(len(a.Ops))
+			st.Running = s.Running.Clone()
+		})
+		c.opt.Log.Info("haproxy servers changed while the reload is refused", "ops", len(a.Ops))
+	default:
+		c.queuePersist(s.Running)
+		d := time.Since(begin)
+		c.update(func(st *ControllerStatus) {
+			st.RuntimeOps += int64(len(a.Ops))
+			st.LastApply, st.LastApplyDur, st.Running = time.Now(), d, s.Running.Clone()
+		})
+		ops := make([]string, len(a.Ops))
+		for i, o := range a.Ops {
 			ops[i] = o.String()
 		}
 		c.opt.Log.Info("haproxy servers changed", "ops", strings.Join(ops, "; "), "took", d.Round(time.Millisecond))
+	}
+	return s
+}
+
+func (c *Controller) log(notes []note) {
+	for _, n := range notes {
+		c.opt.Log.Log(context.Background(), n.Level, n.Msg, n.Args...)
 	}
 }
 
@@ -484,83 +382,4 @@ func (c *Controller) fail(phase string, err error) {
 	c.update(func(s *ControllerStatus) {
 		s.LastError, s.LastErrorAt = phase+": "+err.Error(), time.Now()
 	})
-}
-
-// KeepPools keeps a backend's larger running pool of server slots while
-// its servers still fill more than a quarter of it, so that scaling back
-// down after a pool grew does not cost a second reload (and scaling around
-// a power of two does not reload on every step). It is pure.
-func KeepPools(running, desired State) State {
-	slots := map[string]int{}
-	for _, b := range running.Backends {
-		slots[b.Name] = b.Slots
-	}
-	out := desired.Clone()
-	for i, b := range out.Backends {
-		if r := slots[b.Name]; r > b.Slots && len(b.Servers)*4 > r {
-			out.Backends[i].Slots = r
-		}
-	}
-	return out
-}
-
-// KeepStructure returns running's frontends and backends with the servers
-// desired gives each backend whose structure (mode, balance, slots, check)
-// is unchanged; other backends stay as they run. When a structural change
-// cannot be installed (HAProxy refuses the reload), Diff(running,
-// KeepStructure(running, desired)) still carries the server changes as
-// runtime operations. It is pure.
-func KeepStructure(running, desired State) State {
-	want := map[string]Backend{}
-	for _, b := range desired.Backends {
-		want[b.Name] = b
-	}
-	out := State{Frontends: running.Clone().Frontends}
-	for _, b := range running.Backends {
-		nb, ok := want[b.Name]
-		if ok && nb.Mode == b.Mode && nb.Balance == b.Balance && nb.Slots == b.Slots && backendCheck(nb) == backendCheck(b) {
-			nb.Servers = append([]Server(nil), nb.Servers...)
-			out.Backends = append(out.Backends, nb)
-			continue
-		}
-		c := b
-		c.Servers = append([]Server(nil), b.Servers...)
-		out.Backends = append(out.Backends, c)
-	}
-	return out
-}
-
-// SuspiciousShrinks lists the backends that would lose all their enabled
-// servers, or more than half of at least three, going from old to new. A
-// single read that says so is not trusted (a Consul agent that restarted
-// with an empty catalog, a partial answer); the controller waits for the
-// same answer to persist. It is pure.
-func SuspiciousShrinks(old, new State) []string {
-	n := map[string]int{}
-	for _, b := range new.Backends {
-		n[b.Name] = enabledCount(b)
-	}
-	var out []string
-	for _, b := range old.Backends {
-		before := enabledCount(b)
-		after := n[b.Name]
-		if before == 0 {
-			continue
-		}
-		if after == 0 || (before >= 3 && after*2 < before) {
-			out = append(out, fmt.Sprintf("backend %s %d → %d servers", b.Name, before, after))
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-func enabledCount(b Backend) int {
-	n := 0
-	for _, s := range b.Servers {
-		if s.Enabled {
-			n++
-		}
-	}
-	return n
 }

@@ -487,3 +487,26 @@ func TestControllerLeavesOutAPortItCannotBind(t *testing.T) {
 		t.Errorf("no reason for the unbindable port: %v", c.Status().Problems)
 	}
 }
+
+// A reload refused by validation is told by its type, not its text.
+func TestControllerCountsValidationFailuresByType(t *testing.T) {
+	src, px := newFakeSource(), &fakeProxy{}
+	src.set(webInstances(1), nil)
+	c := startController(t, src, px, ControllerOptions{MinReloadInterval: 10 * time.Millisecond})
+	eventually(t, "first reload", func() bool { r, _ := px.counts(); return r == 1 })
+	px.mu.Lock()
+	px.reloadErr = fmt.Errorf("haproxy says no: %w", ErrInvalidConfig)
+	px.mu.Unlock()
+	snap := webInstances(1)
+	snap["api"] = []discovery.Instance{inst("a1", "10.42.0.9", 8080, contract.KeyLBMode, "http", contract.KeyLBHost, "api.example")}
+	src.set(snap, nil)
+	eventually(t, "a validation failure counted", func() bool { return c.Status().ValidationFails > 0 })
+	px.mu.Lock()
+	px.reloadErr = errors.New("validating is not in the type")
+	px.mu.Unlock()
+	before := c.Status()
+	eventually(t, "another failed reload", func() bool { return c.Status().FailedReloads > before.FailedReloads+1 })
+	if got := c.Status().ValidationFails; got > before.ValidationFails+1 {
+		t.Errorf("a refusal without ErrInvalidConfig counted as a validation failure (%d → %d)", before.ValidationFails, got)
+	}
+}

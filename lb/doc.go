@@ -15,5 +15,7 @@
 // haproxy.cfg bytes). Each backend has a power-of-two pool of server
 // slots declared in the file, so that membership changes are runtime
 // set-addr/enable/drain operations that keep connection reuse; the pool
-// grows with one reload when it runs out.
+// grows with one reload when it runs out. The controller's decisions
+// (fail-static, shrink confirmation, reload coalescing and backoff) are
+// the pure step function of step.go; Controller.Run only carries them out.
 package lb

@@ -147,7 +147,7 @@ func (a *agent) startOptional(gctx context.Context, g *errgroup.Group) error {
 		a.lb = c
 		g.Go(func() error { return a.lb.Run(gctx) })
 		certs := newCertSource(a.watches, a.cfg.LBCertDir)
-		a.certs = lb.NewCertSync(certs, a.haproxy, a.log.With("component", "certs"), 0)
+		a.certs = lb.NewCertSync(certs, certShim{a.haproxy}, a.log.With("component", "certs"), 0)
 		g.Go(func() error { return certs.run(gctx) })
 		g.Go(func() error { return a.certs.Run(gctx) })
 		if a.cfg.LBAccessLog != "" {

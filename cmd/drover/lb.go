@@ -97,7 +97,7 @@ func (a *agent) startLB() (*lb.Controller, error) {
 		MinReloadInterval: a.cfg.LBReloadMin,
 		Confirm:           a.cfg.LBConfirm,
 		Log:               a.log.With("component", "lb"),
-	}, a.newLBSource(), h), nil
+	}, a.newLBSource(), proxyShim{h, a.log.With("component", "haproxy")}), nil
 }
 
 // portFree tells whether HAProxy could bind TCP port on every address of

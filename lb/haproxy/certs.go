@@ -1,7 +1,6 @@
 package haproxy
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,7 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"os"
@@ -19,12 +17,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/haproxytech/client-native/v5/models"
-	cnruntime "github.com/haproxytech/client-native/v5/runtime"
-
 	"github.com/drover-net/drover/internal/atomicfile"
-	"github.com/drover-net/drover/lb"
 )
+
+// CertFile is one certificate bundle to install: its name (a file name
+// without ".pem") and its PEM bundle (chain, then key).
+type CertFile struct {
+	Name   string
+	Bundle []byte
+}
 
 // certDir holds the HTTPS frontends' certificates (0700, files 0600) and
 // their crt-list.
@@ -124,89 +125,6 @@ func leafFingerprint(b []byte) string {
 	}
 }
 
-// ApplyCerts installs new and changed bundles and removes others, without
-// a reload: each file is written first (0600, atomically; the crt-list
-// too), so that a restart or the next reload serves it, then the running
-// HAProxy is told through the runtime API (new ssl cert / set ssl cert /
-// commit ssl cert, add/del ssl crt-list). When no HTTPS frontend runs yet
-// (the crt-list is not loaded), the files are all there is to do: the
-// reload that adds the frontend reads them.
-func (h *HAProxy) ApplyCerts(ctx context.Context, add, update []lb.Cert, remove []string) error {
-	var errs []error
-	for _, c := range append(append([]lb.Cert(nil), add...), update...) {
-		if err := atomicfile.Write(h.certPath(c.Name), c.Bundle, 0o600); err != nil {
-			return fmt.Errorf("writing certificate %s: %w", c.Name, err)
-		}
-	}
-	if err := h.writeCertList(); err != nil {
-		return err
-	}
-	live, err := h.crtListLoaded(ctx)
-	if err != nil {
-		return err
-	}
-	if live {
-		rt, err := h.runtime(ctx)
-		if err != nil {
-			return err
-		}
-		for _, c := range add {
-			p := h.certPath(c.Name)
-			if err := rt.NewCertEntry(p); err != nil && !strings.Contains(err.Error(), "already exists") {
-				errs = append(errs, fmt.Errorf("new ssl cert %s: %w", c.Name, err))
-				continue
-			}
-			if err := setCert(rt, p, c.Bundle); err != nil {
-				errs = append(errs, fmt.Errorf("certificate %s: %w", c.Name, err))
-				continue
-			}
-			if err := rt.AddCrtListEntry(h.certList(), models.SslCrtListEntry{File: p}); err != nil {
-				errs = append(errs, fmt.Errorf("add ssl crt-list %s: %w", c.Name, err))
-			}
-		}
-		for _, c := range update {
-			if err := setCert(rt, h.certPath(c.Name), c.Bundle); err != nil {
-				errs = append(errs, fmt.Errorf("certificate %s: %w", c.Name, err))
-			}
-		}
-		for _, n := range remove {
-			p := h.certPath(n)
-			if err := rt.DeleteCrtListEntry(h.certList(), p, nil); err != nil && !strings.Contains(err.Error(), "not found") {
-				errs = append(errs, fmt.Errorf("del ssl crt-list %s: %w", n, err))
-			}
-			if err := rt.DeleteCertEntry(p); err != nil && !strings.Contains(err.Error(), "not found") {
-				errs = append(errs, fmt.Errorf("del ssl cert %s: %w", n, err))
-			}
-		}
-	}
-	for _, n := range remove {
-		if err := os.Remove(h.certPath(n)); err != nil && !os.IsNotExist(err) {
-			errs = append(errs, fmt.Errorf("removing certificate %s: %w", n, err))
-		}
-	}
-	if err := h.writeCertList(); err != nil {
-		errs = append(errs, err)
-	}
-	if len(errs) > 0 {
-		h.resetRuntime()
-	}
-	return errors.Join(errs...)
-}
-
-// setCert replaces a certificate's content in the running HAProxy and
-// commits it; an aborted transaction leaves the old one serving.
-func setCert(rt cnruntime.Runtime, path string, bundle []byte) error {
-	if err := rt.SetCertEntry(path, string(bundle)); err != nil {
-		_ = rt.AbortCertEntry(path)
-		return fmt.Errorf("set ssl cert: %w", err)
-	}
-	if err := rt.CommitCertEntry(path); err != nil {
-		_ = rt.AbortCertEntry(path)
-		return fmt.Errorf("commit ssl cert: %w", err)
-	}
-	return nil
-}
-
 // writeCertList writes the crt-list: the default certificate first (for
 // clients that send no known name), then every bundle in the directory.
 func (h *HAProxy) writeCertList() error {
@@ -222,19 +140,4 @@ func (h *HAProxy) writeCertList() error {
 	}
 	sort.Strings(lines[1:])
 	return atomicfile.Write(h.certList(), []byte(strings.Join(lines, "\n")+"\n"), 0o600)
-}
-
-// crtListLoaded reports whether the running HAProxy has the crt-list (an
-// HTTPS frontend runs); false when HAProxy is not running.
-func (h *HAProxy) crtListLoaded(ctx context.Context) (bool, error) {
-	out, err := h.worker(ctx, "show ssl crt-list")
-	if err != nil {
-		return false, nil // not running: the files are what the start reads
-	}
-	for _, l := range strings.Split(out, "\n") {
-		if strings.TrimSpace(l) == h.certList() {
-			return true, nil
-		}
-	}
-	return false, nil
 }

@@ -1,6 +1,7 @@
 package haproxy
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,5 +84,42 @@ func TestNewRemovesLeftovers(t *testing.T) {
 	got := strings.Join(left, " ")
 	if got != "certs haproxy.cfg keep.me" {
 		t.Errorf("left %q, want the leftovers gone and the rest kept", got)
+	}
+}
+
+// client-native gives certificate answers as text; cliError is the one
+// place that reads it, and the errors it returns keep the original.
+func TestCLIError(t *testing.T) {
+	for _, tc := range []struct {
+		in   error
+		want error
+	}{
+		{errors.New("[1] Certificate '/x.pem' already exists [new ssl cert /x.pem] general error"), errCertExists},
+		{errors.New("can't find certificate: not found"), errCertNotFound},
+		{errors.New("permission denied"), nil},
+	} {
+		got := cliError(tc.in)
+		if !errors.Is(got, tc.in) {
+			t.Errorf("cliError(%q) = %v: lost the original error", tc.in, got)
+		}
+		for _, s := range []error{errCertExists, errCertNotFound} {
+			if errors.Is(got, s) != (s == tc.want) {
+				t.Errorf("cliError(%q) = %v: errors.Is %v = %v", tc.in, got, s, !(s == tc.want))
+			}
+		}
+	}
+	if cliError(nil) != nil {
+		t.Error("cliError(nil) != nil")
+	}
+}
+
+// A config the binary refuses is an ErrInvalid, whatever the text.
+func TestValidateRefusalIsErrInvalid(t *testing.T) {
+	h, err := New(Options{Mode: ModeManaged, Bin: "false", Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Validate(t.Context(), []byte("global\n")); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Validate with a refusing binary = %v, want ErrInvalid", err)
 	}
 }

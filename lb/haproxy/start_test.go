@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/drover-net/drover/lb"
 )
 
 // mastersOf counts the haproxy masters (processes whose parent is not an
@@ -67,7 +65,7 @@ func TestStartNeverStartsASecondMaster(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := h.Start(ctx, lb.State{}); err != nil {
+	if err := h.Start(ctx, minimalConfig(h)); err != nil {
 		t.Fatal(err)
 	}
 	defer h.Stop()
@@ -85,7 +83,7 @@ func TestStartNeverStartsASecondMaster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = h2.Start(ctx, lb.State{})
+	err = h2.Start(ctx, minimalConfig(h2))
 	if err == nil || !strings.Contains(err.Error(), "not starting a second haproxy") {
 		t.Fatalf("Start beside a stopped master: %v, want a refusal", err)
 	}
@@ -95,10 +93,26 @@ func TestStartNeverStartsASecondMaster(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	if err := h2.Start(ctx, lb.State{}); err != nil {
+	if err := h2.Start(ctx, minimalConfig(h2)); err != nil {
 		t.Fatalf("Start once the master answers: %v", err)
 	}
 	if got := mastersOf(t, h.ConfigPath()); len(got) != 1 || got[0] != pid {
 		t.Fatalf("masters running %v after attaching, want only %d", got, pid)
 	}
+}
+
+// minimalConfig is a config with no frontend that HAProxy runs in
+// master-worker mode.
+func minimalConfig(h *HAProxy) Config {
+	g := h.Globals()
+	return Config{Bytes: []byte(fmt.Sprintf(`global
+    master-worker
+    stats socket %s mode 600 level admin expose-fd listeners
+
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 1s
+    timeout server 1s
+`, g.StatsSocket))}
 }

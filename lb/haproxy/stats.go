@@ -84,3 +84,33 @@ func ParseStats(out string) []StatRow {
 	}
 	return rows
 }
+
+// ServerStatus is one server as HAProxy's stats see it.
+type ServerStatus struct {
+	Backend, Server, Addr, Status string
+	Sessions                      int // current sessions
+	Total                         int // sessions since start of this worker
+}
+
+// Servers reads `show stat` from the current worker: every server line
+// (placeholders included; callers filter).
+func (h *HAProxy) Servers(ctx context.Context) ([]ServerStatus, error) {
+	out, err := h.worker(ctx, "show stat")
+	if err != nil {
+		return nil, err
+	}
+	return ParseStat(out), nil
+}
+
+// ParseStat parses `show stat` CSV into server lines (ParseStats' server
+// rows).
+func ParseStat(out string) []ServerStatus {
+	var res []ServerStatus
+	for _, r := range ParseStats(out) {
+		if r.Kind == "server" {
+			res = append(res, ServerStatus{Backend: r.Proxy, Server: r.Server, Addr: r.Addr, Status: r.Status,
+				Sessions: int(r.Sessions), Total: int(r.Total)})
+		}
+	}
+	return res
+}

@@ -22,6 +22,10 @@ var sdkClients = map[string]string{
 	"os/exec": "running commands: adapters and cmd only",
 }
 
+// adapters talk to one outside system each; they import only internal/*,
+// and no core imports them.
+var adapters = []string{"discovery/consul", "discovery/docker", "overlay/wg", "overlay/netlink", "overlay/firewall", "lb/haproxy"}
+
 func deps(t *testing.T, pkg string) []string {
 	t.Helper()
 	out, err := exec.Command("go", "list", "-deps", mod+pkg).Output()
@@ -33,7 +37,6 @@ func deps(t *testing.T, pkg string) []string {
 
 func TestCoreImports(t *testing.T) {
 	peers := []string{"overlay", "lb", "confgen", "healthcheck"}
-	adapters := []string{"discovery/consul", "discovery/docker", "overlay/wg", "overlay/netlink", "overlay/firewall", "lb/haproxy"}
 	core := append([]string{"discovery", "discovery/watch", "discovery/contract"}, peers...)
 	for _, pkg := range core {
 		for _, d := range deps(t, pkg) {
@@ -73,7 +76,7 @@ func TestCoreImports(t *testing.T) {
 }
 
 func TestAdapterImports(t *testing.T) {
-	for _, a := range []string{"discovery/consul", "discovery/docker", "overlay/wg", "overlay/netlink", "overlay/firewall"} {
+	for _, a := range adapters {
 		for _, d := range deps(t, a) {
 			if strings.HasPrefix(d, mod) && !strings.HasPrefix(d, mod+"internal/") && d != mod+a {
 				t.Errorf("adapter %s imports %s: adapters import only internal/*", a, d)
