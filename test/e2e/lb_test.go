@@ -77,6 +77,25 @@ func (s lbStatus) upServers(be string) []string {
 	return out
 }
 
+// statuses lists backend be's servers as slot=status (status "?" when
+// drover's status did not have HAProxy's), for the record of a bad sample.
+func (s lbStatus) statuses(be string) string {
+	var out []string
+	for _, b := range s.LB.Backends {
+		if b.Name != be {
+			continue
+		}
+		for _, sv := range b.Servers {
+			st := sv.Status
+			if st == "" {
+				st = "?"
+			}
+			out = append(out, sv.Slot+"="+strings.ReplaceAll(st, " ", "_"))
+		}
+	}
+	return strings.Join(out, ",")
+}
+
 // runLB starts a web replica with lb labels on host.
 func runLB(ctx context.Context, t testing.TB, sb *sandbox.Sandbox, host, name string, extra ...string) {
 	t.Helper()
