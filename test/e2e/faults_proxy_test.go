@@ -356,6 +356,9 @@ type lbWatcher struct {
 	min     atomic.Int64           // fewest servers UP (HAProxy's checks included)
 	present atomic.Int64           // fewest servers drover keeps in the backend (not in MAINT)
 	worst   atomic.Pointer[string] // the backend's server statuses in the sample with fewest UP
+	// unscraped counts samples without HAProxy's server states (drover
+	// status could not read them), left out of min.
+	unscraped atomic.Int64
 }
 
 func watchUp(ctx context.Context, sb *sandbox.Sandbox, be string) *lbWatcher {
@@ -368,7 +371,11 @@ func watchUp(ctx context.Context, sb *sandbox.Sandbox, be string) *lbWatcher {
 		defer tick.Stop()
 		for {
 			if st, err := lbStateErr(ctx, sb); err == nil {
-				if n := int64(len(st.upServers(be))); n < w.min.Load() {
+				if !st.scraped(be) {
+					// HAProxy's stats socket did not answer drover status
+					// (e.g. during a reload): no figure for HAProxy's view.
+					w.unscraped.Add(1)
+				} else if n := int64(len(st.upServers(be))); n < w.min.Load() {
 					w.min.Store(n)
 					statuses := st.statuses(be)
 					w.worst.Store(&statuses)

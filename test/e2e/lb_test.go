@@ -77,6 +77,23 @@ func (s lbStatus) upServers(be string) []string {
 	return out
 }
 
+// scraped reports whether backend be's servers carry HAProxy's status:
+// drover status leaves it empty when HAProxy's stats socket did not answer
+// within its 2 s (e.g. during a reload).
+func (s lbStatus) scraped(be string) bool {
+	for _, b := range s.LB.Backends {
+		if b.Name != be {
+			continue
+		}
+		for _, sv := range b.Servers {
+			if sv.Status == "" {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // statuses lists backend be's servers as slot=status (status "?" when
 // drover's status did not have HAProxy's), for the record of a bad sample.
 func (s lbStatus) statuses(be string) string {
