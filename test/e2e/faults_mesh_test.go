@@ -229,6 +229,7 @@ func atoiOr(s string, def int) int {
 // said about h2's endpoint right after it.
 type t26Probe struct {
 	at       time.Time
+	took     time.Duration
 	ok       bool
 	endpoint string
 }
@@ -384,7 +385,7 @@ func faultT26(ctx context.Context, t *testing.T, sb *sandbox.Sandbox) {
 			}
 			at := time.Now()
 			ok := probe() == nil
-			rec.add(t26Probe{at: at, ok: ok, endpoint: wgEndpoint("h1")})
+			rec.add(t26Probe{at: at, took: time.Since(at), ok: ok, endpoint: wgEndpoint("h1")})
 		}
 	}()
 	stopProbes := func() []t26Probe {
@@ -496,10 +497,17 @@ func faultT26(ctx context.Context, t *testing.T, sb *sandbox.Sandbox) {
 	if !ok {
 		back = -1
 	}
+	// The slowest probe since the move, against the slowest before it:
+	// a stall shorter than a probe's 1 s timeout shows only there.
+	var slowBefore, slowAfter time.Duration
 	flips, seenNew := 0, false
 	for _, p := range ps {
 		if p.at.Before(moveStart) {
+			slowBefore = max(slowBefore, p.took)
 			continue
+		}
+		if p.ok {
+			slowAfter = max(slowAfter, p.took)
 		}
 		switch p.endpoint {
 		case newEP:
@@ -525,7 +533,8 @@ func faultT26(ctx context.Context, t *testing.T, sb *sandbox.Sandbox) {
 		Promises: []string{"P11"},
 		Figures: kv("traffic_back_after", dur(back), "record_has_new_endpoint_after", dur(durOr(seen, "record")), "h2_status_endpoint_new", yesNo(st2.Overlay.Endpoint == newEP),
 			"h1_has_new_endpoint", yesNo(h1ok), "h1_after", dur(durOr(seen, "h1")), "h3_has_new_endpoint", yesNo(h3ok), "h3_after", dur(durOr(seen, "h3")),
-			"endpoint_flips", flips, "failed", fmt.Sprintf("%d/%d", lr.Failed, lr.OK+lr.Failed), "readdress_s", fmt.Sprintf("%.1f", readdressTook.Seconds()), "probes", len(ps)),
+			"endpoint_flips", flips, "failed", fmt.Sprintf("%d/%d", lr.Failed, lr.OK+lr.Failed), "load_max_ms", fmt.Sprintf("%.0f", lr.Max),
+			"slowest_probe_before", slowBefore.Round(10*time.Millisecond), "slowest_probe_after", slowAfter.Round(10*time.Millisecond), "readdress_s", fmt.Sprintf("%.1f", readdressTook.Seconds()), "probes", len(ps)),
 		Target: "traffic_back_after≤10s record_has_new_endpoint_after≤30s h1_has_new_endpoint=yes h3_has_new_endpoint=yes endpoint_flips=0 (failed requests recorded: the move cuts the path until a peer learns the new address)",
 		Pass:   back >= 0 && back <= 10*time.Second && pubOK && seen["record"] <= 30*time.Second && h1ok && h3ok && flips == 0}
 	if !r.Pass {

@@ -141,6 +141,7 @@ func waitUp(ctx context.Context, t testing.TB, sb *sandbox.Sandbox, be string, n
 type loadResult struct {
 	OK, Failed int
 	P50, P99   float64
+	Max        float64 // max_ms, the slowest request
 	By         map[string]int
 	Line       string
 }
@@ -163,6 +164,8 @@ func parseLoad(out string) (loadResult, error) {
 				r.P50, _ = strconv.ParseFloat(v, 64)
 			case "p99_ms":
 				r.P99, _ = strconv.ParseFloat(v, 64)
+			case "max_ms":
+				r.Max, _ = strconv.ParseFloat(v, 64)
 			case "by":
 				for _, hv := range strings.Split(v, ",") {
 					h, n, _ := strings.Cut(hv, ":")
