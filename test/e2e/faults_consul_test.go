@@ -4,9 +4,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -149,6 +151,10 @@ func faultT7(ctx context.Context, t *testing.T, sb *sandbox.Sandbox, p *faultPro
 		}
 		return nil
 	})
+	// Health goes back with the restore too: what the snapshot holds of
+	// web (read right after it) tells a check that was critical then from
+	// one that failed later.
+	atSnapshot := passingOf(ctx, sb, "web")
 	if err := deregisterT2(ctx, sb, 45); err != nil {
 		t.Fatal(err)
 	}
@@ -180,6 +186,7 @@ func faultT7(ctx context.Context, t *testing.T, sb *sandbox.Sandbox, p *faultPro
 		t.Fatalf("snapshot restore: %v %s", err, out)
 	}
 	restored := time.Now()
+	afterRestore := passingOf(ctx, sb, "web")
 	// A change after the restore must reach the lb: the watches reset
 	// their index instead of waiting for the old, higher one.
 	s := t2svc{on: true, weight: 77}
@@ -233,7 +240,8 @@ func faultT7(ctx context.Context, t *testing.T, sb *sandbox.Sandbox, p *faultPro
 		Figures: kv("change_after_restore_seen", yesNo(ok), "detection", seen.Round(10*time.Millisecond),
 			"busiest_topic_req_s", fmt.Sprintf("%.1f", float64(n)/secs), "failed", fmt.Sprintf("%d/%d", r.Failed, r.OK+r.Failed),
 			"backends_removed", 3-present, "down_in_haproxy", 3-minUp, "reloads", after.LB.Reloads-before.LB.Reloads,
-			"lb_samples_without_haproxy_state", w.unscraped.Load(), "orphans", len(left), "orphans_gone_after", clean),
+			"lb_samples_without_haproxy_state", w.unscraped.Load(),
+			"web_passing_at_snapshot", atSnapshot, "web_passing_after_restore", afterRestore, "orphans", len(left), "orphans_gone_after", clean),
 		Target: "change seen ≤30s busiest_topic_req_s≤10 failed=0 backends_removed=0 down_in_haproxy=0 orphans=0 (gone within 150 s: what the restore brings back leaves with the agents' anti-entropy, about every minute)",
 		Pass:   ok && seen <= 30*time.Second && float64(n)/secs <= 10 && r.Failed == 0 && present == 3 && minUp == 3 && len(left) == 0}
 	if !res.Pass {
@@ -264,6 +272,20 @@ func faultT7(ctx context.Context, t *testing.T, sb *sandbox.Sandbox, p *faultPro
 		t.Logf("h1's lb log after the restore:\n%s", strings.Join(lbLines[max(0, len(lbLines)-25):], "\n"))
 	}
 	recordFault(t, begin, res)
+}
+
+// passingOf returns how many instances of service the catalog has with
+// every check passing, read from h1 ("?" when the read failed).
+func passingOf(ctx context.Context, sb *sandbox.Sandbox, service string) string {
+	out, err := sb.Output(ctx, "h1", "curl", "-sf", sandbox.ConsulURL+"/v1/health/service/"+service+"?passing=1")
+	if err != nil {
+		return "?"
+	}
+	var insts []json.RawMessage
+	if err := json.Unmarshal([]byte(out), &insts); err != nil {
+		return "?"
+	}
+	return strconv.Itoa(len(insts))
 }
 
 // hasBackends returns nil when st's lb has a backend of each name.
