@@ -263,13 +263,16 @@ func faultT7(ctx context.Context, t *testing.T, sb *sandbox.Sandbox, p *faultPro
 	}
 	if present < 3 || minUp < 3 || r.Failed > 0 {
 		b, _ := os.ReadFile(filepath.Join(sb.Host(1).Dir, "agent.log"))
+		// The lb's and the watches' lines from just before the restore on.
+		from := restored.Add(-2 * time.Second).UTC().Format("2006-01-02T15:04:05")
 		var lbLines []string
 		for _, l := range strings.Split(string(b), "\n") {
-			if strings.Contains(l, "component=lb") {
+			ts, _, _ := strings.Cut(strings.TrimPrefix(l, "time="), ".")
+			if ts >= from && (strings.Contains(l, "component=lb") || strings.Contains(l, "component=watch")) {
 				lbLines = append(lbLines, l)
 			}
 		}
-		t.Logf("h1's lb log after the restore:\n%s", strings.Join(lbLines[max(0, len(lbLines)-25):], "\n"))
+		t.Logf("h1's lb and watch log from the restore on:\n%s", strings.Join(lbLines[:min(len(lbLines), 60)], "\n"))
 	}
 	recordFault(t, begin, res)
 }
