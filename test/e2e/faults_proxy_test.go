@@ -353,8 +353,12 @@ func busiest(perTopic map[string]int) (string, int) {
 type lbWatcher struct {
 	stop    chan struct{}
 	done    chan struct{}
-	min     atomic.Int64 // fewest servers UP (HAProxy's checks included)
-	present atomic.Int64 // fewest servers drover keeps in the backend (not in MAINT)
+	min     atomic.Int64           // fewest servers UP (HAProxy's checks included)
+	present atomic.Int64           // fewest servers drover keeps in the backend (not in MAINT)
+	worst   atomic.Pointer[string] // the backend's server statuses in the sample with fewest UP
+	// unscraped counts samples without HAProxy's server states (drover
+	// status could not read them), left out of min.
+	unscraped atomic.Int64
 }
 
 func watchUp(ctx context.Context, sb *sandbox.Sandbox, be string) *lbWatcher {
@@ -367,8 +371,14 @@ func watchUp(ctx context.Context, sb *sandbox.Sandbox, be string) *lbWatcher {
 		defer tick.Stop()
 		for {
 			if st, err := lbStateErr(ctx, sb); err == nil {
-				if n := int64(len(st.upServers(be))); n < w.min.Load() {
+				if !st.scraped(be) {
+					// HAProxy's stats socket did not answer drover status
+					// (e.g. during a reload): no figure for HAProxy's view.
+					w.unscraped.Add(1)
+				} else if n := int64(len(st.upServers(be))); n < w.min.Load() {
 					w.min.Store(n)
+					statuses := st.statuses(be)
+					w.worst.Store(&statuses)
 				}
 				if n := int64(len(st.runtimeServers(be))); n < w.present.Load() {
 					w.present.Store(n)
@@ -389,6 +399,15 @@ func (w *lbWatcher) end() int {
 	close(w.stop)
 	<-w.done
 	return int(w.min.Load())
+}
+
+// worstSample returns the server statuses of the sample with the fewest
+// servers UP ("" before any); call it after end.
+func (w *lbWatcher) worstSample() string {
+	if p := w.worst.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // fewestPresent returns the fewest servers drover kept in the backend

@@ -77,6 +77,42 @@ func (s lbStatus) upServers(be string) []string {
 	return out
 }
 
+// scraped reports whether backend be's servers carry HAProxy's status:
+// drover status leaves it empty when HAProxy's stats socket did not answer
+// within its 2 s (e.g. during a reload).
+func (s lbStatus) scraped(be string) bool {
+	for _, b := range s.LB.Backends {
+		if b.Name != be {
+			continue
+		}
+		for _, sv := range b.Servers {
+			if sv.Status == "" {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// statuses lists backend be's servers as slot=status (status "?" when
+// drover's status did not have HAProxy's), for the record of a bad sample.
+func (s lbStatus) statuses(be string) string {
+	var out []string
+	for _, b := range s.LB.Backends {
+		if b.Name != be {
+			continue
+		}
+		for _, sv := range b.Servers {
+			st := sv.Status
+			if st == "" {
+				st = "?"
+			}
+			out = append(out, sv.Slot+"="+strings.ReplaceAll(st, " ", "_"))
+		}
+	}
+	return strings.Join(out, ",")
+}
+
 // runLB starts a web replica with lb labels on host.
 func runLB(ctx context.Context, t testing.TB, sb *sandbox.Sandbox, host, name string, extra ...string) {
 	t.Helper()
@@ -105,6 +141,7 @@ func waitUp(ctx context.Context, t testing.TB, sb *sandbox.Sandbox, be string, n
 type loadResult struct {
 	OK, Failed int
 	P50, P99   float64
+	Max        float64 // max_ms, the slowest request
 	By         map[string]int
 	Line       string
 }
@@ -127,6 +164,8 @@ func parseLoad(out string) (loadResult, error) {
 				r.P50, _ = strconv.ParseFloat(v, 64)
 			case "p99_ms":
 				r.P99, _ = strconv.ParseFloat(v, 64)
+			case "max_ms":
+				r.Max, _ = strconv.ParseFloat(v, 64)
 			case "by":
 				for _, hv := range strings.Split(v, ",") {
 					h, n, _ := strings.Cut(hv, ":")

@@ -75,7 +75,7 @@ var matrix = []matrixCase{
 	{"T23", "key rotation on one host", "P10", "not reachable: drover has no key-rotation command yet"},
 	{"T24", "host disappears for good", "P12, P14", "not in the suite: TestRecords/\"drover leases and lease release\" (make test) covers the release path"},
 	{"T25", "two hosts claim one subnet / same node name", "P12, P13", "not in the suite: TestRecords/\"a vanished lease never has two owners\", TestOverlay/\"forged records are refused\", TestConsulNodeID (make test)"},
-	{"T26", "endpoint roaming (underlay address of a host changes)", "P11", "not in the suite yet: in the sandbox a host's Consul agent binds its underlay address, so moving that address also takes the host out of Consul; the case needs a second underlay address per host first; issue 12 defect 14 (roaming) is being fixed in parallel"},
+	{"T26", "endpoint roaming (underlay address of a host changes)", "P11", ""},
 	{"T27", "underlay MTU 1400: large transfers", "P15", ""},
 	{"T28", "clock skew ±5 min on one host", "P14", "not reachable: libfaketime does not move a Go binary's clock (measured: `faketime -f +5m date` is 5 min ahead, a Go program under the same faketime, static or cgo, prints the real time: Go reads the clock through the vDSO, not libc); Linux time namespaces offset only CLOCK_MONOTONIC/BOOTTIME, not the wall clock; moving the machine's clock would move every host and other people's tests"},
 	{"T29", "ACL token revoked / token file replaced", "P19", "not in the suite: TestConsulSecured/\"revoked token keeps the data plane\" (make test)"},
