@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -201,7 +202,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		var in read
 		snap, err := c.src.Snapshot()
 		if in.Err = err; err == nil {
-			in.Desired, lastProblems = c.desired(s.Running, snap, lastProblems)
+			in.Desired, lastProblems, in.Err = c.safeDesired(s.Running, snap, lastProblems)
 		}
 		var act action
 		s, act = step(s, in, time.Now(), c.opt)
@@ -271,6 +272,20 @@ func (c *Controller) desired(running State, snap map[string][]discovery.Instance
 	}
 	c.update(func(s *ControllerStatus) { s.Problems = ps })
 	return desired, last
+}
+
+// safeDesired is desired with a panic (a defect in the pure core) turned
+// into an error: the loop then keeps HAProxy as it runs, as for an
+// unreadable Consul, and the rest of the agent (mesh, discovery) lives on.
+func (c *Controller) safeDesired(running State, snap map[string][]discovery.Instance, last string) (st State, next string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.opt.Log.Error("computing the lb's desired state panicked; haproxy kept as it is", "panic", r, "stack", string(debug.Stack()))
+			st, next, err = State{}, last, fmt.Errorf("computing the desired state panicked (a drover defect; haproxy kept as it is): %v", r)
+		}
+	}()
+	st, next = c.desired(running, snap, last)
+	return st, next, nil
 }
 
 // do carries out a step's action and its follow-ups (the runtime

@@ -109,7 +109,7 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 				continue
 			}
 			if in.Health != "passing" {
-				if set, reason := settingsOf(opt, in.Meta); reason == "" && s.set == set &&
+				if set, reason := settingsOf(opt, in.Meta); s != nil && reason == "" && s.set == set &&
 					(!checkOrigin || origins.refuse(in, opt.Allow) == "") {
 					failing = true
 				}
@@ -118,6 +118,14 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 			set, reason := settingsOf(opt, in.Meta)
 			if reason != "" {
 				probs = append(probs, Problem{name, in.ID, reason + "; instance left out"})
+				continue
+			}
+			if s == nil {
+				// Valid settings that set none: the origin check refuses
+				// every instance of this service that has them.
+				if why := origins.refuse(in, opt.Allow); why != "" {
+					probs = append(probs, Problem{name, in.ID, why + "; instance left out"})
+				}
 				continue
 			}
 			if s.set != set {

@@ -88,3 +88,28 @@ func TestOnlyDroverInstancesAndNeverTheLBHost(t *testing.T) {
 		}
 	}
 }
+
+// A service whose every instance the origin check refuses (passing or
+// not) is left out with the reasons; it set no settings, claims no route,
+// and Desired does not panic on it (it did once: the e2e agent died).
+func TestServiceWithOnlyRefusedOriginsLeavesQuietly(t *testing.T) {
+	lbInst := func(id, addr, health string) discovery.Instance {
+		return with(inst(id, addr, 8080, contract.KeyLBMode, "http"), health)
+	}
+	services := map[string][]discovery.Instance{
+		discovery.NodeService: {nodeRecord("h1", "c-h1", "10.42.1.0/24", "10.99.0.11:51820")},
+		"intruder": {
+			lbInst("no-node-meta", "10.42.1.6", "passing"),
+			lbInst("no-node-meta-critical", "10.42.1.7", "critical"),
+		},
+		"sleeper": {lbInst("no-node-meta-only-critical", "10.42.1.8", "critical")},
+		"web":     {from(lbInst("ok", "10.42.1.5", "passing"), "h1", "c-h1")},
+	}
+	st, probs := Desired(Options{SlotsMin: 4}, services)
+	if len(st.Backends) != 1 || st.Backends[0].Name != "web" || len(st.Frontends) != 1 {
+		t.Fatalf("state %+v: want web alone", st)
+	}
+	if len(probs) != 1 || probs[0].Instance != "no-node-meta" || !strings.Contains(probs[0].Reason, "not registered by a drover agent") {
+		t.Errorf("problems %v: want the passing intruder refused for its origin", probs)
+	}
+}
