@@ -277,6 +277,19 @@ func faultT2(ctx context.Context, t *testing.T, sb *sandbox.Sandbox) {
 			neither++
 			t.Logf("iteration %d: haproxy.cfg at the kill (%s) is neither the old (%s) nor the new (%s) config", i, hash(crash), hash(old), hash(cur))
 		}
+		// A check file may be the restarted agent's own background file
+		// write (after runtime ops) in progress: only what is left once
+		// no file write is pending counts.
+		_ = harness.Wait(15*time.Second, func() error {
+			st, err := lbStateErr(ctx, sb)
+			if err != nil {
+				return err
+			}
+			if st.LB.PendingFile {
+				return fmt.Errorf("a file write is pending")
+			}
+			return nil
+		})
 		for _, n := range leftovers(dir) {
 			leftSeen[n] = true
 		}

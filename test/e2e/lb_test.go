@@ -35,6 +35,7 @@ type lbStatus struct {
 			} `json:"servers"`
 		} `json:"backends"`
 		Stale         bool     `json:"stale"`
+		PendingFile   bool     `json:"pending_file"`
 		Holding       []string `json:"holding"`
 		RuntimeOps    int64    `json:"runtime_ops"`
 		Reloads       int64    `json:"reloads"`
