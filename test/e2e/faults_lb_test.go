@@ -314,7 +314,7 @@ func faultT2(ctx context.Context, t *testing.T, sb *sandbox.Sandbox) {
 		Pass:   invalid == 0 && neither == 0 && left == 0 && len(masters) == 1,
 	}
 	if left > 0 {
-		r.Note = "staging files survive the restart (lb/haproxy writeAtomic/Validate leave .…stage-*/.…check-* when killed, nothing removes them at start): " + strings.Join(names[:min(3, len(names))], ", ")
+		r.Note = "stage or check files present after the restarted agent converged with no file write pending (a kill -9 leaves them; the next start removes them): " + strings.Join(names[:min(3, len(names))], ", ")
 	}
 	recordFault(t, begin, r)
 	for k := range svcs {
