@@ -122,8 +122,12 @@ func Desired(opt Options, services map[string][]discovery.Instance) (State, []Pr
 			}
 			if s == nil {
 				// Valid settings that set none: the origin check refuses
-				// every instance of this service that has them.
-				if why := origins.refuse(in, opt.Allow); why != "" {
+				// every instance of this service that has them. Say why
+				// as for any instance: an unsafe address first, then the
+				// origin.
+				if srv, ps := serverOf(name, in, own); srv.Addr == "" {
+					probs = append(probs, ps...)
+				} else if why := origins.refuse(in, opt.Allow); why != "" {
 					probs = append(probs, Problem{name, in.ID, why + "; instance left out"})
 				}
 				continue

@@ -103,13 +103,17 @@ func TestServiceWithOnlyRefusedOriginsLeavesQuietly(t *testing.T) {
 			lbInst("no-node-meta-critical", "10.42.1.7", "critical"),
 		},
 		"sleeper": {lbInst("no-node-meta-only-critical", "10.42.1.8", "critical")},
+		"loop":    {from(lbInst("evil-loop", "127.0.0.1", "passing"), "h1", "c-h1")},
 		"web":     {from(lbInst("ok", "10.42.1.5", "passing"), "h1", "c-h1")},
 	}
 	st, probs := Desired(Options{SlotsMin: 4}, services)
 	if len(st.Backends) != 1 || st.Backends[0].Name != "web" || len(st.Frontends) != 1 {
 		t.Fatalf("state %+v: want web alone", st)
 	}
-	if len(probs) != 1 || probs[0].Instance != "no-node-meta" || !strings.Contains(probs[0].Reason, "not registered by a drover agent") {
-		t.Errorf("problems %v: want the passing intruder refused for its origin", probs)
+	// Sorted by service: the loopback one is refused for its address (as
+	// when the service has other instances), the intruder for its origin.
+	if len(probs) != 2 || probs[0].Instance != "no-node-meta" || !strings.Contains(probs[0].Reason, "not registered by a drover agent") ||
+		probs[1].Instance != "evil-loop" || !strings.Contains(probs[1].Reason, "loopback") {
+		t.Errorf("problems %v: want the passing intruder refused for its origin, evil-loop for its loopback address", probs)
 	}
 }
