@@ -367,9 +367,15 @@ func TestLBIngress(t *testing.T) {
 		if r.Failed != 0 || r.OK < 500 {
 			t.Errorf("want 0 failed requests to the incumbent: %s", r.Line)
 		}
-		if up := lbState(ctx, t, sb).upServers("app"); len(up) != 2 {
-			t.Errorf("app's servers after the newcomers: %v, want its 2", up)
-		}
+		// HAProxy's view right after tcp-first's reload can lag a check
+		// (the new worker's first one); the load above is what proves
+		// both servers kept serving.
+		harness.Eventually(t, 15*time.Second, "app's 2 servers UP after the newcomers", func() error {
+			if up := lbState(ctx, t, sb).upServers("app"); len(up) != 2 {
+				return fmt.Errorf("UP: %v", up)
+			}
+			return nil
+		})
 	})
 
 	t.Run("a port another program holds is refused; a new service still appears within one reload", func(t *testing.T) {
