@@ -3,49 +3,14 @@ package haproxy
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// mastersOf counts the haproxy masters (processes whose parent is not an
-// haproxy) running config path cfg.
-func mastersOf(t *testing.T, cfg string) []int {
-	t.Helper()
-	ents, _ := os.ReadDir("/proc")
-	parent := map[int]int{} // haproxy processes of cfg → their parent
-	for _, e := range ents {
-		var pid int
-		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil {
-			continue
-		}
-		cl, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !strings.Contains(string(cl), cfg) || strings.Contains(string(cl), "\x00-c\x00") {
-			continue
-		}
-		st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		var ppid int
-		f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
-		if len(f) > 1 {
-			_, _ = fmt.Sscanf(f[1], "%d", &ppid)
-		}
-		parent[pid] = ppid
-	}
-	var pids []int
-	for pid, ppid := range parent {
-		if _, child := parent[ppid]; !child {
-			pids = append(pids, pid) // a worker's parent is its master
-		}
-	}
-	return pids
-}
+	"github.com/drover-net/drover/test/procs"
+)
 
 // An agent that starts while its HAProxy master lives but does not answer
 // (here: stopped; in the field: re-executing for a reload the previous
@@ -87,7 +52,7 @@ func TestStartNeverStartsASecondMaster(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "not starting a second haproxy") {
 		t.Fatalf("Start beside a stopped master: %v, want a refusal", err)
 	}
-	if got := mastersOf(t, h.ConfigPath()); len(got) != 1 || got[0] != pid {
+	if got := procs.HAProxyMasters(h.ConfigPath()); len(got) != 1 || got[0] != pid {
 		t.Fatalf("masters running %v, want only %d", got, pid)
 	}
 	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
@@ -96,7 +61,7 @@ func TestStartNeverStartsASecondMaster(t *testing.T) {
 	if err := h2.Start(ctx, minimalConfig(h2)); err != nil {
 		t.Fatalf("Start once the master answers: %v", err)
 	}
-	if got := mastersOf(t, h.ConfigPath()); len(got) != 1 || got[0] != pid {
+	if got := procs.HAProxyMasters(h.ConfigPath()); len(got) != 1 || got[0] != pid {
 		t.Fatalf("masters running %v after attaching, want only %d", got, pid)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/drover-net/drover/discovery/contract"
 	"github.com/drover-net/drover/lb"
 	"github.com/drover-net/drover/test/harness"
+	"github.com/drover-net/drover/test/procs"
 	"github.com/drover-net/drover/test/sandbox"
 )
 
@@ -726,32 +727,5 @@ func haproxyMasters(t *testing.T, sb *sandbox.Sandbox, host string) []int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := filepath.Join(sb.LBDir(h), "haproxy.cfg")
-	ents, _ := os.ReadDir("/proc")
-	parent := map[int]int{}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cl, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !strings.Contains(string(cl), "\x00-W\x00") || !strings.Contains(string(cl), cfg+"\x00") {
-			continue
-		}
-		st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		if f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:])); len(f) > 1 && f[0] != "Z" {
-			parent[pid], _ = strconv.Atoi(f[1])
-		}
-	}
-	var out []int
-	for pid, pp := range parent {
-		if _, child := parent[pp]; !child {
-			out = append(out, pid)
-		}
-	}
-	sort.Ints(out)
-	return out
+	return procs.HAProxyMasters(filepath.Join(sb.LBDir(h), "haproxy.cfg"))
 }
